@@ -1,0 +1,214 @@
+"""The ``manymodels`` command line.
+
+Every command reports a mistake of the user's (config, data, template, registry) as one line on
+stderr and exits with status 2; a job whose failures exceed the budget exits with 1. Only an
+unexpected error shows a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from manymodels.errors import JobError, ManyModelsError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _config_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    function = click.option(
+        "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+        help="Override a config key, e.g. --set horizon=12 --set compute.n_workers=4.",
+    )(function)  # fmt: skip
+    function = click.option(
+        "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
+        help="The YAML job configuration.",
+    )(function)  # fmt: skip
+    return function
+
+
+def _quiet_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(function)
+
+
+def _friendly(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the package's own errors into one line on stderr and an exit status."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except JobError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except ManyModelsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: run the same command again to resume the job.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*CloudPickle.*")
+    for name in ("mlflow", "alembic", "distributed", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="manymodels")
+def main() -> None:
+    """Train, track and serve one forecasting model per entity, on Dask and MLflow.
+
+    Start with 'manymodels demo', then copy configs/own-data.yaml for your data.
+    """
+    _quiet_libraries()
+
+
+@main.command(context_settings=CONTEXT)
+@_config_options
+@click.option("--resume", metavar="JOB_ID", help="Resume this unfinished job.")
+@click.option("--fresh", is_flag=True, help="Start a new job even if one of this config is unfinished.")
+@click.option("--promote", is_flag=True, help="Make every new version the champion.")
+@_quiet_option
+@_friendly
+def train(config_path: str, overrides: tuple[str, ...], resume: str | None, fresh: bool,
+          promote: bool, quiet: bool) -> None:  # fmt: skip
+    """Train and register one model per entity.
+
+    An unfinished job of the same config (its driver killed) is resumed automatically.
+    """
+    from manymodels.config import load_config
+    from manymodels.jobs.train import require_within_budget
+    from manymodels.jobs.train import train as train_job
+    from manymodels.report import is_interactive, print_train_summary
+
+    config = load_config(config_path, list(overrides))
+    result = train_job(config, resume=resume, fresh=fresh, promote=promote,
+                       progress=not quiet and is_interactive())  # fmt: skip
+    print_train_summary(result)
+    require_within_budget(result, config)
+
+
+@main.command(context_settings=CONTEXT)
+@_config_options
+@click.option("--force", is_flag=True, help="Retrain entities whose data and template are unchanged.")
+@click.option("--resume", metavar="JOB_ID", help="Resume this unfinished job.")
+@click.option("--fresh", is_flag=True, help="Start a new job even if one of this config is unfinished.")
+@_quiet_option
+@_friendly
+def retrain(config_path: str, overrides: tuple[str, ...], force: bool, resume: str | None,
+            fresh: bool, quiet: bool) -> None:  # fmt: skip
+    """Train challengers; promote those that beat the champion on the same holdout."""
+    from manymodels.config import load_config
+    from manymodels.jobs.train import require_within_budget
+    from manymodels.jobs.train import retrain as retrain_job
+    from manymodels.report import is_interactive, print_train_summary
+
+    config = load_config(config_path, list(overrides))
+    result = retrain_job(config, resume=resume, fresh=fresh, force=force,
+                         progress=not quiet and is_interactive())  # fmt: skip
+    print_train_summary(result)
+    require_within_budget(result, config)
+
+
+@main.command(context_settings=CONTEXT)
+@_config_options
+@click.option("--alias", help="Forecast with the versions that carry this alias (default: champion).")
+@click.option("--version", "version", type=click.IntRange(min=1), help="Forecast with this version number.")
+@click.option("--output", type=click.Path(file_okay=False), help="Output folder (default: forecast.output).")
+@_quiet_option
+@_friendly
+def forecast(config_path: str, overrides: tuple[str, ...], alias: str | None, version: int | None,
+             output: str | None, quiet: bool) -> None:  # fmt: skip
+    """Forecast every entity with its registered model into partitioned Parquet."""
+    from manymodels.config import load_config
+    from manymodels.jobs.forecast import forecast as forecast_job
+    from manymodels.jobs.forecast import require_within_budget
+    from manymodels.report import is_interactive, print_forecast_summary
+
+    if alias and version:
+        raise click.UsageError("give --alias or --version, not both")
+    config = load_config(config_path, list(overrides))
+    result = forecast_job(config, alias=alias, version=version, output=output,
+                          progress=not quiet and is_interactive())  # fmt: skip
+    print_forecast_summary(result)
+    require_within_budget(result, config)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.option("--partition-by", required=True, help="Comma-separated partition columns, e.g. store,brand.")
+@click.option("--output", required=True, type=click.Path(file_okay=False), help="The folder to write.")
+@_friendly
+def prepare(input_path: str, partition_by: str, output: str) -> None:
+    """Partition a flat CSV or Parquet file into hive-style Parquet (store=1/brand=x/)."""
+    from manymodels.data import prepare as prepare_data
+
+    columns = [column.strip() for column in partition_by.split(",") if column.strip()]
+    if not columns:
+        raise click.BadParameter("name at least one column", param_hint="--partition-by")
+    count = prepare_data(input_path, columns, output)
+    click.echo(f"wrote {count} partitions to {output}")
+
+
+@main.command("new-template", context_settings=CONTEXT)
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+@_friendly
+def new_template(path: str, force: bool) -> None:
+    """Write a starter training template to PATH, to edit and use as model.template."""
+    from manymodels.templates import starter_template_text
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise ManyModelsError(f"{path} exists; pass --force to overwrite it.")
+    target.write_text(starter_template_text(), encoding="utf-8")
+    click.echo(f"wrote {path}; set 'model: {{template: {path}}}' in your config to use it")
+
+
+@main.command(context_settings=CONTEXT)
+@_config_options
+@_friendly
+def validate(config_path: str, overrides: tuple[str, ...]) -> None:
+    """Check a config, its template and its data without training anything."""
+    from manymodels.config import load_config
+    from manymodels.jobs.session import validate_inputs
+
+    config = load_config(config_path, list(overrides))
+    inputs = validate_inputs(config)
+    click.echo(f"{config_path}: ok ({len(inputs.partitions)} partitions, "
+               f"template {inputs.template.name})")  # fmt: skip
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--workdir", default="manymodels-demo", show_default=True,
+              type=click.Path(file_okay=False), help="Where data, config, MLflow store and forecasts go.")  # fmt: skip
+@click.option("--entities", default=500, show_default=True, type=click.IntRange(min=3),
+              help="Number of store x brand series.")  # fmt: skip
+@click.option("--weeks", default=156, show_default=True, type=click.IntRange(min=30),
+              help="Weeks of history.")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed of the data.")
+@_quiet_option
+@_friendly
+def demo(workdir: str, entities: int, weeks: int, seed: int, quiet: bool) -> None:
+    """Generate OJ-style sales data, train a model per entity, and forecast them all."""
+    from manymodels.demo import run_demo
+
+    run_demo(os.path.abspath(workdir), entities, weeks, seed, progress=not quiet)
+
+
+if __name__ == "__main__":
+    main()

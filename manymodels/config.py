@@ -1,0 +1,416 @@
+"""Typed, validated job configuration.
+
+A YAML file is loaded once into frozen pydantic objects. Every problem (unknown key, wrong
+type, impossible value, YAML syntax) becomes a :class:`~manymodels.errors.ConfigError` whose
+message is one line naming the file, the key, the value seen and the fix.
+
+This module imports nothing else from the package but its errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from manymodels.errors import ConfigError
+
+__all__ = [
+    "ComputeConfig",
+    "Config",
+    "DataConfig",
+    "EvaluationConfig",
+    "FailureConfig",
+    "ForecastConfig",
+    "ModelConfig",
+    "RetrainConfig",
+    "TrackingConfig",
+    "load_config",
+    "config_from_dict",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the data is and what its columns mean."""
+
+    path: str = Field(description="root of the hive-partitioned Parquet dataset (path or fsspec URL)")
+    partition_by: list[str] = Field(
+        min_length=1, description="the hive partition columns, outermost first, e.g. [store, brand]"
+    )
+    id_cols: list[str] | None = Field(
+        default=None,
+        description="columns that identify one entity; defaults to partition_by and must include it",
+    )
+    time_col: str = Field(description="the timestamp column")
+    target_col: str = Field(description="the numeric column to forecast")
+    exog_cols: list[str] = Field(
+        default_factory=list, description="numeric columns known in advance (price, promotions, ...)"
+    )
+    freq: str | None = Field(
+        default=None, description="a pandas frequency such as W-SUN, D or MS; inferred when absent"
+    )
+    fill_missing: Literal["interpolate", "zero", "ffill", "none"] = Field(
+        default="interpolate", description="how gaps in the time grid are filled"
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for a remote path (credentials, endpoint)"
+    )
+
+    @field_validator("freq")
+    @classmethod
+    def _known_frequency(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from pandas.tseries.frequencies import to_offset
+
+        try:
+            to_offset(value)
+        except ValueError:
+            raise ValueError("not a pandas frequency; use e.g. D, W-SUN, MS or h") from None
+        return value
+
+    @model_validator(mode="after")
+    def _ids_include_partitions(self) -> DataConfig:
+        if self.id_cols is not None:
+            missing = [col for col in self.partition_by if col not in self.id_cols]
+            if missing:
+                raise ValueError(f"id_cols must include every partition_by column; add {missing}")
+        return self
+
+    @property
+    def entity_cols(self) -> list[str]:
+        """The columns that identify one entity."""
+        return list(self.id_cols or self.partition_by)
+
+
+class ModelConfig(_Section):
+    """Which training template runs for every entity, and its parameters."""
+
+    template: str = Field(
+        default="sklearn_lags",
+        description="a built-in template (sklearn_lags, ets, seasonal_naive) or a path to a .py file",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the template")
+
+
+class EvaluationConfig(_Section):
+    """How each entity's model is scored before it is registered."""
+
+    holdout: int | None = Field(
+        default=None, ge=1, description="periods held out at the end for scoring; defaults to horizon"
+    )
+    refit: bool = Field(default=True, description="refit on all data after scoring the holdout")
+    metric: Literal["mae", "rmse", "smape", "mase"] = Field(
+        default="mase", description="the metric that decides champion promotion"
+    )
+    season_length: int | None = Field(
+        default=None, ge=1, description="periods per season; derived from freq when absent"
+    )
+
+
+class ComputeConfig(_Section):
+    """Where the work runs: an embedded LocalCluster or an existing Dask scheduler."""
+
+    scheduler: str | None = Field(
+        default=None, description="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786"
+    )
+    n_workers: int | None = Field(
+        default=None, ge=1, description="LocalCluster worker processes; defaults to the CPU count"
+    )
+    threads_per_worker: int = Field(default=1, ge=1, description="threads per LocalCluster worker")
+    memory_limit: str = Field(default="auto", description="memory limit per LocalCluster worker")
+    batch_size: int | None = Field(
+        default=None, ge=1, description="entities per Dask task; sized automatically when absent"
+    )
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking and model registry."""
+
+    uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; defaults to a SQLite store under work_dir",
+    )
+    registry_uri: str | None = Field(default=None, description="defaults to the tracking URI")
+    experiment: str = Field(default="manymodels", min_length=1, description="MLflow experiment name")
+    model_prefix: str = Field(
+        default="mm",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="prefix of every registered model name (letters, digits, _ . -)",
+    )
+    registration: Literal["per_entity", "per_job"] = Field(
+        default="per_entity",
+        description="one registered model per entity, or one model version per job holding all",
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="extra tags on every run and model")
+
+
+class FailureConfig(_Section):
+    """How much failure a job tolerates, and how hard it tries."""
+
+    max_share: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="share of entities that may fail before exit 1"
+    )
+    max_count: int | None = Field(
+        default=None, ge=0, description="number of entities that may fail before exit 1"
+    )
+    entity_timeout: float | None = Field(
+        default=None, gt=0, description="seconds one entity may train before it is failed"
+    )
+    retries: int = Field(default=1, ge=0, description="retries of a transient per-entity failure")
+    retry_backoff: float = Field(default=0.5, ge=0, description="seconds before the first retry")
+
+
+class ForecastConfig(_Section):
+    """Where batch forecasts go and which model version makes them."""
+
+    output: str = Field(default="forecasts", description="directory of the partitioned forecasts")
+    alias: str = Field(default="champion", min_length=1, description="registry alias to forecast with")
+
+
+class RetrainConfig(_Section):
+    """When a retrained challenger replaces the champion."""
+
+    min_improvement: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="relative improvement of the metric a challenger needs to become champion",
+    )
+
+
+class Config(_Section):
+    """A complete job configuration. Build it with :func:`load_config`.
+
+    Relative paths in the file are resolved against the directory holding the file.
+    """
+
+    horizon: int = Field(ge=1, description="periods to forecast")
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    failures: FailureConfig = Field(default_factory=FailureConfig)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    work_dir: str = Field(
+        default=".manymodels", description="holds the embedded MLflow store and job ledgers"
+    )
+    source: str | None = Field(default=None, description="the file this config was read from")
+
+    @property
+    def holdout(self) -> int:
+        """Periods held out for scoring (``evaluation.holdout`` or ``horizon``)."""
+        return self.evaluation.holdout or self.horizon
+
+    def label(self) -> str:
+        """How errors refer to this config: its file name, or 'config'."""
+        return self.source or "config"
+
+
+_PATH_KEYS = (("data", "path"), ("forecast", "output"), ("work_dir",), ("model", "template"))
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Config:
+    """Load and validate a YAML configuration file.
+
+    Args:
+        path: the YAML file.
+        overrides: ``key=value`` strings applied before validation, such as
+            ``["horizon=12", "compute.n_workers=2"]``; values are parsed as YAML scalars.
+
+    Returns:
+        The validated, frozen configuration, with relative paths made absolute.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, is not valid YAML, or fails validation.
+
+    Example:
+        >>> config = load_config("configs/demo.yaml", ["horizon=4"])  # doctest: +SKIP
+    """
+    file = Path(path)
+    label = str(path)
+    if not file.is_file():
+        raise ConfigError(
+            f"{label}: config file not found. Hint: pass an existing YAML file with -c, "
+            "or run 'manymodels demo' to write an example."
+        )
+    raw = _read_yaml(file, label)
+    for override in overrides or []:
+        _apply_override(raw, override, label)
+    return config_from_dict(raw, base_dir=file.resolve().parent, label=label)
+
+
+def config_from_dict(
+    raw: dict[str, Any], base_dir: str | os.PathLike[str] | None = None, label: str = "config"
+) -> Config:
+    """Validate a configuration given as a dictionary (the Python API's entry point).
+
+    Args:
+        raw: the same structure as the YAML file.
+        base_dir: relative paths are resolved against it; the working directory by default.
+        label: how error messages name the source.
+
+    Raises:
+        ConfigError: a key is unknown, a value has the wrong type or is out of range.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{label}: the top level must be a mapping of keys such as horizon and data, "
+            f"got {type(raw).__name__}."
+        )
+    resolved = _resolve_paths(raw, Path(base_dir or os.getcwd()))
+    resolved["source"] = None if label == "config" else label
+    try:
+        return Config.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, label)) from None
+
+
+def _read_yaml(file: Path, label: str) -> dict[str, Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read the config file ({exc}).") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(
+            f"{where}: YAML syntax error: {problem}. Hint: check indentation, colons and quotes "
+            "on that line."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label}: YAML error: {exc}") from None
+    if raw is None:
+        raise ConfigError(f"{label}: the config file is empty. Hint: copy configs/demo.yaml.")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{label}: the top level must be a mapping of keys such as horizon and data, "
+            f"got {type(raw).__name__}."
+        )
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], override: str, label: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"--set {override!r}: expected KEY=VALUE with a dotted key, e.g. --set horizon=12."
+        )
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {override!r}: {part!r} in {label} is not a section.")
+        node = child
+    node[parts[-1]] = value
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    resolved = {key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()}
+    for keys in _PATH_KEYS:
+        node = resolved
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node.get(key), dict) else None
+            if node is None:
+                break
+        if node is None:
+            continue
+        value = node.get(keys[-1])
+        if isinstance(value, str) and _is_relative_local(value, keys):
+            node[keys[-1]] = str((base_dir / value).resolve())
+    return resolved
+
+
+def _is_relative_local(value: str, keys: tuple[str, ...]) -> bool:
+    if "://" in value or os.path.isabs(value):
+        return False
+    if keys == ("model", "template"):
+        # Built-in template names are plain words; only file names are paths.
+        return value.endswith(".py") or "/" in value
+    return True
+
+
+def _describe(exc: ValidationError, label: str) -> str:
+    errors = exc.errors(include_url=False)
+    message = _describe_one(errors[0], label)
+    if len(errors) > 1:
+        message += f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)"
+    return message
+
+
+def _describe_one(error: dict[str, Any], label: str) -> str:
+    loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    key = ".".join(loc) or "(top level)"
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        return f"{label}: unknown key '{key}'. Hint: {_nearest_key_hint(loc)}"
+    if kind == "missing":
+        described = _field_description(loc)
+        return f"{label}: missing required key '{key}'" + (
+            f" ({described}). Hint: add it to the file." if described else ". Hint: add it."
+        )
+    shown = _shorten(value)
+    reason = error["msg"]
+    if reason.startswith("Value error, "):
+        reason = reason[len("Value error, ") :]
+    hint = _field_description(loc)
+    return f"{label}: key '{key}' has an invalid value {shown}: {_lower_first(reason)}." + (
+        f" Hint: '{loc[-1]}' is {hint}." if hint else ""
+    )
+
+
+def _nearest_key_hint(loc: list[str]) -> str:
+    model = _model_at(loc[:-1])
+    valid = sorted(model.model_fields) if model else []
+    valid = [name for name in valid if name != "source"]
+    close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+    where = f"under '{'.'.join(loc[:-1])}'" if len(loc) > 1 else "at the top level"
+    if close:
+        return f"did you mean '{close[0]}'? Valid keys {where}: {', '.join(valid)}."
+    return f"valid keys {where}: {', '.join(valid)}."
+
+
+def _model_at(path: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Config
+    for part in path:
+        field = model.model_fields.get(part) if model else None
+        annotation = field.annotation if field else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return model
+
+
+def _field_description(loc: list[str]) -> str | None:
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(loc[-1]) if model and loc else None
+    return field.description if field else None
+
+
+def _shorten(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]

@@ -1,0 +1,307 @@
+"""Hive-partitioned Parquet: discovering partitions, reading one, writing many.
+
+The driver only lists files (:func:`discover_partitions`) and reads one footer
+(:func:`check_columns`); workers read their own partitions (:func:`read_partition`). Outputs
+are written to a temporary folder and moved into place in one step (:func:`replace_dir`), so a
+reader never sees half of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import urllib.parse
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from manymodels.errors import DataError
+
+__all__ = [
+    "Partition",
+    "check_columns",
+    "discover_partitions",
+    "fingerprint",
+    "prepare",
+    "read_partition",
+    "replace_dir",
+    "write_partitioned",
+]
+
+_IGNORED_PREFIXES = (".", "_")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One hive partition: its key values and the files that hold its rows.
+
+    Attributes:
+        keys: ``(column, value)`` pairs in ``partition_by`` order; values are decoded strings.
+        files: paths of its Parquet files (as the filesystem names them).
+        nbytes: total size of the files, used to balance batches.
+    """
+
+    keys: tuple[tuple[str, str], ...]
+    files: tuple[str, ...] = field(compare=False)
+    nbytes: int = field(default=0, compare=False)
+
+    @property
+    def key_dict(self) -> dict[str, str]:
+        return dict(self.keys)
+
+    @property
+    def listing_fingerprint(self) -> str:
+        """A hash of the file names and sizes: changes when the partition's files change."""
+        digest = hashlib.sha256(repr((self.files, self.nbytes)).encode("utf-8"))
+        return digest.hexdigest()[:16]
+
+
+def discover_partitions(
+    path: str, partition_by: Sequence[str], storage_options: Mapping[str, Any] | None = None
+) -> list[Partition]:
+    """List the partitions under ``path`` from its directory structure alone.
+
+    Raises:
+        DataError: the path does not exist, holds no Parquet files, or a directory's
+            ``key=value`` levels do not match ``partition_by``.
+    """
+    fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
+    if not fs.exists(root):
+        raise DataError(
+            f"data.path: {path} does not exist. Hint: point data.path at a partitioned Parquet "
+            "folder, or create one with 'manymodels prepare'."
+        )
+    listing = fs.find(root, detail=True, withdirs=False)
+    local = "file" in _protocols(fs)
+    grouped: dict[tuple[tuple[str, str], ...], list[tuple[str, int]]] = {}
+    root_prefix = root.rstrip("/") + "/"
+    for name, info in sorted(listing.items()):
+        relative = name[len(root_prefix) :] if name.startswith(root_prefix) else name
+        *dirs, base = relative.split("/")
+        if base.startswith(_IGNORED_PREFIXES) or any(d.startswith(_IGNORED_PREFIXES) for d in dirs):
+            continue
+        if not (base.endswith(".parquet") or base.endswith(".parq") or "." not in base):
+            continue
+        keys = _parse_hive_dirs(dirs, partition_by, relative, path)
+        full_name = name if local else fs.unstrip_protocol(name)
+        grouped.setdefault(keys, []).append((full_name, int(info.get("size") or 0)))
+    if not grouped:
+        raise DataError(
+            f"data.path: no Parquet files under {path}. Hint: the dataset is empty; write "
+            "partitions such as store=1/part-0.parquet, or run 'manymodels prepare'."
+        )
+    return [
+        Partition(keys, tuple(name for name, _ in files), sum(size for _, size in files))
+        for keys, files in grouped.items()
+    ]
+
+
+def check_columns(
+    partition: Partition,
+    required: Mapping[str, str],
+    numeric: Sequence[str],
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Check one partition's Parquet schema for the configured columns (reads a footer only).
+
+    Args:
+        partition: the partition whose first file is read.
+        required: column name to the config key that names it, e.g. ``{"week": "data.time_col"}``.
+        numeric: columns that must be numeric.
+
+    Raises:
+        DataError: a column is missing, or is not numeric where it must be.
+    """
+    schema = _read_schema(partition.files[0], storage_options)
+    present = set(schema.names) | {key for key, _ in partition.keys}
+    for column, key in required.items():
+        if column not in present:
+            available = ", ".join(sorted(present))
+            raise DataError(
+                f"{key}: column '{column}' is not in the data (first file: "
+                f"{partition.files[0]}). Hint: available columns are {available}."
+            )
+    for column in numeric:
+        if column in schema.names:
+            kind = schema.field(column).type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                    or pa.types.is_boolean(kind) or pa.types.is_decimal(kind)
+                    or pa.types.is_null(kind)):  # fmt: skip
+                raise DataError(
+                    f"column '{column}' has type {kind}, not a number. Hint: convert it to a "
+                    "numeric type, or leave it out of target_col and exog_cols."
+                )
+
+
+def read_partition(
+    partition: Partition,
+    columns: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Read one partition's rows, with its key columns added as strings.
+
+    Raises:
+        OSError, pyarrow.ArrowException: a file is unreadable or corrupt (the caller records it).
+    """
+    key_names = {key for key, _ in partition.keys}
+    wanted = [c for c in columns if c not in key_names] if columns is not None else None
+    tables = [_read_table(name, wanted, storage_options) for name in partition.files]
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+    frame = table.to_pandas()
+    for key, value in partition.keys:
+        frame[key] = value
+    return frame
+
+
+def fingerprint(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    """A content hash of the given columns, independent of row order and file layout."""
+    ordered = frame[list(columns)].sort_values(list(columns)).reset_index(drop=True)
+    hashed = pd.util.hash_pandas_object(ordered, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def write_partitioned(
+    frame: pd.DataFrame | pa.Table, path: str, partition_by: Sequence[str], basename: str
+) -> None:
+    """Write rows under ``path`` as hive partitions; files named ``basename-{i}.parquet``.
+
+    Writing the same ``basename`` again replaces the same files, so a repeated task is harmless.
+    """
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    filesystem, target = _arrow_target(path)
+    ds.write_dataset(
+        table,
+        target,
+        filesystem=filesystem,
+        format="parquet",
+        partitioning=list(partition_by),
+        partitioning_flavor="hive",
+        basename_template=f"{basename}-{{i}}.parquet",
+        existing_data_behavior="overwrite_or_ignore",
+        max_partitions=max(1024, table.num_rows + 1),
+    )
+
+
+def replace_dir(staging: str, final: str) -> None:
+    """Move ``staging`` to ``final``, replacing what was there, in as few steps as possible."""
+    fs, final_path = fsspec.core.url_to_fs(final)
+    _, staging_path = fsspec.core.url_to_fs(staging)
+    retired = None
+    if fs.exists(final_path):
+        retired = f"{final_path.rstrip('/')}.old-{uuid.uuid4().hex[:8]}"
+        fs.mv(final_path, retired, recursive=True)
+    fs.mv(staging_path, final_path, recursive=True)
+    if retired:
+        fs.rm(retired, recursive=True)
+
+
+def staging_path(final: str) -> str:
+    """A fresh sibling of ``final`` to write into before :func:`replace_dir`."""
+    parent, name = posixpath.split(final.rstrip("/"))
+    return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def prepare(input_path: str, partition_by: Sequence[str], output: str) -> int:
+    """Partition a flat CSV or Parquet file into the hive layout that jobs read.
+
+    Rows stream through pyarrow, so the input need not fit in memory. The output appears
+    complete or not at all.
+
+    Args:
+        input_path: a ``.csv`` or ``.parquet`` file (or a folder of them).
+        partition_by: the columns to partition by, outermost first.
+        output: the folder to create (replaced when it exists).
+
+    Returns:
+        The number of partitions written.
+
+    Raises:
+        DataError: the input is missing or unreadable, or lacks a partition column.
+    """
+    if not os.path.exists(input_path) and "://" not in input_path:
+        raise DataError(f"{input_path}: input file not found. Hint: give a CSV or Parquet file.")
+    fmt = "csv" if input_path.lower().endswith((".csv", ".csv.gz")) else "parquet"
+    try:
+        source = ds.dataset(input_path, format=fmt)
+        schema = source.schema
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{input_path}: cannot read it as {fmt} ({exc}).") from None
+    missing = [col for col in partition_by if col not in schema.names]
+    if missing:
+        raise DataError(
+            f"--partition-by: column '{missing[0]}' is not in {input_path}. Hint: available "
+            f"columns are {', '.join(schema.names)}."
+        )
+    staging = staging_path(output)
+    partitioning = ds.partitioning(
+        pa.schema([schema.field(col) for col in partition_by]), flavor="hive"
+    )
+    try:
+        ds.write_dataset(
+            source, staging, format="parquet", partitioning=partitioning,
+            basename_template="part-{i}.parquet", max_partitions=1_000_000,
+            max_open_files=512,
+        )  # fmt: skip
+    except (pa.ArrowInvalid, OSError) as exc:
+        fs, staging_local = fsspec.core.url_to_fs(staging)
+        if fs.exists(staging_local):
+            fs.rm(staging_local, recursive=True)
+        raise DataError(f"{input_path}: could not partition it ({exc}).") from None
+    replace_dir(staging, output)
+    return len(discover_partitions(output, partition_by))
+
+
+def _parse_hive_dirs(
+    dirs: list[str], partition_by: Sequence[str], relative: str, root: str
+) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for directory in dirs:
+        key, sep, value = directory.partition("=")
+        if not sep:
+            break
+        pairs.append((urllib.parse.unquote(key), urllib.parse.unquote(value)))
+    found = [key for key, _ in pairs]
+    if found != list(partition_by):
+        raise DataError(
+            f"data.partition_by: {root}/{relative} is partitioned by {found or 'nothing'}, but "
+            f"the config says {list(partition_by)}. Hint: set data.partition_by to match the "
+            "key=value folders, or run 'manymodels prepare' to repartition."
+        )
+    return tuple(pairs)
+
+
+def _read_schema(name: str, storage_options: Mapping[str, Any] | None) -> pa.Schema:
+    try:
+        with fsspec.open(name, "rb", **dict(storage_options or {})) as handle:
+            return pq.read_schema(handle)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{name}: not a readable Parquet file ({exc}).") from None
+
+
+def _read_table(
+    name: str, columns: Sequence[str] | None, storage_options: Mapping[str, Any] | None
+) -> pa.Table:
+    if "://" not in name:
+        return pq.read_table(name, columns=columns)
+    with fsspec.open(name, "rb", **dict(storage_options or {})) as handle:
+        return pq.read_table(handle, columns=columns)
+
+
+def _arrow_target(path: str) -> tuple[Any, str]:
+    if "://" not in path:
+        return None, path
+    fs, stripped = fsspec.core.url_to_fs(path)
+    return pa.fs.PyFileSystem(pa.fs.FSSpecHandler(fs)), stripped
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)

@@ -1,0 +1,123 @@
+"""Dask: the cluster a job runs on, and mapping batches over it.
+
+The embedded default is a ``LocalCluster`` of single-threaded worker processes, one per core,
+with BLAS and OpenMP pinned to one thread each (oversubscribed small fits run tens of times
+slower). ``compute.scheduler`` points the same job at an existing cluster instead. This is the
+only module that imports ``dask.distributed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+
+from manymodels.config import ComputeConfig
+from manymodels.errors import ManyModelsError
+
+__all__ = ["PinThreads", "cluster", "map_batches", "worker_count"]
+
+Batch = TypeVar("Batch")
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")  # fmt: skip
+
+
+class PinThreads(WorkerPlugin):
+    """Limits every native thread pool of a worker to one thread, on any cluster."""
+
+    name = "manymodels-pin-threads"
+
+    def setup(self, worker: Any) -> None:
+        for variable in _THREAD_VARIABLES:
+            os.environ[variable] = "1"
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+
+
+@contextlib.contextmanager
+def cluster(compute: ComputeConfig) -> Iterator[Client]:
+    """A Dask client on the configured scheduler, or on a new LocalCluster.
+
+    Raises:
+        ManyModelsError: the scheduler address cannot be reached.
+    """
+    if compute.scheduler:
+        try:
+            client = Client(compute.scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise ManyModelsError(
+                f"compute.scheduler: cannot reach the Dask scheduler at {compute.scheduler} "
+                f"({exc}). Hint: start it with 'dask scheduler', or remove compute.scheduler "
+                "to use a local cluster."
+            ) from None
+        with client:
+            client.register_plugin(PinThreads())
+            yield client
+        return
+    environment = {variable: "1" for variable in _THREAD_VARIABLES}
+    with LocalCluster(
+        n_workers=compute.n_workers or os.cpu_count() or 1,
+        threads_per_worker=compute.threads_per_worker,
+        processes=True,
+        memory_limit=compute.memory_limit,
+        dashboard_address=":0" if _has_dashboard() else None,
+        silence_logs=logging.ERROR,
+        env=environment,
+    ) as local, Client(local) as client:
+        client.register_plugin(PinThreads())
+        yield client
+
+
+def worker_count(client: Client) -> int:
+    """Threads available across the cluster (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
+
+
+def map_batches(
+    client: Client,
+    function: Callable[..., Any],
+    batches: Sequence[Batch],
+    *args: Any,
+    name: str,
+    retries: int = 1,
+) -> Iterator[tuple[Batch, Any]]:
+    """Run ``function(batch, *args)`` for every batch and yield results as they complete.
+
+    Stopping the iteration early cancels the batches still queued or running.
+
+    A task that raises (for example after its worker died too often) yields the exception in
+    place of a result, so the caller can record its batch as failed and go on. Results are
+    released as soon as they are yielded, so Dask never recomputes a task whose side effects
+    were already consumed.
+    """
+    futures = {
+        client.submit(function, batch, *args, key=f"{name}-{index}", pure=False, retries=retries): batch
+        for index, batch in enumerate(batches)
+    }
+    try:
+        for future in as_completed(list(futures)):
+            batch = futures.pop(future)
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the task itself failed; the caller records its entities
+                outcome = exc
+            future.release()
+            yield batch, outcome
+    finally:
+        # Reached early when the caller stops (failure budget spent, interrupted).
+        if futures:
+            client.cancel(list(futures))
+
+
+def _has_dashboard() -> bool:
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,103 @@
+"""One entity's fitted model, as it is saved and served.
+
+An :class:`EntityModel` bundles what a forecast needs: the template's ``predict`` function, the
+fitted model it returned, the context it was trained with and the history it ended on. It is
+what the MLflow pyfunc wrapper unpickles; it imports neither Dask nor MLflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from manymodels.errors import EntityError
+from manymodels.templates import TrainContext
+from manymodels.timeseries import future_frame
+
+__all__ = ["EntityModel", "checked_predictions", "PREDICTION_COL"]
+
+PREDICTION_COL = "prediction"
+
+
+@dataclass
+class EntityModel:
+    """A fitted per-entity model that forecasts from its own history or a newer one.
+
+    Attributes:
+        template: name of the template that trained it.
+        predict_fn: the template's ``predict`` function.
+        model: what the template's ``train`` returned.
+        context: the :class:`~manymodels.templates.TrainContext` it was trained with.
+        history: the rows it was fitted on (time, target, exogenous columns).
+    """
+
+    template: str
+    predict_fn: Callable[..., Any]
+    model: Any
+    context: TrainContext
+    history: pd.DataFrame
+
+    @property
+    def trained_until(self) -> pd.Timestamp:
+        """The last timestamp the model has seen."""
+        return pd.Timestamp(self.history[self.context.time_col].iloc[-1])
+
+    def forecast(
+        self,
+        history: pd.DataFrame | None = None,
+        future: pd.DataFrame | None = None,
+        horizon: int | None = None,
+    ) -> pd.DataFrame:
+        """Forecast the periods after ``history`` (the training history by default).
+
+        Args:
+            history: newer observed rows to forecast from, same columns as the training data.
+            future: the rows to forecast (time column plus exogenous columns); by default the
+                next ``horizon`` periods, with exogenous values carried forward.
+            horizon: periods to forecast when ``future`` is not given; the trained horizon
+                by default.
+
+        Returns:
+            A frame with the time column and ``prediction``.
+
+        Raises:
+            EntityError: the template returned the wrong number of values or non-finite ones.
+        """
+        ctx = self.context
+        history = self.history if history is None else history
+        if future is None:
+            empty = history.iloc[:0]
+            future = future_frame(
+                history, empty, ctx.time_col, list(ctx.exog_cols), ctx.freq, horizon or ctx.horizon
+            )
+        values = checked_predictions(self.predict_fn(self.model, history, future, ctx), len(future))
+        return pd.DataFrame({ctx.time_col: future[ctx.time_col].to_numpy(), PREDICTION_COL: values})
+
+
+def checked_predictions(values: Any, expected: int) -> np.ndarray:
+    """Validate what a template's ``predict`` returned.
+
+    Raises:
+        EntityError: ``None``, the wrong length, non-numeric or non-finite values.
+    """
+    if values is None:
+        raise EntityError("predict() returned None; it must return one number per future row")
+    try:
+        array = np.asarray(values, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise EntityError(
+            f"predict() returned {type(values).__name__} that is not a sequence of numbers"
+        ) from None
+    if len(array) != expected:
+        raise EntityError(
+            f"predict() returned {len(array)} values for {expected} future rows; return one per row"
+        )
+    if not np.isfinite(array).all():
+        raise EntityError(
+            f"predict() returned {int((~np.isfinite(array)).sum())} NaN or infinite values"
+        )
+    return array

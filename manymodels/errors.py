@@ -1,0 +1,40 @@
+"""Exceptions raised by manymodels.
+
+Every error a user can cause derives from :class:`ManyModelsError` and mixes in the builtin
+that a caller would naturally catch. Messages name the thing at fault, the value seen and the
+fix; the CLI prints them as one line.
+"""
+
+from __future__ import annotations
+
+
+class ManyModelsError(Exception):
+    """Base class of all errors that manymodels raises on purpose."""
+
+
+class ConfigError(ManyModelsError, ValueError):
+    """The configuration file or an override is missing, malformed or invalid."""
+
+
+class DataError(ManyModelsError, ValueError):
+    """The dataset is missing, empty, or lacks a column the configuration names."""
+
+
+class TemplateError(ManyModelsError, ValueError):
+    """A training template cannot be found, imported, or does not honour the contract."""
+
+
+class RegistryError(ManyModelsError, RuntimeError):
+    """The model registry has no model for a request, or refused a write."""
+
+
+class JobError(ManyModelsError, RuntimeError):
+    """A job could not finish: too many entities failed, or it cannot be resumed."""
+
+
+class EntityError(ManyModelsError, ValueError):
+    """One entity's data cannot be modelled (too short, all missing, ...).
+
+    Raised inside the per-entity guard; it is recorded as that entity's failure, never
+    propagated to the job.
+    """

@@ -1,0 +1,194 @@
+"""The batch forecasting job.
+
+Looks up every entity's model version in bulk, forecasts on the workers from each entity's
+latest data (and known future exogenous values), and writes partitioned Parquet: workers write
+into a staging folder, which replaces the output folder in one move at the end.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+
+import pandas as pd
+
+from manymodels import tracking
+from manymodels.config import Config
+from manymodels.data import Partition, replace_dir, staging_path
+from manymodels.engine import cluster, map_batches, worker_count
+from manymodels.errors import JobError, ManyModelsError
+from manymodels.guard import Failure, failure_from
+from manymodels.jobs.results import ForecastResult
+from manymodels.jobs.session import (
+    Tracking, log_config, open_job_run, open_tracking, validate_inputs,
+)  # fmt: skip
+from manymodels.jobs.train import allowed_failures
+from manymodels.naming import model_name
+from manymodels.planning import plan_batches
+from manymodels.registry import VersionRef
+from manymodels.report import progress_bar
+from manymodels.worker import EntityResult, ForecastTask, forecast_batch
+
+__all__ = ["forecast"]
+
+ModelRefs = dict[str, tuple[str, int, str]]
+
+
+def forecast(
+    config: Config,
+    *,
+    alias: str | None = None,
+    version: int | None = None,
+    output: str | None = None,
+    horizon: int | None = None,
+    progress: bool = False,
+) -> ForecastResult:
+    """Forecast every entity with its registered model and write partitioned Parquet.
+
+    Args:
+        config: the job configuration.
+        alias: the registry alias to use (``forecast.alias``, ``champion`` by default).
+        version: a version number to use instead of an alias.
+        output: the output folder (``forecast.output`` by default); replaced atomically.
+        horizon: periods to forecast (``horizon`` by default).
+        progress: draw a progress bar on stderr.
+
+    Returns:
+        The outcome; the forecasts have the entity keys, the time column, ``prediction``,
+        ``model_name`` and ``model_version``.
+
+    Raises:
+        RegistryError: no model has the alias or version.
+        JobError: no entity could be forecast.
+    """
+    started = time.perf_counter()
+    if version is None and alias is None:
+        alias = config.forecast.alias
+    inputs = validate_inputs(config, needs_template=False)
+    session = open_tracking(config)
+    try:
+        refs = session.registry.resolve(alias=alias, version=version)
+    except ManyModelsError as exc:
+        raise type(exc)(f"{config.label()}: {exc}") from None
+    items, orphans = _assign(inputs.partitions, refs, config)
+    job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
+    log_config(session, job.run_id, config, {"alias": alias, "version": version})
+    target = output or config.forecast.output
+    staging = staging_path(target)
+    task = ForecastTask(config, staging, horizon or config.horizon)
+    try:
+        results = _forecast_batches(items, task, config, progress)
+    except BaseException:
+        session.client.set_terminated(job.run_id, status="KILLED")
+        _remove(staging)
+        raise
+    results.extend(orphans)
+    entities = pd.DataFrame([result.row() for result in results])
+    rows = int(sum(result.forecast_rows for result in results))
+    if rows:
+        replace_dir(staging, target)
+    else:
+        _remove(staging)
+    result = ForecastResult(job.job_id, job.run_id, target, entities, rows,
+                            time.perf_counter() - started)  # fmt: skip
+    _log(session, job.run_id, result)
+    if not rows:
+        raise JobError(f"{config.label()}: no entity could be forecast; see the failures of run "
+                       f"{job.run_id}. The previous output at {target} was left as it was.")  # fmt: skip
+    return result
+
+
+def require_within_budget(result: ForecastResult, config: Config) -> None:
+    """Raise when more entities failed to forecast than the failure budget allows."""
+    allowed = allowed_failures(config, result.total)
+    if result.failed > allowed:
+        raise JobError(
+            f"{result.failed} of {result.total} entities failed to forecast, more than the "
+            f"{allowed} allowed; see failures.csv in run {result.run_id}."
+        )
+
+
+def _assign(
+    partitions: list[Partition], refs: dict[str, VersionRef], config: Config
+) -> tuple[list[tuple[Partition, ModelRefs]], list[EntityResult]]:
+    """Pair every partition with the model versions of its entities."""
+    by_partition: dict[tuple[tuple[str, str], ...], ModelRefs] = defaultdict(dict)
+    for name, ref in refs.items():
+        keys = tuple((col, ref.tags.get(col, "")) for col in config.data.partition_by)
+        by_partition[keys][name] = (ref.name, ref.version, ref.source)
+    items = [(partition, by_partition.pop(partition.keys, {})) for partition in partitions]
+    orphans = []
+    for models in by_partition.values():
+        for name, _ in models.items():
+            ref = refs[name]
+            keys = {col: ref.tags.get(col, "") for col in config.data.entity_cols}
+            failure = Failure("lookup", "DataError", "registered model has no data partition", "")
+            orphans.append(EntityResult(keys, name, "failed", failure=failure))
+    return items, orphans
+
+
+def _forecast_batches(
+    items: list[tuple[Partition, ModelRefs]], task: ForecastTask, config: Config, progress: bool
+) -> list[EntityResult]:
+    results: list[EntityResult] = []
+    with cluster(config.compute) as client:
+        batches = _batches(items, worker_count(client), config)
+        name = f"forecast-{uuid.uuid4().hex[:8]}"
+        indexed = list(enumerate(batches))
+        with progress_bar("forecast", len(items), progress) as bar:
+            for (index, batch), outcome in map_batches(
+                client, _forecast_indexed, indexed, task, name=name
+            ):
+                if not isinstance(outcome, list):
+                    outcome = _task_failed(batch, outcome, config)
+                failed = sum(not result.ok for result in outcome)
+                bar.advance(len(batch), len(outcome) - failed, failed)
+                results.extend(outcome)
+    return results
+
+
+def _forecast_indexed(
+    indexed: tuple[int, list[tuple[Partition, ModelRefs]]], task: ForecastTask
+) -> list[EntityResult]:
+    index, batch = indexed
+    return forecast_batch(batch, task, batch_id=str(index))
+
+
+def _batches(
+    items: list[tuple[Partition, ModelRefs]], workers: int, config: Config
+) -> list[list[tuple[Partition, ModelRefs]]]:
+    refs_of = {partition.keys: refs for partition, refs in items}
+    planned = plan_batches([partition for partition, _ in items], workers, config.compute.batch_size)
+    return [[(partition, refs_of[partition.keys]) for partition in batch] for batch in planned]
+
+
+def _task_failed(
+    batch: list[tuple[Partition, ModelRefs]], exc: BaseException, config: Config
+) -> list[EntityResult]:
+    failure = failure_from("task", exc)
+    prefix = config.tracking.model_prefix
+    return [
+        EntityResult(partition.key_dict, model_name(prefix, partition.key_dict), "failed",
+                     failure=failure)  # fmt: skip
+        for partition, _ in batch
+    ]
+
+
+def _log(session: Tracking, run_id: str, result: ForecastResult) -> None:
+    client = session.client
+    tracking.log_table(client, run_id, result.entities, "entity_results.parquet")
+    metrics = {"entities_total": result.total, "entities_forecast": result.forecast,
+               "entities_failed": result.failed, "rows": result.rows, "seconds": result.seconds,
+               "entities_per_second": result.forecast / result.seconds if result.seconds else 0.0}  # fmt: skip
+    tracking.log_metrics(client, run_id, metrics)
+    tracking.log_json(client, run_id, {**metrics, "output": result.output}, "summary.json")
+    client.set_terminated(run_id, status="FINISHED" if result.rows else "FAILED")
+
+
+def _remove(path: str) -> None:
+    import fsspec
+
+    fs, local = fsspec.core.url_to_fs(path)
+    if fs.exists(local):
+        fs.rm(local, recursive=True)

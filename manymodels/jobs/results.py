@@ -1,0 +1,127 @@
+"""What a job returns to its caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from manymodels.metrics import METRICS
+
+__all__ = ["ForecastResult", "TrainResult"]
+
+
+def _failure_digest(table: pd.DataFrame, limit: int) -> list[str]:
+    if table.empty or "status" not in table:
+        return []
+    failed = table[table["status"] == "failed"]
+    if failed.empty:
+        return []
+    counts = failed.groupby(["stage", "error_type", "error"], dropna=False).size()
+    counts = counts.sort_values(ascending=False)
+    lines = [
+        f"{count} x {stage}/{kind}: {str(message)[:140]}"
+        for (stage, kind, message), count in counts.head(limit).items()
+    ]
+    if len(counts) > limit:
+        lines.append(f"... and {len(counts) - limit} other errors (see failures.csv in the run)")
+    return lines
+
+
+@dataclass
+class TrainResult:
+    """The outcome of a ``train`` or ``retrain`` job.
+
+    Attributes:
+        job_id: the job's id (also its MLflow run name and a tag on every model version).
+        run_id: the MLflow run that tracks the job.
+        kind: ``train`` or ``retrain``.
+        entities: one row per entity: keys, model name and version, status, metrics, error.
+        promoted: names of the models whose champion alias moved (retrain).
+        budget_exceeded: more entities failed than ``failures.max_share``/``max_count`` allow.
+        stopped_early: the job stopped before the end because the budget was already spent.
+    """
+
+    job_id: str
+    run_id: str
+    kind: str
+    tracking_uri: str
+    entities: pd.DataFrame
+    seconds: float
+    promoted: list[str] = field(default_factory=list)
+    budget_exceeded: bool = False
+    stopped_early: bool = False
+    ui_hint: str | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.entities)
+
+    def _count(self, status: str) -> int:
+        return int((self.entities["status"] == status).sum()) if self.total else 0
+
+    @property
+    def trained(self) -> int:
+        return self._count("ok")
+
+    @property
+    def failed(self) -> int:
+        return self._count("failed")
+
+    @property
+    def skipped(self) -> int:
+        return self._count("skipped")
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """The failed entities with stage, error type and message."""
+        if not self.total:
+            return self.entities
+        return self.entities[self.entities["status"] == "failed"].reset_index(drop=True)
+
+    def mean_metrics(self) -> dict[str, float]:
+        """Mean holdout metrics over the trained entities (undefined values left out)."""
+        ok = self.entities[self.entities["status"] == "ok"] if self.total else self.entities
+        return {
+            name: float(np.nanmean(ok[name].to_numpy(dtype=float)))
+            for name in METRICS
+            if name in ok and ok[name].notna().any()
+        }
+
+    def failure_digest(self, limit: int = 5) -> list[str]:
+        """The most common failures, one line each."""
+        return _failure_digest(self.entities, limit)
+
+
+@dataclass
+class ForecastResult:
+    """The outcome of a ``forecast`` job."""
+
+    job_id: str
+    run_id: str
+    output: str
+    entities: pd.DataFrame
+    rows: int
+    seconds: float
+
+    @property
+    def total(self) -> int:
+        return len(self.entities)
+
+    @property
+    def forecast(self) -> int:
+        return int((self.entities["status"] == "ok").sum()) if self.total else 0
+
+    @property
+    def failed(self) -> int:
+        return int((self.entities["status"] == "failed").sum()) if self.total else 0
+
+    @property
+    def without_model(self) -> int:
+        """Entities with data but no registered model under the alias or version."""
+        return int((self.entities["status"] == "no_model").sum()) if self.total else 0
+
+    def failure_digest(self, limit: int = 5) -> list[str]:
+        """The most common failures, one line each."""
+        return _failure_digest(self.entities, limit)

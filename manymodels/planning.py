@@ -1,0 +1,49 @@
+"""Grouping partitions into Dask tasks.
+
+Each task should do a few seconds of work, and there should be several tasks per worker so that
+a slow one does not leave the others idle at the end. Partitions are balanced by size, biggest
+first (longest-processing-time first), and the heaviest batches are submitted first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+
+from manymodels.data import Partition
+
+__all__ = ["plan_batches", "TASKS_PER_WORKER", "MAX_PARTITIONS_PER_TASK"]
+
+TASKS_PER_WORKER = 4
+MAX_PARTITIONS_PER_TASK = 250
+
+
+def plan_batches(
+    partitions: Sequence[Partition], workers: int, batch_size: int | None = None
+) -> list[list[Partition]]:
+    """Split partitions into balanced batches, heaviest batch first.
+
+    Args:
+        partitions: what to process.
+        workers: threads available in the cluster.
+        batch_size: partitions per batch; chosen from ``workers`` and the count when None.
+    """
+    if not partitions:
+        return []
+    count = len(partitions)
+    if batch_size:
+        n_batches = math.ceil(count / batch_size)
+    else:
+        n_batches = max(workers * TASKS_PER_WORKER, math.ceil(count / MAX_PARTITIONS_PER_TASK))
+    n_batches = min(count, n_batches)
+    heap = [(0, index) for index in range(n_batches)]
+    batches: list[list[Partition]] = [[] for _ in range(n_batches)]
+    loads = [0] * n_batches
+    for partition in sorted(partitions, key=lambda p: p.nbytes, reverse=True):
+        load, index = heapq.heappop(heap)
+        batches[index].append(partition)
+        loads[index] = load + max(partition.nbytes, 1)
+        heapq.heappush(heap, (loads[index], index))
+    order = sorted(range(n_batches), key=lambda index: loads[index], reverse=True)
+    return [batches[index] for index in order]

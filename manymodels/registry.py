@@ -1,0 +1,171 @@
+"""The MLflow model registry, used in bulk and idempotently.
+
+A job registers one version per trained entity. Reads are done in bulk (one paged query for
+all models with the job's prefix), and writes are idempotent: a version created by a job's run
+is found again by its run id, so a retried task or a resumed job never registers twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from manymodels.errors import RegistryError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = ["ModelRecord", "Registration", "Registry", "VersionRef", "CHAMPION", "CHALLENGER"]
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TAG_PREFIX = "manymodels."
+KEYS_TAG = "manymodels.entity_keys"
+JOB_TAG = "manymodels.job_id"
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """One registered model version."""
+
+    name: str
+    version: int
+    source: str
+    run_id: str | None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelRecord:
+    """One registered model: its aliases and tags."""
+
+    name: str
+    aliases: dict[str, int]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A version to create: which model, from which artifact, with which tags."""
+
+    name: str
+    keys: Mapping[str, str]
+    source: str
+    tags: Mapping[str, str]
+
+
+class Registry:
+    """Bulk, idempotent access to the registered models that share a name prefix.
+
+    Args:
+        client: an MLflow client.
+        prefix: ``tracking.model_prefix``; every name handled starts with ``prefix.``.
+    """
+
+    def __init__(self, client: MlflowClient, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def models(self) -> dict[str, ModelRecord]:
+        """Every registered model under the prefix, with aliases and tags (paged, in bulk)."""
+        found: dict[str, ModelRecord] = {}
+        token = None
+        while True:
+            page = self.client.search_registered_models(
+                filter_string=f"name LIKE '{self._like()}'", max_results=1000, page_token=token
+            )
+            for model in page:
+                if model.name.startswith(f"{self.prefix}."):
+                    aliases = {alias: int(version) for alias, version in (model.aliases or {}).items()}
+                    found[model.name] = ModelRecord(model.name, aliases, dict(model.tags or {}))
+            token = page.token
+            if not token:
+                return found
+
+    def versions(self, run_ids: Iterable[str] | None = None) -> list[VersionRef]:
+        """Model versions under the prefix, optionally only those created by some runs."""
+        filters = [f"name LIKE '{self._like()}'"]
+        run_ids = list(run_ids or [])
+        if run_ids:
+            filters = [f"run_id IN ({', '.join(repr(run) for run in run_ids)})"]
+        result: list[VersionRef] = []
+        token = None
+        while True:
+            page = self.client.search_model_versions(
+                filter_string=" AND ".join(filters), max_results=50_000, page_token=token
+            )
+            result.extend(
+                VersionRef(v.name, int(v.version), v.source, v.run_id, dict(v.tags or {}))
+                for v in page
+                if v.name.startswith(f"{self.prefix}.")
+            )
+            token = page.token
+            if not token:
+                return result
+
+    def register(
+        self, registration: Registration, run_id: str, known: Mapping[str, ModelRecord]
+    ) -> VersionRef:
+        """Create a new version, and the registered model first when it is new.
+
+        ``champion`` goes to version 1, or to the new version when the model has no champion.
+        The caller guarantees it registers each (run, entity) once; see :meth:`versions`.
+        """
+        from mlflow.exceptions import MlflowException
+
+        record = known.get(registration.name)
+        if record is None:
+            model_tags = {**registration.keys, KEYS_TAG: json.dumps(dict(registration.keys))}
+            try:
+                self.client.create_registered_model(registration.name, tags=model_tags)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+        version = self.client.create_model_version(
+            registration.name,
+            source=registration.source,
+            run_id=run_id,
+            tags={**registration.keys, **registration.tags},
+        )
+        number = int(version.version)
+        has_champion = record is not None and CHAMPION in record.aliases
+        if number == 1 or (record is not None and not has_champion):
+            self.set_alias(registration.name, CHAMPION, number)
+        return VersionRef(registration.name, number, registration.source, run_id, registration.tags)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` of model ``name`` at ``version``."""
+        self.client.set_registered_model_alias(name, alias, str(version))
+
+    def resolve(self, alias: str | None = None, version: int | None = None) -> dict[str, VersionRef]:
+        """Each model's version by alias or number, looked up in two bulk queries.
+
+        Raises:
+            RegistryError: no model under the prefix has that alias or version.
+        """
+        if (alias is None) == (version is None):
+            raise RegistryError("give exactly one of an alias or a version to forecast with")
+        wanted: dict[str, int] = {}
+        if alias is not None:
+            for record in self.models().values():
+                if alias in record.aliases:
+                    wanted[record.name] = record.aliases[alias]
+        chosen = {
+            ref.name: ref
+            for ref in self.versions()
+            if (version is not None and ref.version == version)
+            or (alias is not None and wanted.get(ref.name) == ref.version)
+        }
+        if not chosen:
+            what = f"alias '{alias}'" if alias is not None else f"version {version}"
+            raise RegistryError(
+                f"no registered model named '{self.prefix}.*' has {what}. Hint: run "
+                "'manymodels train' first, or check tracking.model_prefix and tracking.uri."
+            )
+        return chosen
+
+    def _like(self) -> str:
+        # LIKE treats _ and % as wildcards; names are re-checked with startswith afterwards.
+        return f"{self.prefix}.%"

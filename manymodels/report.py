@@ -1,0 +1,106 @@
+"""What users see: progress bars and end-of-job summaries."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from manymodels.jobs.results import ForecastResult, TrainResult
+
+__all__ = ["progress_bar", "print_train_summary", "print_forecast_summary"]
+
+console = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+class _Bar:
+    def __init__(self, progress: Progress | None, task: int | None) -> None:
+        self._progress, self._task = progress, task
+        self.ok = self.failed = 0
+
+    def advance(self, partitions: int, ok: int, failed: int) -> None:
+        self.ok += ok
+        self.failed += failed
+        if self._progress is not None and self._task is not None:
+            self._progress.update(
+                self._task, advance=partitions, description=self._describe()
+            )
+
+    def _describe(self) -> str:
+        failed = f", [red]{self.failed} failed[/red]" if self.failed else ""
+        return f"{self.ok} ok{failed}"
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int, enabled: bool) -> Iterator[_Bar]:
+    """A progress bar over ``total`` partitions (silent when not ``enabled``)."""
+    if not enabled:
+        yield _Bar(None, None)
+        return
+    progress = Progress(
+        TextColumn(f"[bold]{label}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("partitions"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        yield _Bar(progress, progress.add_task("", total=total))
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:,.3f}"
+
+
+def print_train_summary(result: TrainResult) -> None:
+    """A short summary of a training or retraining job, on stdout."""
+    out = stdout
+    out.print(f"[bold]{result.kind} {result.job_id}[/bold] finished in {result.seconds:.1f} s")
+    out.print(
+        f"  entities: {result.trained} trained, {result.failed} failed"
+        + (f", {result.skipped} unchanged (skipped)" if result.skipped else "")
+        + f" of {result.total}"
+    )
+    means = result.mean_metrics()
+    if means:
+        out.print("  mean holdout metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in means.items()))
+    if result.kind == "retrain":
+        out.print(f"  champion moved for {len(result.promoted)} entities; "
+                  f"{result.trained - len(result.promoted)} challengers kept the old champion")  # fmt: skip
+    if result.failed:
+        out.print("  failures by error:")
+        for line in result.failure_digest(limit=5):
+            out.print(f"    {line}")
+    out.print(f"  MLflow: {result.tracking_uri}  (run {result.run_id})")
+    if result.ui_hint:
+        out.print(f"  open the UI: {result.ui_hint}")
+
+
+def print_forecast_summary(result: ForecastResult) -> None:
+    """A short summary of a forecasting job, on stdout."""
+    out = stdout
+    out.print(f"[bold]forecast {result.job_id}[/bold] finished in {result.seconds:.1f} s")
+    out.print(
+        f"  entities: {result.forecast} forecast, {result.failed} failed"
+        + (f", {result.without_model} without a model" if result.without_model else "")
+        + f" of {result.total}"
+    )
+    out.print(f"  {result.rows} rows written to {result.output}")
+    if result.failed:
+        for line in result.failure_digest(limit=5):
+            out.print(f"    {line}")
+
+
+def is_interactive() -> bool:
+    """Whether stderr is a terminal (progress bars are drawn only there by default)."""
+    return sys.stderr.isatty()

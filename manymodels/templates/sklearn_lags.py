@@ -1,0 +1,153 @@
+"""Built-in template ``sklearn_lags``: a scikit-learn regressor on lag, calendar and exogenous
+features, forecasting several steps ahead recursively (each prediction becomes the next lag).
+
+Parameters (``model.params``):
+    estimator: a short name (ridge, linear, lasso, elastic_net, gradient_boosting,
+        hist_gradient_boosting, random_forest, extra_trees, knn) or the dotted path of any
+        scikit-learn-style regressor class, e.g. ``sklearn.svm.SVR``. Default ``ridge``.
+    estimator_params: keyword arguments for the estimator, e.g. ``{alpha: 0.5}``.
+    lags: the lags of the target to use, a list such as ``[1, 2, 52]``, or N for 1..N. Default 8.
+    fourier_terms: sine/cosine pairs of the yearly cycle (0 to turn off). Default 3.
+    use_exog: whether ``data.exog_cols`` are features. Default true.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from manymodels.templates import TrainContext
+from manymodels.templates.features import calendar_features, is_sub_weekly, lag_matrix, next_lag_row
+
+ESTIMATORS = {
+    "ridge": "sklearn.linear_model.Ridge",
+    "linear": "sklearn.linear_model.LinearRegression",
+    "lasso": "sklearn.linear_model.Lasso",
+    "elastic_net": "sklearn.linear_model.ElasticNet",
+    "gradient_boosting": "sklearn.ensemble.GradientBoostingRegressor",
+    "hist_gradient_boosting": "sklearn.ensemble.HistGradientBoostingRegressor",
+    "random_forest": "sklearn.ensemble.RandomForestRegressor",
+    "extra_trees": "sklearn.ensemble.ExtraTreesRegressor",
+    "knn": "sklearn.neighbors.KNeighborsRegressor",
+}
+
+
+class PARAMS(BaseModel):
+    """Parameters of the ``sklearn_lags`` template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    estimator: str = "ridge"
+    estimator_params: dict[str, Any] = Field(default_factory=dict)
+    lags: list[int] = Field(default_factory=lambda: list(range(1, 9)))
+    fourier_terms: int = Field(default=3, ge=0, le=26)
+    use_exog: bool = True
+
+    @field_validator("lags", mode="before")
+    @classmethod
+    def _expand_count(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                raise ValueError("a lag count must be at least 1")
+            return list(range(1, value + 1))
+        return value
+
+    @field_validator("lags")
+    @classmethod
+    def _positive_lags(cls, value: list[int]) -> list[int]:
+        if not value or min(value) < 1:
+            raise ValueError("lags must be a non-empty list of positive integers")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _estimator_builds(self) -> PARAMS:
+        make_estimator(self.estimator, self.estimator_params)
+        return self
+
+
+@dataclass
+class LagModel:
+    """A fitted regressor and the feature recipe it was fitted with."""
+
+    estimator: Any
+    lags: list[int]
+    fourier_terms: int
+    weekdays: bool
+    exog_cols: list[str]
+
+
+def make_estimator(name: str, params: dict[str, Any]) -> Any:
+    """Build a regressor from a short name or a dotted class path.
+
+    Raises:
+        ValueError: the class cannot be imported or refuses the parameters.
+    """
+    path = ESTIMATORS.get(name, name)
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(
+            f"unknown estimator {name!r}; use one of {', '.join(ESTIMATORS)} or a dotted class path"
+        ) from None
+    try:
+        estimator = cls(**params)
+    except TypeError as exc:
+        raise ValueError(f"{class_name} refused estimator_params: {exc}") from None
+    if "random_state" in estimator.get_params() and "random_state" not in params:
+        estimator.set_params(random_state=0)
+    return estimator
+
+
+def min_history(context: TrainContext) -> int:
+    """The largest lag plus a few rows to fit on."""
+    return max(context.params["lags"]) + 3
+
+
+def train(history: pd.DataFrame, context: TrainContext) -> LagModel:
+    """Fit the regressor on every row that has all its lags."""
+    params = context.params
+    lags: list[int] = params["lags"]
+    exog_cols = list(context.exog_cols) if params["use_exog"] else []
+    model = LagModel(
+        estimator=make_estimator(params["estimator"], params["estimator_params"]),
+        lags=lags,
+        fourier_terms=params["fourier_terms"],
+        weekdays=is_sub_weekly(context.freq),
+        exog_cols=exog_cols,
+    )
+    target = history[context.target_col].to_numpy(dtype=float)
+    start = max(lags)
+    features = np.hstack(
+        [
+            lag_matrix(target, lags),
+            calendar_features(history[context.time_col].iloc[start:], model.fourier_terms, model.weekdays),
+            history[exog_cols].to_numpy(dtype=float)[start:],
+        ]
+    )
+    model.estimator.fit(features, target[start:])
+    return model
+
+
+def predict(
+    model: LagModel, history: pd.DataFrame, future: pd.DataFrame, context: TrainContext
+) -> np.ndarray:
+    """Forecast ``future`` one step at a time, feeding each prediction back as a lag."""
+    recent = list(history[context.target_col].to_numpy(dtype=float)[-max(model.lags) :])
+    known = np.hstack(
+        [
+            calendar_features(future[context.time_col], model.fourier_terms, model.weekdays),
+            future[model.exog_cols].to_numpy(dtype=float),
+        ]
+    )
+    predictions = np.empty(len(future))
+    for step in range(len(future)):
+        row = np.concatenate([next_lag_row(recent, model.lags), known[step]])
+        predictions[step] = float(model.estimator.predict(row[np.newaxis, :])[0])
+        recent.append(predictions[step])
+    return predictions

@@ -1,0 +1,202 @@
+"""Turning one entity's raw rows into a clean, regular series.
+
+Every entity passes through :func:`regularize` before a template sees it: timestamps parsed and
+sorted, duplicates refused, the series put on its frequency grid, gaps filled, and trailing
+rows without a target split off as known future rows (for exogenous values). Problems raise
+:class:`~manymodels.errors.EntityError`, which the caller records as that entity's failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+from manymodels.errors import EntityError
+
+__all__ = ["Series", "regularize", "season_length_for", "future_frame"]
+
+# Periods per yearly (or weekly, daily) cycle, by the frequency's base code.
+_SEASONS = {
+    "W": 52, "D": 7, "B": 5, "C": 5, "h": 24, "H": 24, "bh": 8, "min": 60, "T": 60,
+    "s": 60, "S": 60, "M": 12, "ME": 12, "MS": 12, "SM": 24, "SMS": 24, "BM": 12, "BME": 12,
+    "BMS": 12, "Q": 4, "QE": 4, "QS": 4, "BQ": 4, "BQE": 4, "BQS": 4,
+    "Y": 1, "YE": 1, "YS": 1, "A": 1, "AS": 1, "BY": 1, "BYS": 1,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Series:
+    """One entity's regular series.
+
+    Attributes:
+        history: observed rows on the frequency grid (time, target, exogenous columns).
+        future: rows after the last observation whose exogenous values are known; may be empty.
+        freq: the frequency the grid follows.
+        filled: how many target values were filled in (gaps and missing values).
+    """
+
+    history: pd.DataFrame
+    future: pd.DataFrame
+    freq: str
+    filled: int
+
+
+def season_length_for(freq: str) -> int:
+    """Periods per season for a pandas frequency (52 for weekly, 7 for daily, 12 for monthly)."""
+    offset = to_offset(freq)
+    code = offset.name.split("-")[0]
+    if code == "D" and offset.n % 7 == 0:
+        code, periods = "W", offset.n // 7
+    else:
+        periods = offset.n
+    base = _SEASONS.get(code, 1)
+    return max(1, base // periods)
+
+
+def regularize(
+    frame: pd.DataFrame,
+    time_col: str,
+    target_col: str,
+    exog_cols: list[str],
+    freq: str | None,
+    fill_missing: str,
+) -> Series:
+    """Validate, sort and regularise one entity's rows.
+
+    Raises:
+        EntityError: timestamps do not parse, repeat or miss the grid; the target is not
+            numeric or never observed; the frequency cannot be inferred.
+    """
+    frame = frame[[time_col, target_col, *exog_cols]].copy()
+    frame[time_col] = _parse_times(frame[time_col], time_col)
+    frame[target_col] = _numeric(frame[target_col], target_col)
+    for col in exog_cols:
+        frame[col] = _numeric(frame[col], col)
+    frame = frame.sort_values(time_col, kind="stable").reset_index(drop=True)
+    _refuse_duplicates(frame[time_col], time_col)
+
+    observed = frame[target_col].notna().to_numpy()
+    if not observed.any():
+        raise EntityError(f"column '{target_col}' has no observed values for this entity")
+    last = int(np.flatnonzero(observed)[-1])
+    history, future = frame.iloc[: last + 1], frame.iloc[last + 1 :]
+
+    freq = freq or _infer_freq(history[time_col], time_col)
+    history, filled = _on_grid(history, time_col, target_col, exog_cols, freq, fill_missing)
+    return Series(history=history, future=future.reset_index(drop=True), freq=freq, filled=filled)
+
+
+def future_frame(
+    history: pd.DataFrame, known_future: pd.DataFrame, time_col: str, exog_cols: list[str],
+    freq: str, horizon: int,
+) -> pd.DataFrame:
+    """The ``horizon`` periods after ``history``: known future rows where present, else the
+    next grid timestamps with exogenous values carried forward from the last observation."""
+    last = history[time_col].iloc[-1]
+    times = pd.date_range(last, periods=horizon + 1, freq=freq)[1:]
+    future = pd.DataFrame({time_col: times})
+    if not exog_cols:
+        return future
+    known = known_future.set_index(time_col)[exog_cols] if len(known_future) else None
+    carried = history[exog_cols].iloc[-1]
+    for col in exog_cols:
+        values = known[col].reindex(times) if known is not None else pd.Series(np.nan, index=times)
+        future[col] = values.fillna(carried[col]).to_numpy()
+    return future
+
+
+def _parse_times(values: pd.Series, col: str) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        try:
+            parsed = pd.to_datetime(values, errors="raise")
+        except (ValueError, TypeError, OverflowError):
+            bad = _first_unparseable(values)
+            raise EntityError(
+                f"column '{col}' has values that are not timestamps (e.g. {bad!r}); "
+                "fix them or convert the column to a date type"
+            ) from None
+    if parsed.isna().any():
+        raise EntityError(f"column '{col}' has missing timestamps; drop those rows")
+    return parsed
+
+
+def _first_unparseable(values: pd.Series) -> object:
+    for value in values:
+        try:
+            pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            return value
+    return values.iloc[0]
+
+
+def _numeric(values: pd.Series, col: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(float)
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = values[converted.isna() & values.notna()]
+    if len(bad):
+        raise EntityError(
+            f"column '{col}' is not numeric (e.g. {bad.iloc[0]!r}); clean it or leave it out "
+            "of the model"
+        )
+    return converted.astype(float)
+
+
+def _refuse_duplicates(times: pd.Series, col: str) -> None:
+    duplicated = times.duplicated()
+    if duplicated.any():
+        first = times[duplicated].iloc[0]
+        raise EntityError(
+            f"{int(duplicated.sum())} duplicate timestamps in '{col}' (first: {first}); aggregate "
+            "them, or add the column that tells them apart to data.id_cols"
+        )
+
+
+def _infer_freq(times: pd.Series, col: str) -> str:
+    if len(times) >= 3:
+        inferred = pd.infer_freq(times)
+        if inferred:
+            return inferred
+    steps = times.diff().dropna()
+    if steps.empty:
+        raise EntityError(f"cannot infer the frequency of '{col}' from one timestamp; set data.freq")
+    step = steps.min()
+    return to_offset(step).freqstr
+
+
+def _on_grid(
+    history: pd.DataFrame, time_col: str, target_col: str, exog_cols: list[str], freq: str,
+    fill_missing: str,
+) -> tuple[pd.DataFrame, int]:
+    times = history[time_col]
+    grid = pd.date_range(times.iloc[0], times.iloc[-1], freq=freq)
+    off_grid = ~times.isin(grid)
+    if off_grid.any():
+        raise EntityError(
+            f"timestamps in '{time_col}' do not follow the frequency '{freq}' (e.g. "
+            f"{times[off_grid].iloc[0]}); set data.freq to match the data"
+        )
+    regular = history.set_index(time_col).reindex(grid)
+    regular.index.name = time_col
+    missing = int(regular[target_col].isna().sum())
+    regular = _fill(regular, target_col, exog_cols, fill_missing)
+    return regular.reset_index(), missing
+
+
+def _fill(frame: pd.DataFrame, target_col: str, exog_cols: list[str], how: str) -> pd.DataFrame:
+    if how == "interpolate":
+        frame[target_col] = frame[target_col].interpolate(limit_direction="both")
+    elif how == "zero":
+        frame[target_col] = frame[target_col].fillna(0.0)
+    elif how == "ffill":
+        frame[target_col] = frame[target_col].ffill().bfill()
+    if exog_cols and how != "none":
+        frame[exog_cols] = frame[exog_cols].ffill().bfill()
+    return frame

@@ -1,0 +1,183 @@
+"""MLflow tracking: where the store is, one run per job, and the job's artifacts.
+
+With no ``tracking.uri`` the embedded default is a SQLite database and an artifact folder under
+``work_dir``, both by absolute path (a relative SQLite path would resolve differently in every
+process). Only the driver writes to the tracking store; workers only upload artifacts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from manymodels.errors import ManyModelsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+__all__ = [
+    "TrackingTarget",
+    "client_for",
+    "ensure_experiment",
+    "redact_uri",
+    "resolve_target",
+    "upload_dir",
+]
+
+_QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic", "mlflow.tracking._tracking_service.client")
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where runs, models and artifacts go.
+
+    Attributes:
+        tracking_uri: the MLflow tracking URI.
+        registry_uri: the model registry URI (the tracking URI unless set).
+        artifact_location: the experiment's artifact root for the embedded store, else None
+            (the server decides).
+    """
+
+    tracking_uri: str
+    registry_uri: str
+    artifact_location: str | None
+
+    @property
+    def embedded(self) -> bool:
+        return self.artifact_location is not None
+
+    def describe(self) -> str:
+        """The tracking URI with any password masked, for printing."""
+        return redact_uri(self.tracking_uri)
+
+
+def resolve_target(uri: str | None, registry_uri: str | None, work_dir: str) -> TrackingTarget:
+    """The tracking target of a job: the configured server, or the embedded SQLite store."""
+    if uri:
+        return TrackingTarget(uri, registry_uri or uri, None)
+    root = Path(work_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    return TrackingTarget(store, registry_uri or store, (root / "mlartifacts").as_uri())
+
+
+def client_for(target: TrackingTarget) -> MlflowClient:
+    """An MLflow client on the target; also makes it the process default so that
+    ``mlflow.pyfunc.load_model('models:/...')`` resolves against the same registry."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(target.tracking_uri)
+    mlflow.set_registry_uri(target.registry_uri)
+    try:
+        return MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+    except Exception as exc:
+        raise ManyModelsError(
+            f"tracking.uri: cannot open the MLflow store at {target.describe()} ({exc})."
+        ) from exc
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of the named experiment, created when missing (safe if two jobs race)."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def start_run(
+    client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]
+) -> Run:
+    """Open the one MLflow run of a job."""
+    return client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """Log flat parameters in one batch (values cut to MLflow's limit)."""
+    from mlflow.entities import Param
+
+    items = [Param(key, str(value)[:6000]) for key, value in params.items()]
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float]) -> None:
+    """Log summary metrics in one batch, skipping undefined values."""
+    import math
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [
+        Metric(key, float(value), now, 0)
+        for key, value in metrics.items()
+        if value is not None and math.isfinite(float(value))
+    ]
+    if items:
+        client.log_batch(run_id, metrics=items)
+
+
+def log_table(client: MlflowClient, run_id: str, frame: pd.DataFrame, name: str) -> None:
+    """Store a DataFrame as ``name`` (Parquet, or CSV when the name ends in .csv)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, name)
+        if name.endswith(".csv"):
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        client.log_artifact(run_id, path)
+
+
+def log_text(client: MlflowClient, run_id: str, text: str, name: str) -> None:
+    """Store a text artifact."""
+    client.log_text(run_id, text, name)
+
+
+def log_json(client: MlflowClient, run_id: str, data: Any, name: str) -> None:
+    """Store a JSON artifact."""
+    buffer = io.StringIO()
+    json.dump(data, buffer, indent=2, default=str)
+    client.log_text(run_id, buffer.getvalue(), name)
+
+
+def upload_dir(artifact_uri: str, local_dir: str, artifact_path: str) -> None:
+    """Copy a local folder into a run's artifacts (one call per batch, not per model)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    get_artifact_repository(artifact_uri).log_artifacts(local_dir, artifact_path)
+
+
+def redact_uri(uri: str) -> str:
+    """``scheme://user:secret@host`` becomes ``scheme://user:***@host``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
