@@ -11,7 +11,7 @@ from manymodels.jobs.forecast import require_within_budget as require_forecast_b
 from manymodels.jobs.train import require_within_budget, train
 from manymodels.report import print_forecast_summary, print_train_summary, stdout
 
-__all__ = ["DEMO_CONFIG", "run_demo", "write_demo_config"]
+__all__ = ["DEMO_CONFIG", "demo_config_text", "run_demo", "write_demo_config"]
 
 HORIZON = 8
 
@@ -51,14 +51,19 @@ failures:
 forecast:
   output: forecasts
 
-work_dir: .                     # the MLflow store (mlflow.db, mlartifacts/) and job ledgers
+work_dir: {work_dir}                     # the MLflow store (mlflow.db, mlartifacts/) and job ledgers
 """
 
 
-def write_demo_config(path: str | Path, data_path: str = "data") -> Path:
-    """Write the demo configuration, pointing at ``data_path``."""
+def demo_config_text(data_path: str = "data", work_dir: str = ".") -> str:
+    """The demo configuration, pointing at ``data_path`` and keeping its store in ``work_dir``."""
+    return DEMO_CONFIG.format(horizon=HORIZON, data_path=data_path, work_dir=work_dir)
+
+
+def write_demo_config(path: str | Path) -> Path:
+    """Write the demo configuration next to its ``data`` folder."""
     target = Path(path)
-    target.write_text(DEMO_CONFIG.format(horizon=HORIZON, data_path=data_path), encoding="utf-8")
+    target.write_text(demo_config_text(), encoding="utf-8")
     return target
 
 

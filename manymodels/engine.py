@@ -66,7 +66,8 @@ def cluster(compute: ComputeConfig) -> Iterator[Client]:
         threads_per_worker=compute.threads_per_worker,
         processes=True,
         memory_limit=compute.memory_limit,
-        dashboard_address=":0" if _has_dashboard() else None,
+        # A free port: a fixed one clashes with any other cluster on the machine.
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
         env=environment,
     ) as local, Client(local) as client:
@@ -113,11 +114,3 @@ def map_batches(
         # Reached early when the caller stops (failure budget spent, interrupted).
         if futures:
             client.cancel(list(futures))
-
-
-def _has_dashboard() -> bool:
-    try:
-        import bokeh  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -1,0 +1,322 @@
+"""End-to-end jobs on a real Dask cluster, a real MLflow SQLite store and real Parquet files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import manymodels
+from manymodels.errors import ConfigError, DataError, RegistryError, TemplateError
+from manymodels.naming import model_name
+from manymodels.registry import CHAMPION
+
+N_ENTITIES = 12
+
+
+def _names(frame: pd.DataFrame, prefix: str = "oj") -> set[str]:
+    keys = frame[["store", "brand"]].drop_duplicates()
+    return {model_name(prefix, {"store": str(s), "brand": b}) for s, b in keys.itertuples(index=False)}
+
+
+def test_train_registers_one_loadable_champion_per_entity(make_config, registry_of, oj_frame):
+    config = make_config()
+    result = manymodels.train(config)
+
+    assert (result.trained, result.failed, result.total) == (N_ENTITIES, 0, N_ENTITIES)
+    registry = registry_of(config)
+    models = registry.models()
+    assert set(models) == _names(oj_frame)
+    for name, record in models.items():
+        assert record.aliases == {CHAMPION: 1}
+        model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+        predicted = model.predict(pd.DataFrame())
+        assert len(predicted) == config.horizon
+        assert np.isfinite(predicted["prediction"]).all()
+
+
+def test_versions_carry_keys_lineage_and_metrics(make_config, registry_of):
+    config = make_config()
+    result = manymodels.train(config)
+    versions = registry_of(config).versions()
+
+    assert len(versions) == N_ENTITIES
+    for ref in versions:
+        assert ref.tags["manymodels.job_id"] == result.job_id
+        assert ref.tags["manymodels.template"] == "sklearn_lags"
+        assert len(ref.tags["manymodels.data_fingerprint"]) == 16
+        assert float(ref.tags["manymodels.metric.mae"]) >= 0
+        assert ref.name == model_name("oj", {"store": ref.tags["store"], "brand": ref.tags["brand"]})
+        assert ref.run_id == result.run_id
+
+
+def test_job_run_holds_config_metrics_and_tables(make_config):
+    config = make_config()
+    result = manymodels.train(config)
+    client = mlflow.MlflowClient()
+    run = client.get_run(result.run_id)
+
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["entities_trained"] == N_ENTITIES
+    assert run.data.params["horizon"] == "4"
+    artifacts = {item.path for item in client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "entity_results.parquet", "failures.csv", "summary.json"} <= artifacts
+    table = pd.read_parquet(mlflow.artifacts.download_artifacts(
+        run_id=result.run_id, artifact_path="entity_results.parquet"))  # fmt: skip
+    assert len(table) == N_ENTITIES
+    assert {"mae", "rmse", "smape", "mase", "model_version"} <= set(table.columns)
+
+
+def test_second_training_gives_version_two_and_keeps_champion(make_config, registry_of):
+    config = make_config()
+    manymodels.train(config)
+    manymodels.train(config)
+    registry = registry_of(config)
+
+    versions = registry.versions()
+    assert len(versions) == 2 * N_ENTITIES
+    assert {ref.version for ref in versions} == {1, 2}
+    assert all(record.aliases[CHAMPION] == 1 for record in registry.models().values())
+
+
+def test_forecast_writes_every_entity_atomically(make_config, oj_frame):
+    config = make_config()
+    manymodels.train(config)
+    result = manymodels.forecast(config)
+
+    assert (result.forecast, result.failed) == (N_ENTITIES, 0)
+    frame = pd.read_parquet(result.output)
+    assert len(frame) == N_ENTITIES * config.horizon
+    assert set(frame.columns) >= {"store", "brand", "week", "prediction", "model_name", "model_version"}
+    assert (frame.groupby(["store", "brand"], observed=True).size() == config.horizon).all()
+    assert frame["model_version"].eq(1).all()
+    last_sale = oj_frame.dropna(subset=["sales"])["week"].max()
+    assert frame["week"].min() == last_sale + pd.Timedelta(weeks=1)
+    leftovers = [p.name for p in Path(result.output).parent.iterdir() if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_forecast_by_version_and_missing_alias(make_config):
+    config = make_config()
+    manymodels.train(config)
+    manymodels.train(config)
+    by_version = manymodels.forecast(config, version=2)
+    assert set(pd.read_parquet(by_version.output)["model_version"]) == {2}
+    with pytest.raises(RegistryError, match="alias 'production'"):
+        manymodels.forecast(config, alias="production")
+
+
+def test_forecast_uses_known_future_prices(make_config, oj_frame):
+    config = make_config()
+    manymodels.train(config)
+    frame = pd.read_parquet(manymodels.forecast(config).output)
+    entity = frame[(frame["store"] == 1) & (frame["brand"] == "dominicks")].sort_values("week")
+    future = oj_frame[(oj_frame["store"] == 1) & (oj_frame["brand"] == "dominicks")
+                      & oj_frame["sales"].isna()].sort_values("week")  # fmt: skip
+    model = mlflow.pyfunc.load_model("models:/oj.store=1.brand=dominicks@champion")
+    expected = model.predict(future[["week", "price", "deal"]].head(config.horizon))
+    np.testing.assert_allclose(entity["prediction"].to_numpy(), expected["prediction"].to_numpy())
+
+
+def test_custom_template_file(make_config, registry_of, tmp_path):
+    template = tmp_path / "mean_template.py"
+    template.write_text(
+        "import numpy as np\n"
+        "def train(history, context):\n"
+        "    return {'mean': float(history[context.target_col].tail(context.params['window']).mean())}\n"
+        "def predict(model, history, future, context):\n"
+        "    return np.full(len(future), model['mean'])\n"
+    )
+    config = make_config(model={"template": str(template), "params": {"window": 5}})
+    result = manymodels.train(config)
+    assert result.trained == N_ENTITIES
+
+    loaded = mlflow.pyfunc.load_model(f"models:/{model_name('oj', {'store': '2', 'brand': 'minute.maid'})}@champion")
+    predicted = loaded.predict(pd.DataFrame())["prediction"]
+    assert predicted.nunique() == 1
+    versions = registry_of(config).versions()
+    assert {ref.tags["manymodels.template"] for ref in versions} == {"mean_template"}
+
+
+def test_failing_entity_is_isolated(make_config, registry_of, tmp_path):
+    template = tmp_path / "fragile.py"
+    template.write_text(
+        "import numpy as np\n"
+        "def train(history, context):\n"
+        "    if context.keys['store'] == '2':\n"
+        "        raise RuntimeError('store 2 is cursed')\n"
+        "    return float(history[context.target_col].mean())\n"
+        "def predict(model, history, future, context):\n"
+        "    return np.full(len(future), model)\n"
+    )
+    config = make_config(model={"template": str(template)}, failures={"max_share": 0.5})
+    result = manymodels.train(config)
+
+    assert result.failed == 3 and result.trained == N_ENTITIES - 3
+    assert not result.budget_exceeded
+    failures = result.failures
+    assert set(failures["store"]) == {"2"}
+    assert set(failures["error"]) == {"store 2 is cursed"}
+    assert set(failures["stage"]) == {"train"}
+    names = set(registry_of(config).models())
+    assert not any(".store=2." in name for name in names)
+    assert len(names) == N_ENTITIES - 3
+
+
+def test_failure_budget_sets_exit_status(make_config, tmp_path):
+    template = tmp_path / "fragile.py"
+    template.write_text(
+        "def train(history, context):\n"
+        "    if context.keys['brand'] == 'tropicana':\n"
+        "        raise ValueError('no tropicana')\n"
+        "    return 1.0\n"
+        "def predict(model, history, future, context):\n"
+        "    return [model] * len(future)\n"
+    )
+    config = make_config(model={"template": str(template)}, failures={"max_share": 0.1})
+    result = manymodels.train(config)
+    assert result.failed == 4 and result.budget_exceeded
+    with pytest.raises(manymodels.JobError, match="4 of 12 entities failed, more than the 1 allowed"):
+        from manymodels.jobs.train import require_within_budget
+
+        require_within_budget(result, config)
+    assert mlflow.MlflowClient().get_run(result.run_id).info.status == "FAILED"
+
+
+def test_short_series_recorded_as_failure(make_config, oj_frame, tmp_path):
+    from manymodels.data import write_partitioned
+
+    short = oj_frame.copy()
+    drop = (short["store"] == 4) & (short["brand"] == "tropicana") & (short["week"] < short["week"].max() - pd.Timedelta(weeks=12))
+    write_partitioned(short[~drop], str(tmp_path / "short"), ["store", "brand"], basename="part")
+    config = make_config(data_path=tmp_path / "short", failures={"max_share": 0.2})
+    result = manymodels.train(config)
+    failure = result.failures.iloc[0]
+    assert (result.failed, failure["store"], failure["brand"]) == (1, "4", "tropicana")
+    assert "series too short" in failure["error"]
+
+
+@pytest.mark.parametrize("template", ["ets", "seasonal_naive"])
+def test_builtin_statistical_templates(make_config, template):
+    config = make_config(model={"template": template, "params": {}})
+    result = manymodels.train(config)
+    assert result.trained == N_ENTITIES
+    assert manymodels.forecast(config).forecast == N_ENTITIES
+
+
+def test_tree_estimator_saves_and_loads(make_config):
+    params = {"estimator": "gradient_boosting", "estimator_params": {"n_estimators": 20}, "lags": 4}
+    config = make_config(model={"template": "sklearn_lags", "params": params})
+    assert manymodels.train(config).trained == N_ENTITIES
+    loaded = mlflow.pyfunc.load_model("models:/oj.store=1.brand=tropicana@champion")
+    assert len(loaded.predict(pd.DataFrame())) == config.horizon
+
+
+def test_embedded_default_local_cluster(tmp_path, oj_data):
+    from tests.conftest import base_config
+
+    config = manymodels.config_from_dict(
+        base_config(oj_data, tmp_path / "work", compute={"n_workers": 2})
+    )
+    result = manymodels.train(config)
+    assert result.trained == N_ENTITIES
+    assert result.tracking_uri == f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}"
+    assert (tmp_path / "work" / "mlartifacts").is_dir()
+
+
+class TestBadInputWritesNothing:
+    """Bad input fails before the first write: no store, no registry entry, no output."""
+
+    def _assert_nothing_written(self, config):
+        work = Path(config.work_dir)
+        assert not (work / "mlflow.db").exists()
+        assert not Path(config.forecast.output).exists()
+
+    def test_missing_data_path(self, make_config, tmp_path):
+        config = make_config(data_path=tmp_path / "nowhere")
+        with pytest.raises(DataError, match=r"data.path: .*nowhere does not exist"):
+            manymodels.train(config)
+        self._assert_nothing_written(config)
+
+    def test_empty_dataset(self, make_config, tmp_path):
+        (tmp_path / "empty").mkdir()
+        config = make_config(data_path=tmp_path / "empty")
+        with pytest.raises(DataError, match="no Parquet files under"):
+            manymodels.train(config)
+        self._assert_nothing_written(config)
+
+    @pytest.mark.parametrize(
+        ("section", "message"),
+        [
+            ({"time_col": "date"}, "data.time_col: column 'date' is not in the data"),
+            ({"target_col": "units"}, "data.target_col: column 'units' is not in the data"),
+            ({"exog_cols": ["promo"]}, "data.exog_cols: column 'promo' is not in the data"),
+            ({"partition_by": ["store"]}, "data.partition_by: .* is partitioned by \\['store', 'brand'\\]"),
+        ],
+    )
+    def test_missing_columns(self, make_config, section, message):
+        config = make_config(data=section)
+        with pytest.raises(DataError, match=message):
+            manymodels.train(config)
+        self._assert_nothing_written(config)
+
+    def test_unknown_template(self, make_config):
+        config = make_config(model={"template": "sklearn_lag"})
+        with pytest.raises(TemplateError, match="did you mean 'sklearn_lags'"):
+            manymodels.train(config)
+        self._assert_nothing_written(config)
+
+    def test_bad_template_parameter(self, make_config):
+        config = make_config(model={"template": "sklearn_lags", "params": {"lag": 3}})
+        with pytest.raises(TemplateError, match="model.params.lag: unknown parameter.*did you mean 'lags'"):
+            manymodels.train(config)
+        self._assert_nothing_written(config)
+
+    def test_forecast_before_training(self, make_config):
+        config = make_config()
+        with pytest.raises(RegistryError, match="has alias 'champion'.*run 'manymodels train' first"):
+            manymodels.forecast(config)
+        assert not Path(config.forecast.output).exists()
+
+
+def test_retrain_moves_champion_only_where_challenger_wins(make_config, registry_of, oj_data):
+    baseline = make_config(model={"template": "seasonal_naive", "params": {"season_length": 1}})
+    manymodels.train(baseline)
+    better = make_config()
+    result = manymodels.retrain(better)
+
+    registry = registry_of(better)
+    models = registry.models()
+    promoted = set(result.promoted)
+    assert result.trained == N_ENTITIES
+    assert promoted, "a lag regression should beat the naive forecast somewhere"
+    table = result.entities.set_index("model_name")
+    for name, record in models.items():
+        row = table.loc[name]
+        assert row["champion_mase"] >= 0
+        if name in promoted:
+            assert record.aliases == {CHAMPION: 2}
+            assert row["mase"] < row["champion_mase"]
+        else:
+            assert record.aliases == {CHAMPION: 1, "challenger": 2}
+            assert row["mase"] >= row["champion_mase"]
+
+
+def test_retrain_skips_unchanged_entities(make_config, oj_data, oj_frame):
+    from manymodels.data import write_partitioned
+
+    config = make_config()
+    manymodels.train(config)
+    changed = oj_frame.copy()
+    mask = (changed["store"] == 3) & (changed["brand"] == "dominicks") & changed["sales"].notna()
+    changed.loc[mask, "sales"] *= 1.5
+    shutil.rmtree(oj_data)
+    write_partitioned(changed, str(oj_data), ["store", "brand"], basename="part")
+    result = manymodels.retrain(config)
+    assert result.skipped == N_ENTITIES - 1
+    assert result.trained == 1
+    assert result.entities.loc[result.entities["status"] == "ok", "store"].tolist() == ["3"]
