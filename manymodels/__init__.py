@@ -14,6 +14,7 @@ from manymodels.errors import (
     JobError,
     ManyModelsError,
     RegistryError,
+    ResumeError,
     TemplateError,
 )
 from manymodels.jobs import ForecastResult, TrainResult, forecast, retrain, train
@@ -29,6 +30,7 @@ __all__ = [
     "JobError",
     "ManyModelsError",
     "RegistryError",
+    "ResumeError",
     "TemplateError",
     "TrainContext",
     "TrainResult",

@@ -47,16 +47,22 @@ def _friendly(function: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return function(*args, **kwargs)
         except JobError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(exc)}", err=True)
             sys.exit(1)
         except ManyModelsError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(exc)}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: run the same command again to resume the job.", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def _one_line(exc: BaseException) -> str:
+    from manymodels.secrets import scrub
+
+    return " ".join(scrub(str(exc)).split())
 
 
 def _quiet_libraries() -> None:
@@ -91,8 +97,8 @@ def train(config_path: str, overrides: tuple[str, ...], resume: str | None, fres
     An unfinished job of the same config (its driver killed) is resumed automatically.
     """
     from manymodels.config import load_config
-    from manymodels.jobs.train import require_within_budget
-    from manymodels.jobs.train import train as train_job
+    from manymodels.jobs.training import require_within_budget
+    from manymodels.jobs.training import train as train_job
     from manymodels.report import is_interactive, print_train_summary
 
     config = load_config(config_path, list(overrides))
@@ -113,8 +119,8 @@ def retrain(config_path: str, overrides: tuple[str, ...], force: bool, resume: s
             fresh: bool, quiet: bool) -> None:  # fmt: skip
     """Train challengers; promote those that beat the champion on the same holdout."""
     from manymodels.config import load_config
-    from manymodels.jobs.train import require_within_budget
-    from manymodels.jobs.train import retrain as retrain_job
+    from manymodels.jobs.training import require_within_budget
+    from manymodels.jobs.training import retrain as retrain_job
     from manymodels.report import is_interactive, print_train_summary
 
     config = load_config(config_path, list(overrides))
@@ -135,8 +141,8 @@ def forecast(config_path: str, overrides: tuple[str, ...], alias: str | None, ve
              output: str | None, quiet: bool) -> None:  # fmt: skip
     """Forecast every entity with its registered model into partitioned Parquet."""
     from manymodels.config import load_config
-    from manymodels.jobs.forecast import forecast as forecast_job
-    from manymodels.jobs.forecast import require_within_budget
+    from manymodels.jobs.forecasting import forecast as forecast_job
+    from manymodels.jobs.forecasting import require_within_budget
     from manymodels.report import is_interactive, print_forecast_summary
 
     if alias and version:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from manymodels.config import load_config
 from manymodels.datasets import write_oj_sales
-from manymodels.jobs.forecast import forecast
-from manymodels.jobs.forecast import require_within_budget as require_forecast_budget
-from manymodels.jobs.train import require_within_budget, train
+from manymodels.jobs.forecasting import forecast
+from manymodels.jobs.forecasting import require_within_budget as require_forecast_budget
+from manymodels.jobs.training import require_within_budget, train
 from manymodels.report import print_forecast_summary, print_train_summary, stdout
 
 __all__ = ["DEMO_CONFIG", "demo_config_text", "run_demo", "write_demo_config"]

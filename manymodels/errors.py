@@ -29,7 +29,11 @@ class RegistryError(ManyModelsError, RuntimeError):
 
 
 class JobError(ManyModelsError, RuntimeError):
-    """A job could not finish: too many entities failed, or it cannot be resumed."""
+    """A job finished with more failed entities than its failure budget allows."""
+
+
+class ResumeError(ManyModelsError, LookupError):
+    """``--resume`` names a job that does not exist, is of another kind, or already finished."""
 
 
 class EntityError(ManyModelsError, ValueError):

@@ -8,14 +8,17 @@ is found again by its run id, so a retried task or a resumed job never registers
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from manymodels.errors import RegistryError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+T = TypeVar("T")
 
 __all__ = ["ModelRecord", "Registration", "Registry", "VersionRef", "CHAMPION", "CHALLENGER"]
 
@@ -24,6 +27,9 @@ CHALLENGER = "challenger"
 TAG_PREFIX = "manymodels."
 KEYS_TAG = "manymodels.entity_keys"
 JOB_TAG = "manymodels.job_id"
+_ATTEMPTS = 5
+_BACKOFF = 0.2
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
 
 
 @dataclass(frozen=True)
@@ -119,25 +125,42 @@ class Registry:
         if record is None:
             model_tags = {**registration.keys, KEYS_TAG: json.dumps(dict(registration.keys))}
             try:
-                self.client.create_registered_model(registration.name, tags=model_tags)
+                _retry(lambda: self.client.create_registered_model(registration.name, tags=model_tags))
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-        version = self.client.create_model_version(
-            registration.name,
-            source=registration.source,
-            run_id=run_id,
-            tags={**registration.keys, **registration.tags},
-        )
-        number = int(version.version)
+        number = self._create_version(registration, run_id)
         has_champion = record is not None and CHAMPION in record.aliases
         if number == 1 or (record is not None and not has_champion):
             self.set_alias(registration.name, CHAMPION, number)
         return VersionRef(registration.name, number, registration.source, run_id, registration.tags)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
-        """Point ``alias`` of model ``name`` at ``version``."""
-        self.client.set_registered_model_alias(name, alias, str(version))
+        """Point ``alias`` of model ``name`` at ``version`` (retried while the store is busy)."""
+        _retry(lambda: self.client.set_registered_model_alias(name, alias, str(version)))
+
+    def _create_version(self, registration: Registration, run_id: str) -> int:
+        """Create the version; after a transient error, first look whether it was created."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                version = self.client.create_model_version(
+                    registration.name, source=registration.source, run_id=run_id,
+                    tags={**registration.keys, **registration.tags},
+                )  # fmt: skip
+                return int(version.version)
+            except Exception as exc:
+                if not _transient(exc) or attempt == _ATTEMPTS - 1:
+                    raise
+                # The write may have landed before the error (a lost response): never twice.
+                existing = self._version_of_run(registration.name, run_id)
+                if existing is not None:
+                    return existing
+                time.sleep(_BACKOFF * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _version_of_run(self, name: str, run_id: str) -> int | None:
+        found = self.client.search_model_versions(f"name = '{_quote(name)}' and run_id = '{run_id}'")
+        return min((int(v.version) for v in found), default=None)
 
     def resolve(self, alias: str | None = None, version: int | None = None) -> dict[str, VersionRef]:
         """Each model's version by alias or number, looked up in two bulk queries.
@@ -169,3 +192,27 @@ class Registry:
     def _like(self) -> str:
         # LIKE treats _ and % as wildcards; names are re-checked with startswith afterwards.
         return f"{self.prefix}.%"
+
+
+def _transient(exc: BaseException) -> bool:
+    """A busy SQLite file, an unreachable or overloaded server: worth another try."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    code = getattr(exc, "error_code", None)
+    text = str(exc).lower()
+    return code in _TRANSIENT_CODES or "database is locked" in text or "timed out" in text
+
+
+def _retry(action: Callable[[], T]) -> T:
+    for attempt in range(_ATTEMPTS):
+        try:
+            return action()
+        except Exception as exc:
+            if not _transient(exc) or attempt == _ATTEMPTS - 1:
+                raise
+            time.sleep(_BACKOFF * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")

@@ -66,6 +66,8 @@ def print_train_summary(result: TrainResult) -> None:
     """A short summary of a training or retraining job, on stdout."""
     out = stdout
     out.print(f"[bold]{result.kind} {result.job_id}[/bold] finished in {result.seconds:.1f} s")
+    if result.resumed_with is not None:
+        out.print(f"  resumed an unfinished job: {result.resumed_with} entities were already done")
     out.print(
         f"  entities: {result.trained} trained, {result.failed} failed"
         + (f", {result.skipped} unchanged (skipped)" if result.skipped else "")

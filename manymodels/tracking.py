@@ -7,6 +7,7 @@ process). Only the driver writes to the tracking store; workers only upload arti
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manymodels.errors import ManyModelsError
+from manymodels.secrets import scrub
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +30,6 @@ __all__ = [
     "TrackingTarget",
     "client_for",
     "ensure_experiment",
-    "redact_uri",
     "resolve_target",
     "upload_dir",
 ]
@@ -57,7 +58,7 @@ class TrackingTarget:
 
     def describe(self) -> str:
         """The tracking URI with any password masked, for printing."""
-        return redact_uri(self.tracking_uri)
+        return scrub(self.tracking_uri)
 
 
 def resolve_target(uri: str | None, registry_uri: str | None, work_dir: str) -> TrackingTarget:
@@ -80,12 +81,28 @@ def client_for(target: TrackingTarget) -> MlflowClient:
         logging.getLogger(name).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri)
-    try:
-        return MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
-    except Exception as exc:
-        raise ManyModelsError(
-            f"tracking.uri: cannot open the MLflow store at {target.describe()} ({exc})."
-        ) from exc
+    with _creation_lock(target):
+        try:
+            client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+            # Touch both stores now, so that a new SQLite file is created under the lock.
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        except Exception as exc:
+            raise ManyModelsError(
+                f"tracking.uri: cannot open the MLflow store at {target.describe()} "
+                f"({type(exc).__name__}: {scrub(str(exc))[:300]})."
+            ) from None
+    return client
+
+
+def _creation_lock(target: TrackingTarget) -> contextlib.AbstractContextManager[object]:
+    """Two jobs that create the same embedded store at once would race on its schema."""
+    if not target.tracking_uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    database = target.tracking_uri.removeprefix("sqlite:///")
+    return FileLock(f"{database}.lock", timeout=300)
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
@@ -167,17 +184,3 @@ def upload_dir(artifact_uri: str, local_dir: str, artifact_path: str) -> None:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     get_artifact_repository(artifact_uri).log_artifacts(local_dir, artifact_path)
-
-
-def redact_uri(uri: str) -> str:
-    """``scheme://user:secret@host`` becomes ``scheme://user:***@host``."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri

@@ -24,12 +24,11 @@ from manymodels.entity_model import PREDICTION_COL, EntityModel
 from manymodels.fitting import EntityFit, FitSpec, fit_entity, score_model
 from manymodels.guard import Failure, call_with_limits, failure_from
 from manymodels.naming import entity_slug, model_name
+from manymodels.secrets import scrub_row
 from manymodels.templates import TemplateSource, load_template
 from manymodels.timeseries import future_frame, regularize
 
 __all__ = ["EntityResult", "TrainTask", "ForecastTask", "train_batch", "forecast_batch"]
-
-MODELS_DIR = "models"
 
 
 @dataclass(frozen=True)
@@ -43,13 +42,18 @@ class Champion:
 
 @dataclass(frozen=True)
 class TrainTask:
-    """Everything a training task needs besides its partitions."""
+    """Everything a training task needs besides its partitions.
+
+    ``artifact_dir`` is unique to each driver session of a job, so the tasks of a resumed job
+    never write over the files of a killed session's stragglers.
+    """
 
     config: Config
     template: TemplateSource
     params: Mapping[str, Any]
     artifact_uri: str
     pip_requirements: list[str]
+    artifact_dir: str = "models"
     skip: frozenset[str] = frozenset()
     champions: Mapping[str, Champion] = field(default_factory=dict)
 
@@ -89,8 +93,8 @@ class EntityResult:
         )  # fmt: skip
         if self.failure:
             row.update(stage=self.failure.stage, error_type=self.failure.error_type,
-                       error=self.failure.message)  # fmt: skip
-        return row
+                       error=self.failure.message, traceback=self.failure.traceback)  # fmt: skip
+        return scrub_row(row)
 
 
 def fit_spec(config: Config, template_source: TemplateSource, params: Mapping[str, Any]) -> FitSpec:
@@ -136,7 +140,7 @@ def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResu
         saved = [result for result in results if result.artifact_path]
         if saved:
             try:
-                upload_dir(task.artifact_uri, staging, MODELS_DIR)
+                upload_dir(task.artifact_uri, staging, task.artifact_dir)
             except Exception as exc:  # one failed upload fails this batch's entities only
                 for result in saved:
                     result.status, result.artifact_path = "failed", None
@@ -255,7 +259,7 @@ def _train_entity(
         keys=keys, name=name, status="ok", seconds=time.perf_counter() - started,
         metrics=fit.metrics, fingerprint=fingerprint, observations=fit.observations,
         filled=fit.filled, holdout_start=fit.holdout_start.isoformat(),
-        trained_until=fit.trained_until.isoformat(), artifact_path=f"{MODELS_DIR}/{slug}",
+        trained_until=fit.trained_until.isoformat(), artifact_path=f"{task.artifact_dir}/{slug}",
     )  # fmt: skip
     if champion is not None:
         result.champion_metrics = _champion_metrics(champion, frame, spec, fit)

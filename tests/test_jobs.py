@@ -181,7 +181,7 @@ def test_failure_budget_sets_exit_status(make_config, tmp_path):
     result = manymodels.train(config)
     assert result.failed == 4 and result.budget_exceeded
     with pytest.raises(manymodels.JobError, match="4 of 12 entities failed, more than the 1 allowed"):
-        from manymodels.jobs.train import require_within_budget
+        from manymodels.jobs.training import require_within_budget
 
         require_within_budget(result, config)
     assert mlflow.MlflowClient().get_run(result.run_id).info.status == "FAILED"

@@ -1,7 +1,7 @@
 """The jobs users run: train, retrain and forecast."""
 
-from manymodels.jobs.forecast import forecast
+from manymodels.jobs.forecasting import forecast
 from manymodels.jobs.results import ForecastResult, TrainResult
-from manymodels.jobs.train import retrain, train
+from manymodels.jobs.training import retrain, train
 
 __all__ = ["ForecastResult", "TrainResult", "forecast", "retrain", "train"]

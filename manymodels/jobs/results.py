@@ -41,6 +41,7 @@ class TrainResult:
         promoted: names of the models whose champion alias moved (retrain).
         budget_exceeded: more entities failed than ``failures.max_share``/``max_count`` allow.
         stopped_early: the job stopped before the end because the budget was already spent.
+        resumed_with: for a resumed job, how many entities its earlier session had finished.
     """
 
     job_id: str
@@ -53,6 +54,7 @@ class TrainResult:
     budget_exceeded: bool = False
     stopped_early: bool = False
     ui_hint: str | None = None
+    resumed_with: int | None = None
 
     @property
     def total(self) -> int:

@@ -20,8 +20,9 @@ import yaml
 from manymodels import tracking
 from manymodels.config import Config
 from manymodels.data import Partition, check_columns, discover_partitions
-from manymodels.errors import JobError, ManyModelsError
+from manymodels.errors import ManyModelsError, ResumeError
 from manymodels.registry import Registry
+from manymodels.secrets import remember_config, scrub
 from manymodels.templates import Template, load_template, resolve_template
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ def validate_inputs(config: Config, needs_template: bool = True) -> Inputs:
     Raises:
         ManyModelsError: with the config file's name in front of the message.
     """
+    remember_config(config)
     try:
         template = load_template(resolve_template(config.model.template))
         params = template.validate_params(config.model.params) if needs_template else {}
@@ -90,7 +92,7 @@ def open_tracking(config: Config) -> Tracking:
     except Exception as exc:
         raise ManyModelsError(
             f"{config.label()}: tracking.uri: cannot use the MLflow store at {target.describe()} "
-            f"({type(exc).__name__}: {str(exc)[:200]})."
+            f"({type(exc).__name__}: {scrub(str(exc))[:200]})."
         ) from None
     return Tracking(target, client, experiment_id, Registry(client, config.tracking.model_prefix))
 
@@ -125,7 +127,7 @@ def open_job_run(
     """Resume the named job, or an unfinished job of the same command, or start a new one.
 
     Raises:
-        JobError: ``resume`` names a job that does not exist or already finished.
+        ResumeError: ``resume`` names a job that does not exist or already finished.
     """
     if resume:
         return JobRun(resume, _named_run(session, resume, kind), resumed=True)
@@ -153,13 +155,13 @@ def _named_run(session: Tracking, job_id: str, kind: str) -> Run:
         [session.experiment_id], filter_string=f"tags.`{JOB_ID_TAG}` = '{job_id}'", max_results=1
     )
     if not runs:
-        raise JobError(f"--resume: no job {job_id} in this experiment. Hint: copy the job id "
+        raise ResumeError(f"--resume: no job {job_id} in this experiment. Hint: copy the job id "
                        "from the summary of the job to resume.")  # fmt: skip
     run = runs[0]
     if run.data.tags.get(KIND_TAG) != kind:
-        raise JobError(f"--resume: job {job_id} is a {run.data.tags.get(KIND_TAG)} job, not {kind}.")
+        raise ResumeError(f"--resume: job {job_id} is a {run.data.tags.get(KIND_TAG)} job, not {kind}.")
     if run.info.status == "FINISHED":
-        raise JobError(f"--resume: job {job_id} already finished; run without --resume for a new one.")
+        raise ResumeError(f"--resume: job {job_id} already finished; run without --resume for a new one.")
     return _claim(session, run)
 
 
@@ -219,7 +221,7 @@ def _redacted(payload: dict[str, Any]) -> dict[str, Any]:
     tracking_section = dict(payload.get("tracking") or {})
     for key in ("uri", "registry_uri"):
         if tracking_section.get(key):
-            tracking_section[key] = tracking.redact_uri(tracking_section[key])
+            tracking_section[key] = scrub(tracking_section[key])
     data = dict(payload.get("data") or {})
     if data.get("storage_options"):
         data["storage_options"] = {key: "***" for key in data["storage_options"]}

@@ -23,7 +23,7 @@ from manymodels.jobs.results import ForecastResult
 from manymodels.jobs.session import (
     Tracking, log_config, open_job_run, open_tracking, validate_inputs,
 )  # fmt: skip
-from manymodels.jobs.train import allowed_failures
+from manymodels.jobs.training import allowed_failures
 from manymodels.naming import model_name
 from manymodels.planning import plan_batches
 from manymodels.registry import VersionRef

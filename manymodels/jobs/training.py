@@ -32,6 +32,7 @@ from manymodels.naming import model_name
 from manymodels.planning import plan_batches
 from manymodels.registry import CHALLENGER, CHAMPION, TAG_PREFIX, ModelRecord, Registration, VersionRef
 from manymodels.report import progress_bar
+from manymodels.secrets import scrub_row
 from manymodels.worker import Champion, EntityResult, TrainTask, params_digest, train_batch
 
 __all__ = ["train", "retrain"]
@@ -63,7 +64,7 @@ def train(
 
     Raises:
         ConfigError, DataError, TemplateError: bad input, found before anything is written.
-        JobError: ``resume`` names no unfinished job.
+        ResumeError: ``resume`` names no unfinished job.
     """
     return _run(config, "train", resume, fresh, progress, promote=promote)
 
@@ -101,6 +102,7 @@ def _run(
     ledger = Ledger(config.work_dir, job.job_id)
     done, rows = ledger.read() if job.resumed else (set(), [])
     rows = registrar.reconcile(rows)
+    rows_before = list(rows)
     if not job.resumed:
         log_config(session, job.run_id, config, {"template": inputs.template.name,
                                                   "partitions": len(inputs.partitions)})  # fmt: skip
@@ -108,7 +110,7 @@ def _run(
     task = TrainTask(
         config=config, template=inputs.template.source, params=inputs.params,
         artifact_uri=job.artifact_uri, pip_requirements=requirements(),
-        skip=frozenset(registrar.registered),
+        artifact_dir=f"models/{uuid.uuid4().hex[:8]}", skip=frozenset(registrar.registered),
         champions={} if kind == "train" or force else registrar.champions(),
     )  # fmt: skip
     stopped_early = False
@@ -118,7 +120,9 @@ def _run(
         # Interrupted or broken: leave the run resumable by the next run of the same command.
         session.client.set_terminated(job.run_id, status="KILLED")
         raise
-    return _finish(session, job, kind, config, rows, registrar, started, stopped_early)
+    result = _finish(session, job, kind, config, rows, registrar, started, stopped_early)
+    result.resumed_with = len(rows_before) if job.resumed else None
+    return result
 
 
 def _train_partitions(
@@ -223,7 +227,7 @@ class _Registrar:
             row = result.row()
             if result.status == "ok":
                 self._register(result, row)
-            rows.append(row)
+            rows.append(scrub_row(row))
         return rows
 
     def _register(self, result: EntityResult, row: dict[str, Any]) -> None:
@@ -319,6 +323,8 @@ def _finish(
     entities = pd.DataFrame(rows)
     if entities.empty:
         entities = pd.DataFrame(columns=["model_name", "status"])
+    # A task that ran twice reports its entities twice; the registry holds one version of each.
+    entities = entities.drop_duplicates("model_name", keep="first").reset_index(drop=True)
     seconds = time.perf_counter() - started
     result = TrainResult(
         job_id=job.job_id, run_id=job.run_id, kind=kind,
@@ -330,8 +336,8 @@ def _finish(
     client, run_id = session.client, job.run_id
     tracking.log_table(client, run_id, entities, "entity_results.parquet")
     failures = result.failures
-    keep = [c for c in [*config.data.entity_cols, "model_name", "stage", "error_type", "error"]
-            if c in failures]  # fmt: skip
+    keep = [c for c in [*config.data.entity_cols, "model_name", "stage", "error_type", "error",
+                        "traceback"] if c in failures]  # fmt: skip
     tracking.log_table(client, run_id, failures[keep] if keep else failures, "failures.csv")
     metrics = {
         "entities_total": result.total, "entities_trained": result.trained,
