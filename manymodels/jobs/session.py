@@ -69,9 +69,9 @@ def validate_inputs(config: Config, needs_template: bool = True) -> Inputs:
         params = template.validate_params(config.model.params) if needs_template else {}
         data = config.data
         partitions = discover_partitions(data.path, data.partition_by, data.storage_options)
-        required = {data.time_col: "data.time_col", data.target_col: "data.target_col"}
+        required = {col: "data.id_cols" for col in data.entity_cols}
         required.update({col: "data.exog_cols" for col in data.exog_cols})
-        required.update({col: "data.id_cols" for col in data.entity_cols})
+        required.update({data.time_col: "data.time_col", data.target_col: "data.target_col"})
         check_columns(partitions[0], required, [data.target_col, *data.exog_cols],
                       data.storage_options)  # fmt: skip
     except ManyModelsError as exc:
