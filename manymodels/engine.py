@@ -97,8 +97,10 @@ def map_batches(
     released as soon as they are yielded, so Dask never recomputes a task whose side effects
     were already consumed.
     """
+    # Arguments shared by every task (the job's settings, champions) travel once per worker.
+    shared = [client.scatter(arg, broadcast=True, hash=False) for arg in args]
     futures = {
-        client.submit(function, batch, *args, key=f"{name}-{index}", pure=False, retries=retries): batch
+        client.submit(function, batch, *shared, key=f"{name}-{index}", pure=False, retries=retries): batch
         for index, batch in enumerate(batches)
     }
     try:

@@ -270,7 +270,7 @@ ISOLATED_CASES: dict[str, tuple] = {
     "shorter than lags plus holdout": (_weekly(rows=6), ("failed", "train", "EntityError",
                                         r"series too short: 6 observed periods, needs at least 8 \(4 holdout \+ 4")),
     "corrupt parquet file": (b"PAR1 this is not parquet at all", ("failed", "read", "ArrowInvalid", r"Parquet")),
-    "schema without exog column": (_weekly().drop(columns="price"), ("failed", "read", "KeyError",
+    "schema without exog column": (_weekly().drop(columns="price"), ("failed", "read", "DataError",
                                    r"column 'price' is missing from this partition's files")),
     "schema with integer target": (_with(_weekly(), sales=np.arange(40, dtype="int64")), OK),
     "non-numeric target in one partition": (_with(_weekly(), sales=["n/a"] * 40), ("failed", "train", "EntityError",

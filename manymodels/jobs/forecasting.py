@@ -17,7 +17,7 @@ from manymodels import tracking
 from manymodels.config import Config
 from manymodels.data import Partition, replace_dir, staging_path
 from manymodels.engine import cluster, map_batches, worker_count
-from manymodels.errors import JobError, ManyModelsError
+from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
 from manymodels.jobs.results import ForecastResult
 from manymodels.jobs.session import (
@@ -26,13 +26,16 @@ from manymodels.jobs.session import (
 from manymodels.jobs.training import allowed_failures
 from manymodels.naming import model_name
 from manymodels.planning import plan_batches
-from manymodels.registry import VersionRef
+from manymodels.bundle import bundle_name, read_manifest
+from manymodels.registry import Registry
 from manymodels.report import progress_bar
-from manymodels.worker import EntityResult, ForecastTask, forecast_batch
+from manymodels.outcomes import EntityResult
+from manymodels.tasks import ForecastTask, forecast_batch
+from manymodels.tasks.forecasting import ModelRef
 
 __all__ = ["forecast"]
 
-ModelRefs = dict[str, tuple[str, int, str]]
+ModelRefs = dict[str, ModelRef]
 
 
 def forecast(
@@ -68,7 +71,7 @@ def forecast(
     inputs = validate_inputs(config, needs_template=False)
     session = open_tracking(config)
     try:
-        refs = session.registry.resolve(alias=alias, version=version)
+        refs = entity_models(session.registry, config, alias, version)
     except ManyModelsError as exc:
         raise type(exc)(f"{config.label()}: {exc}") from None
     items, orphans = _assign(inputs.partitions, refs, config)
@@ -109,22 +112,48 @@ def require_within_budget(result: ForecastResult, config: Config) -> None:
         )
 
 
+def entity_models(
+    registry: Registry, config: Config, alias: str | None, version: int | None
+) -> dict[str, tuple[dict[str, str], ModelRef]]:
+    """Every entity's key values and model, looked up in bulk by alias or version.
+
+    Raises:
+        RegistryError: nothing is registered under that alias or version.
+    """
+    entity_cols = config.data.entity_cols
+    bundle = bundle_name(config.tracking.model_prefix)
+    resolved = registry.resolve(alias=alias, version=version)
+    if config.tracking.registration == "per_job":
+        ref = resolved.get(bundle)
+        if ref is None:
+            what = f"alias '{alias}'" if alias is not None else f"version {version}"
+            raise RegistryError(f"the job bundle '{bundle}' has no {what}. Hint: run "
+                                "'manymodels train' with tracking.registration: per_job first.")  # fmt: skip
+        return {
+            row["model_name"]: ({col: str(row[col]) for col in entity_cols},
+                                (ref.name, ref.version, row["location"]))  # fmt: skip
+            for row in read_manifest(ref.source).to_dict("records")
+        }
+    return {
+        name: ({col: ref.tags.get(col, "") for col in entity_cols}, (ref.name, ref.version, ref.source))
+        for name, ref in resolved.items()
+        if name != bundle
+    }
+
+
 def _assign(
-    partitions: list[Partition], refs: dict[str, VersionRef], config: Config
+    partitions: list[Partition], refs: dict[str, tuple[dict[str, str], ModelRef]], config: Config
 ) -> tuple[list[tuple[Partition, ModelRefs]], list[EntityResult]]:
-    """Pair every partition with the model versions of its entities."""
+    """Pair every partition with the models of its entities; list models without data."""
     by_partition: dict[tuple[tuple[str, str], ...], ModelRefs] = defaultdict(dict)
-    for name, ref in refs.items():
-        keys = tuple((col, ref.tags.get(col, "")) for col in config.data.partition_by)
-        by_partition[keys][name] = (ref.name, ref.version, ref.source)
+    for name, (keys, ref) in refs.items():
+        by_partition[tuple((col, keys.get(col, "")) for col in config.data.partition_by)][name] = ref
     items = [(partition, by_partition.pop(partition.keys, {})) for partition in partitions]
     orphans = []
     for models in by_partition.values():
-        for name, _ in models.items():
-            ref = refs[name]
-            keys = {col: ref.tags.get(col, "") for col in config.data.entity_cols}
+        for name in models:
             failure = Failure("lookup", "DataError", "registered model has no data partition", "")
-            orphans.append(EntityResult(keys, name, "failed", failure=failure))
+            orphans.append(EntityResult(refs[name][0], name, "failed", failure=failure))
     return items, orphans
 
 

@@ -27,15 +27,16 @@ from manymodels.jobs.session import (
     Inputs, JobRun, Tracking, config_hash, log_config, open_job_run, open_tracking, validate_inputs,
 )  # fmt: skip
 from manymodels.ledger import Ledger
-from manymodels.metrics import METRICS
 from manymodels.naming import model_name
 from manymodels.planning import plan_batches
-from manymodels.registry import CHALLENGER, CHAMPION, TAG_PREFIX, ModelRecord, Registration, VersionRef
+from manymodels.jobs.registrars import BundleRegistrar, EntityRegistrar, open_registrar
 from manymodels.report import progress_bar
-from manymodels.secrets import scrub_row
-from manymodels.worker import Champion, EntityResult, TrainTask, params_digest, train_batch
+from manymodels.outcomes import EntityResult
+from manymodels.tasks import TrainTask, train_batch
 
 __all__ = ["train", "retrain"]
+
+Registrar = EntityRegistrar | BundleRegistrar
 
 # Stop early only on clear evidence of a systematic failure, not on a few bad entities.
 _EARLY_STOP_MIN_FAILED = 20
@@ -98,7 +99,7 @@ def _run(
     session = open_tracking(config)
     digest = config_hash(config, kind, inputs.template.source.digest)
     job = open_job_run(session, config, kind, digest, resume, fresh)
-    registrar = _Registrar(session, job, inputs, kind, promote)
+    registrar = open_registrar(session, job, inputs, kind, promote)
     ledger = Ledger(config.work_dir, job.job_id)
     done, rows = ledger.read() if job.resumed else (set(), [])
     rows = registrar.reconcile(rows)
@@ -120,13 +121,14 @@ def _run(
         # Interrupted or broken: leave the run resumable by the next run of the same command.
         session.client.set_terminated(job.run_id, status="KILLED")
         raise
+    registrar.finish(rows, complete=not stopped_early)
     result = _finish(session, job, kind, config, rows, registrar, started, stopped_early)
     result.resumed_with = len(rows_before) if job.resumed else None
     return result
 
 
 def _train_partitions(
-    todo: list[Partition], inputs: Inputs, task: TrainTask, registrar: _Registrar,
+    todo: list[Partition], inputs: Inputs, task: TrainTask, registrar: Registrar,
     ledger: Ledger, rows: list[dict[str, Any]], progress: bool,
 ) -> bool:  # fmt: skip
     config = inputs.config
@@ -185,140 +187,9 @@ def _budget_spent(config: Config, rows: list[dict[str, Any]], partitions: int, t
     return failed > allowed_failures(config, expected_total)
 
 
-class _Registrar:
-    """Registers results as they arrive, once each, and moves aliases."""
-
-    def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
-        self.session, self.job, self.inputs, self.kind = session, job, inputs, kind
-        self.config = inputs.config
-        self.promote_all = promote
-        self.known: dict[str, ModelRecord] = session.registry.models()
-        self.registered: dict[str, VersionRef] = (
-            {ref.name: ref for ref in session.registry.versions(run_ids=[job.run_id])}
-            if job.resumed
-            else {}
-        )
-        self.promoted: list[str] = []
-        self._versions: dict[tuple[str, int], VersionRef] | None = None
-
-    def reconcile(self, ledger_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The ledger's rows, plus rows for versions registered after the last ledger write."""
-        rows = {row["model_name"]: row for row in ledger_rows}
-        for name, ref in self.registered.items():
-            if name not in rows:
-                rows[name] = _row_from_tags(ref, self.config)
-        return list(rows.values())
-
-    def champions(self) -> dict[str, Champion]:
-        """The current champion of every model under the prefix (for a retrain)."""
-        wanted = {(name, record.aliases[CHAMPION]) for name, record in self.known.items()
-                  if CHAMPION in record.aliases}  # fmt: skip
-        if not wanted:
-            return {}
-        return {
-            ref.name: Champion(ref.version, ref.source, ref.tags)
-            for ref in self.session.registry.versions()
-            if (ref.name, ref.version) in wanted
-        }
-
-    def handle(self, results: list[EntityResult]) -> list[dict[str, Any]]:
-        rows = []
-        for result in results:
-            row = result.row()
-            if result.status == "ok":
-                self._register(result, row)
-            rows.append(scrub_row(row))
-        return rows
-
-    def _register(self, result: EntityResult, row: dict[str, Any]) -> None:
-        existing = self.registered.get(result.name)
-        if existing is not None:  # a repeated task: the version already exists
-            row["model_version"] = existing.version
-            return
-        registration = Registration(
-            name=result.name, keys=result.keys,
-            source=f"{self.job.artifact_uri}/{result.artifact_path}", tags=self._tags(result),
-        )  # fmt: skip
-        try:
-            ref = self.session.registry.register(registration, self.job.run_id, self.known)
-            self.registered[result.name] = ref
-            row["model_version"] = ref.version
-            self._move_aliases(result, ref, row)
-        except Exception as exc:  # the registry refused this one; the others go on
-            failure = failure_from("register", exc)
-            row.update(status="failed", stage=failure.stage, error_type=failure.error_type,
-                       error=failure.message)  # fmt: skip
-            return
-        record = self.known.setdefault(result.name, ModelRecord(result.name, {}, dict(result.keys)))
-        if ref.version == 1 or row.get("promoted"):
-            record.aliases[CHAMPION] = ref.version
-
-    def _move_aliases(self, result: EntityResult, ref: VersionRef, row: dict[str, Any]) -> None:
-        record = self.known.get(result.name)
-        has_champion = record is not None and CHAMPION in record.aliases
-        if self.kind == "train":
-            if self.promote_all and has_champion:
-                self.session.registry.set_alias(ref.name, CHAMPION, ref.version)
-                row["promoted"] = True
-            return
-        if not has_champion:
-            row["promoted"] = ref.version == 1 or record is not None
-            return
-        wins = challenger_wins(result.metrics, result.champion_metrics, self.config)
-        alias = CHAMPION if wins else CHALLENGER
-        self.session.registry.set_alias(ref.name, alias, ref.version)
-        row["promoted"] = wins
-        if wins:
-            self.promoted.append(ref.name)
-
-    def _tags(self, result: EntityResult) -> dict[str, str]:
-        template = self.inputs.template
-        tags = {
-            f"{TAG_PREFIX}job_id": self.job.job_id,
-            f"{TAG_PREFIX}template": template.name,
-            f"{TAG_PREFIX}template_digest": template.source.digest,
-            f"{TAG_PREFIX}params_digest": params_digest(self.inputs.params, self.config),
-            f"{TAG_PREFIX}data_fingerprint": result.fingerprint or "",
-            f"{TAG_PREFIX}holdout_start": result.holdout_start or "",
-            f"{TAG_PREFIX}trained_until": result.trained_until or "",
-            f"{TAG_PREFIX}observations": str(result.observations),
-            **{f"{TAG_PREFIX}metric.{k}": repr(float(v)) for k, v in result.metrics.items()},
-            **self.config.tracking.tags,
-        }
-        return tags
-
-
-def challenger_wins(challenger: dict[str, float], champion: dict[str, float], config: Config) -> bool:
-    """Whether a challenger beats the champion by the configured margin on the chosen metric.
-
-    Falls back to MAE where the chosen metric is undefined for either (MASE of a constant
-    series); a champion that could not be scored always loses.
-    """
-    if not champion:
-        return True
-    metric = config.evaluation.metric
-    new, old = challenger.get(metric, math.nan), champion.get(metric, math.nan)
-    if not (math.isfinite(new) and math.isfinite(old)):
-        new, old = challenger.get("mae", math.nan), champion.get("mae", math.nan)
-    if not math.isfinite(new):
-        return False
-    if not math.isfinite(old):
-        return True
-    return new < old * (1.0 - config.retrain.min_improvement) if old > 0 else new < old
-
-
-def _row_from_tags(ref: VersionRef, config: Config) -> dict[str, Any]:
-    row: dict[str, Any] = {col: ref.tags.get(col) for col in config.data.entity_cols}
-    row.update(model_name=ref.name, status="ok", model_version=ref.version)
-    for name in METRICS:
-        value = ref.tags.get(f"{TAG_PREFIX}metric.{name}")
-        row[name] = float(value) if value is not None else math.nan
-    return row
-
-
 def _finish(
     session: Tracking, job: JobRun, kind: str, config: Config, rows: list[dict[str, Any]],
-    registrar: _Registrar, started: float, stopped_early: bool,
+    registrar: Registrar, started: float, stopped_early: bool,
 ) -> TrainResult:  # fmt: skip
     entities = pd.DataFrame(rows)
     if entities.empty:

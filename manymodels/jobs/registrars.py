@@ -1,0 +1,244 @@
+"""Registering a training job's results, once each, as they arrive on the driver.
+
+:class:`EntityRegistrar` gives every entity its own registered model (``per_entity``);
+:class:`BundleRegistrar` collects a manifest and registers one bundle version per job
+(``per_job``). Both answer the same questions: which entities this job already registered
+(so a resumed job skips them), who the champions are (for a retrain), and what each result
+becomes in the registry.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from manymodels.bundle import bundle_name, read_manifest, write_bundle
+from manymodels.flavor import requirements
+from manymodels.guard import failure_from
+from manymodels.jobs.session import Inputs, JobRun, Tracking
+from manymodels.metrics import METRICS
+from manymodels.outcomes import Champion, EntityResult
+from manymodels.registry import (
+    CHALLENGER, CHAMPION, TAG_PREFIX, ModelRecord, Registration, VersionRef,
+)  # fmt: skip
+from manymodels.secrets import scrub_row
+from manymodels.tasks import params_digest
+
+__all__ = ["BundleRegistrar", "EntityRegistrar", "open_registrar"]
+
+_BUNDLE_ENTRY = "bundle_entry"
+
+
+class EntityRegistrar:
+    """One registered model per entity; a new version per trained entity, registered at once."""
+
+    def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
+        self.session, self.job, self.inputs, self.kind = session, job, inputs, kind
+        self.config = inputs.config
+        self.promote_all = promote
+        self.known: dict[str, ModelRecord] = session.registry.models()
+        self.registered: dict[str, VersionRef] = (
+            {ref.name: ref for ref in session.registry.versions(run_ids=[job.run_id])}
+            if job.resumed
+            else {}
+        )
+        self.promoted: list[str] = []
+
+    def reconcile(self, ledger_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ledger's rows, plus rows for versions registered after the last ledger write."""
+        rows = {row["model_name"]: row for row in ledger_rows}
+        for name, ref in self.registered.items():
+            if name not in rows:
+                rows[name] = _row_from_tags(ref, self.config.data.entity_cols)
+        return list(rows.values())
+
+    def champions(self) -> dict[str, Champion]:
+        """The current champion of every entity under the prefix."""
+        wanted = {(name, record.aliases[CHAMPION]) for name, record in self.known.items()
+                  if CHAMPION in record.aliases}  # fmt: skip
+        if not wanted:
+            return {}
+        return {
+            ref.name: Champion(ref.version, ref.source, ref.tags)
+            for ref in self.session.registry.versions()
+            if (ref.name, ref.version) in wanted
+        }
+
+    def handle(self, results: list[EntityResult]) -> list[dict[str, Any]]:
+        """Register the successful results; return every result's row."""
+        rows = []
+        for result in results:
+            row = result.row()
+            if result.status == "ok":
+                self._register(result, row)
+            rows.append(scrub_row(row))
+        return rows
+
+    def finish(self, rows: list[dict[str, Any]], complete: bool) -> None:
+        """Nothing is left to do: every version was registered as its result arrived."""
+
+    def _register(self, result: EntityResult, row: dict[str, Any]) -> None:
+        existing = self.registered.get(result.name)
+        if existing is not None:  # a repeated task: the version already exists
+            row["model_version"] = existing.version
+            return
+        registration = Registration(
+            name=result.name, keys=result.keys,
+            source=f"{self.job.artifact_uri}/{result.artifact_path}",
+            tags=lineage_tags(result, self.inputs, self.job.job_id),
+        )  # fmt: skip
+        record_before = self.known.get(result.name)
+        try:
+            ref = self.session.registry.register(registration, self.job.run_id, self.known)
+            self.registered[result.name] = ref
+            row["model_version"] = ref.version
+            self._move_aliases(result, ref, record_before, row)
+        except Exception as exc:  # the registry refused this one; the others go on
+            failure = failure_from("register", exc)
+            row.update(status="failed", stage=failure.stage, error_type=failure.error_type,
+                       error=failure.message, traceback=failure.traceback)  # fmt: skip
+            return
+        record = self.known.setdefault(result.name, ModelRecord(result.name, {}, dict(result.keys)))
+        if row.get("promoted"):
+            record.aliases[CHAMPION] = ref.version
+
+    def _move_aliases(
+        self, result: EntityResult, ref: VersionRef, before: ModelRecord | None, row: dict[str, Any]
+    ) -> None:
+        had_champion = before is not None and CHAMPION in before.aliases
+        if not had_champion:
+            # The registry gave champion to version 1, or to the first version of a model
+            # whose champion alias had been removed.
+            row["promoted"] = ref.version == 1 or before is not None
+            return
+        if self.kind == "train":
+            row["promoted"] = self.promote_all
+            if self.promote_all:
+                self.session.registry.set_alias(ref.name, CHAMPION, ref.version)
+            return
+        wins = bool(result.wins)
+        self.session.registry.set_alias(ref.name, CHAMPION if wins else CHALLENGER, ref.version)
+        row["promoted"] = wins
+        if wins:
+            self.promoted.append(ref.name)
+
+
+class BundleRegistrar:
+    """One bundle version per job: results are collected, registered once at the end."""
+
+    def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
+        self.session, self.job, self.inputs, self.kind = session, job, inputs, kind
+        self.config = inputs.config
+        self.promote_all = promote
+        self.name = bundle_name(self.config.tracking.model_prefix)
+        self.record = session.registry.models().get(self.name)
+        self.registered: dict[str, VersionRef] = {}
+        self.promoted: list[str] = []
+        self.version: int | None = None
+
+    def reconcile(self, ledger_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ledger's rows; entities trained after the last ledger write are trained again."""
+        return list({row["model_name"]: row for row in ledger_rows}.values())
+
+    def champions(self) -> dict[str, Champion]:
+        """Every entity's model in the champion bundle, as a champion to beat."""
+        if self.record is None or CHAMPION not in self.record.aliases:
+            return {}
+        version = self.record.aliases[CHAMPION]
+        ref = next(ref for ref in self.session.registry.versions()
+                   if ref.name == self.name and ref.version == version)  # fmt: skip
+        manifest = read_manifest(ref.source)
+        tag_cols = [col for col in manifest.columns if col.startswith(TAG_PREFIX)]
+        return {
+            row["model_name"]: Champion(version, row["location"],
+                                        {col: str(row[col]) for col in tag_cols})  # fmt: skip
+            for row in manifest.to_dict("records")
+        }
+
+    def handle(self, results: list[EntityResult]) -> list[dict[str, Any]]:
+        """Rows for the results, each with the manifest entry of the model the bundle keeps."""
+        rows = []
+        champions = None
+        for result in results:
+            row = result.row()
+            if result.artifact_path:
+                if result.kept == "champion":
+                    champions = champions if champions is not None else self._champion_map()
+                    tags = dict(champions[result.name].tags)
+                else:
+                    tags = lineage_tags(result, self.inputs, self.job.job_id)
+                row[_BUNDLE_ENTRY] = {**result.keys, "model_name": result.name,
+                                      "location": result.artifact_path, **tags}  # fmt: skip
+            if result.wins:
+                self.promoted.append(result.name)
+            row["promoted"] = bool(result.wins)
+            rows.append(scrub_row(row))
+        return rows
+
+    def finish(self, rows: list[dict[str, Any]], complete: bool) -> None:
+        """Write and register the bundle of every kept model (once per job run)."""
+        entries = [row.pop(_BUNDLE_ENTRY) for row in rows if row.get(_BUNDLE_ENTRY)]
+        if not complete or not entries:
+            return
+        registry = self.session.registry
+        existing = [ref for ref in registry.versions(run_ids=[self.job.run_id]) if ref.name == self.name]
+        if existing:
+            self.version = existing[0].version
+            return
+        import pandas as pd
+
+        source = write_bundle(self.job.artifact_uri, pd.DataFrame(entries),
+                              self.config.data.entity_cols, requirements())  # fmt: skip
+        tags = {f"{TAG_PREFIX}job_id": self.job.job_id, f"{TAG_PREFIX}entities": str(len(entries)),
+                f"{TAG_PREFIX}template": self.inputs.template.name,
+                **self.config.tracking.tags}  # fmt: skip
+        known = {self.name: self.record} if self.record else {}
+        ref = registry.register(Registration(self.name, {}, source, tags), self.job.run_id, known)
+        self.version = ref.version
+        had_champion = self.record is not None and CHAMPION in self.record.aliases
+        if had_champion and (self.kind == "retrain" or self.promote_all):
+            # After a retrain the bundle holds each entity's better model: it is the champion.
+            registry.set_alias(self.name, CHAMPION, ref.version)
+        for row in rows:
+            if row.get("status") in ("ok", "skipped"):
+                row["model_version"] = ref.version
+
+    def _champion_map(self) -> dict[str, Champion]:
+        if not hasattr(self, "_champions"):
+            self._champions = self.champions()
+        return self._champions
+
+
+def open_registrar(
+    session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool
+) -> EntityRegistrar | BundleRegistrar:
+    """The registrar for ``tracking.registration``."""
+    if inputs.config.tracking.registration == "per_job":
+        return BundleRegistrar(session, job, inputs, kind, promote)
+    return EntityRegistrar(session, job, inputs, kind, promote)
+
+
+def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str) -> dict[str, str]:
+    """The tags of a newly trained model: job, template, data fingerprint, holdout, metrics."""
+    template = inputs.template
+    return {
+        f"{TAG_PREFIX}job_id": job_id,
+        f"{TAG_PREFIX}template": template.name,
+        f"{TAG_PREFIX}template_digest": template.source.digest,
+        f"{TAG_PREFIX}params_digest": params_digest(inputs.params, inputs.config),
+        f"{TAG_PREFIX}data_fingerprint": result.fingerprint or "",
+        f"{TAG_PREFIX}holdout_start": result.holdout_start or "",
+        f"{TAG_PREFIX}trained_until": result.trained_until or "",
+        f"{TAG_PREFIX}observations": str(result.observations),
+        **{f"{TAG_PREFIX}metric.{k}": repr(float(v)) for k, v in result.metrics.items()},
+        **inputs.config.tracking.tags,
+    }
+
+
+def _row_from_tags(ref: VersionRef, entity_cols: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {col: ref.tags.get(col) for col in entity_cols}
+    row.update(model_name=ref.name, status="ok", model_version=ref.version)
+    for name in METRICS:
+        value = ref.tags.get(f"{TAG_PREFIX}metric.{name}")
+        row[name] = float(value) if value is not None else math.nan
+    return row

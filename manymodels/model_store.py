@@ -1,0 +1,144 @@
+"""Where a task puts the models it trains, and how models are found again.
+
+Two layouts, one per ``tracking.registration`` mode:
+
+* ``per_entity``: each entity's model is its own MLflow model folder,
+  ``<artifact_dir>/<entity slug>/`` in the job run's artifacts;
+* ``per_job``: a task pickles all its entities' models into one shard,
+  ``bundle/data/bundle/shards/<name>.pkl``, inside the job's single bundle model.
+
+A model's *location* is a folder URI, or ``<shard URI>#<entity slug>`` for a shard member.
+A task writes locally and uploads once, so a batch costs one artifact call, not one per model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import cloudpickle
+
+from manymodels.entity_model import EntityModel
+
+__all__ = ["BUNDLE_DIR", "SHARDS_DIR", "ModelLoader", "EntityFolders", "Shard", "open_sink"]
+
+BUNDLE_DIR = "bundle"
+BUNDLE_DATA = "bundle"
+SHARDS_DIR = f"{BUNDLE_DIR}/data/{BUNDLE_DATA}/shards"
+
+
+class EntityFolders:
+    """Saves each model as its own MLflow model folder, uploaded per batch."""
+
+    carries_champions = False
+
+    def __init__(self, artifact_uri: str, artifact_dir: str, pip_requirements: list[str]) -> None:
+        from manymodels.flavor import ModelWriter
+
+        self.artifact_uri, self.artifact_dir = artifact_uri, artifact_dir
+        self._staging = tempfile.mkdtemp(prefix="manymodels-")
+        self._writer = ModelWriter(pip_requirements)
+        self._count = 0
+
+    def add(self, slug: str, model: EntityModel) -> str:
+        """Save one model; returns its path relative to the run's artifact root."""
+        self._writer.save(model, os.path.join(self._staging, slug))
+        self._count += 1
+        return f"{self.artifact_dir}/{slug}"
+
+    def upload(self) -> None:
+        """Upload everything saved so far in one artifact call."""
+        if self._count:
+            from manymodels.tracking import upload_dir
+
+            upload_dir(self.artifact_uri, self._staging, self.artifact_dir)
+
+    def close(self) -> None:
+        self._writer.close()
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+
+class Shard:
+    """Collects a batch's models into one pickled shard of the job bundle."""
+
+    carries_champions = True
+
+    def __init__(self, artifact_uri: str, file_name: str) -> None:
+        self.artifact_uri, self.file_name = artifact_uri, file_name
+        self._models: dict[str, EntityModel] = {}
+
+    def add(self, slug: str, model: EntityModel) -> str:
+        """Add one model; returns its location relative to the run's artifact root."""
+        self._models[slug] = model
+        return f"{SHARDS_DIR}/{self.file_name}#{slug}"
+
+    def upload(self) -> None:
+        if not self._models:
+            return
+        from manymodels.tracking import upload_dir
+
+        with tempfile.TemporaryDirectory(prefix="manymodels-") as staging:
+            with open(os.path.join(staging, self.file_name), "wb") as handle:
+                cloudpickle.dump(self._models, handle)
+            upload_dir(self.artifact_uri, staging, SHARDS_DIR)
+
+    def close(self) -> None:
+        self._models.clear()
+
+
+def open_sink(
+    registration: str, artifact_uri: str, artifact_dir: str, pip_requirements: list[str],
+    batch_key: str,
+) -> EntityFolders | Shard:  # fmt: skip
+    """The model sink of one task for the configured registration mode.
+
+    ``batch_key`` identifies the task's partitions, so a repeated task writes the same shard
+    file again rather than a second one.
+    """
+    if registration == "per_job":
+        session = artifact_dir.rsplit("/", 1)[-1]
+        digest = hashlib.sha256(batch_key.encode("utf-8")).hexdigest()[:16]
+        return Shard(artifact_uri, f"{session}-{digest}.pkl")
+    return EntityFolders(artifact_uri, artifact_dir, pip_requirements)
+
+
+class ModelLoader:
+    """Loads models by location, reading each shard or remote folder once per task."""
+
+    def __init__(self) -> None:
+        self._shards: dict[str, Mapping[str, EntityModel]] = {}
+
+    def load(self, location: str) -> EntityModel:
+        """The :class:`EntityModel` at a location (folder URI, or ``shard-uri#member``)."""
+        uri, _, member = location.partition("#")
+        if member:
+            if uri not in self._shards:
+                with open(_local_file(uri), "rb") as handle:
+                    self._shards[uri] = cloudpickle.load(handle)
+            return self._shards[uri][member]
+        from manymodels.flavor import load_entity_model
+
+        return load_entity_model(_local_file(uri))
+
+
+def _local_file(uri: str) -> str:
+    """A local path for an artifact URI, downloading it first when it is remote."""
+    if uri.startswith("file://"):
+        return unquote(urlparse(uri).path)
+    if os.path.isabs(uri) or Path(uri).exists():
+        return uri
+    import mlflow
+
+    return mlflow.artifacts.download_artifacts(artifact_uri=uri)
+
+
+def load_members(path: str) -> dict[str, Any]:
+    """Unpickle a whole shard file (used by the bundle's pyfunc loader)."""
+    with open(path, "rb") as handle:
+        return cloudpickle.load(handle)

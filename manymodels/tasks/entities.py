@@ -1,0 +1,62 @@
+"""Reading a task's partitions and splitting them into entities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pandas as pd
+
+from manymodels import data as data_io
+from manymodels.config import Config
+from manymodels.data import Partition
+from manymodels.errors import DataError
+from manymodels.fitting import FitSpec
+from manymodels.guard import Failure, failure_from
+from manymodels.templates import TemplateSource, load_template
+
+__all__ = ["fit_spec", "iter_entities"]
+
+
+def fit_spec(config: Config, template_source: TemplateSource, params: Mapping[str, Any]) -> FitSpec:
+    """The fitting specification of a job, built on the worker from the config."""
+    data = config.data
+    return FitSpec(
+        template=load_template(template_source),
+        params=dict(params),
+        time_col=data.time_col,
+        target_col=data.target_col,
+        exog_cols=tuple(data.exog_cols),
+        freq=data.freq,
+        fill_missing=data.fill_missing,
+        horizon=config.horizon,
+        holdout=config.holdout,
+        refit=config.evaluation.refit,
+        season_length=config.evaluation.season_length,
+    )
+
+
+def iter_entities(
+    partitions: list[Partition], config: Config
+) -> Iterator[tuple[dict[str, str], pd.DataFrame, Failure | None]]:
+    """Yield ``(keys, rows, None)`` per entity, or ``(partition keys, empty, failure)`` for a
+    partition that cannot be read; never raises for one bad partition."""
+    data = config.data
+    columns = [*data.entity_cols, data.time_col, data.target_col, *data.exog_cols]
+    extra = [col for col in data.entity_cols if col not in data.partition_by]
+    for partition in partitions:
+        try:
+            frame = data_io.read_partition(partition, columns, data.storage_options)
+            missing = [col for col in columns if col not in frame.columns]
+            if missing:
+                raise DataError(f"column '{missing[0]}' is missing from this partition's files")
+        except Exception as exc:  # a corrupt or odd partition fails alone
+            yield partition.key_dict, pd.DataFrame(), failure_from("read", exc)
+            continue
+        if not extra:
+            yield partition.key_dict, frame, None
+            continue
+        for values, group in frame.groupby(extra, dropna=False, sort=True):
+            values = values if isinstance(values, tuple) else (values,)
+            keys = {**partition.key_dict, **{col: str(v) for col, v in zip(extra, values)}}
+            yield {col: keys[col] for col in data.entity_cols}, group, None

@@ -1,0 +1,93 @@
+"""The forecasting task: forecast every entity of a batch with its registered model."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from manymodels import data as data_io
+from manymodels.config import Config
+from manymodels.data import Partition
+from manymodels.entity_model import PREDICTION_COL, EntityModel
+from manymodels.guard import failure_from
+from manymodels.model_store import ModelLoader
+from manymodels.naming import model_name
+from manymodels.outcomes import EntityResult, failed
+from manymodels.tasks.entities import iter_entities
+from manymodels.timeseries import future_frame, regularize
+
+__all__ = ["ForecastTask", "ModelRef", "forecast_batch"]
+
+# (registered model name, version, model location) of one entity's model.
+ModelRef = tuple[str, int, str]
+
+
+@dataclass(frozen=True)
+class ForecastTask:
+    """Everything a forecasting task needs besides its partitions and model versions."""
+
+    config: Config
+    staging: str
+    horizon: int
+
+
+def forecast_batch(
+    items: list[tuple[Partition, dict[str, ModelRef]]], task: ForecastTask, batch_id: str
+) -> list[EntityResult]:
+    """Forecast every entity of some partitions and write the rows under ``task.staging``.
+
+    Args:
+        items: partitions, each with ``{entity model name: ModelRef}`` for its entities.
+        task: the forecast settings and the staging folder to write into.
+        batch_id: names this batch's output files, so a repeated task replaces them.
+    """
+    config = task.config
+    loader = ModelLoader()
+    results: list[EntityResult] = []
+    frames: list[pd.DataFrame] = []
+    refs = {name: ref for _, models in items for name, ref in models.items()}
+    for keys, frame, failure in iter_entities([partition for partition, _ in items], config):
+        name = model_name(config.tracking.model_prefix, keys)
+        ref = refs.get(name)
+        if failure is not None:
+            results.append(failed(keys, name, failure))
+        elif ref is None:
+            results.append(EntityResult(keys, name, "no_model"))
+        else:
+            started = time.perf_counter()
+            try:
+                predictions = _forecast_entity(loader.load(ref[2]), frame, config, task.horizon)
+            except BaseException as exc:  # noqa: BLE001 - one entity's failure is recorded
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                results.append(failed(keys, name, failure_from("forecast", exc)))
+                continue
+            frames.append(_labelled(predictions, keys, ref))
+            results.append(EntityResult(keys, name, "ok", time.perf_counter() - started,
+                                        forecast_rows=len(predictions)))  # fmt: skip
+    if frames:
+        columns = [*config.data.entity_cols, config.data.time_col, PREDICTION_COL,
+                   "model_name", "model_version"]  # fmt: skip
+        output = pd.concat(frames, ignore_index=True)[columns]
+        data_io.write_partitioned(output, task.staging, config.data.partition_by, f"part-{batch_id}")
+    return results
+
+
+def _forecast_entity(
+    model: EntityModel, frame: pd.DataFrame, config: Config, horizon: int
+) -> pd.DataFrame:
+    data = config.data
+    series = regularize(frame, data.time_col, data.target_col, list(data.exog_cols),
+                        model.context.freq, data.fill_missing)  # fmt: skip
+    future = future_frame(series.history, series.future, data.time_col, list(data.exog_cols),
+                          series.freq, horizon)  # fmt: skip
+    return model.forecast(history=series.history, future=future)
+
+
+def _labelled(predictions: pd.DataFrame, keys: dict[str, str], ref: ModelRef) -> pd.DataFrame:
+    for key, value in reversed(keys.items()):
+        predictions.insert(0, key, value)
+    predictions["model_name"], predictions["model_version"] = ref[0], ref[1]
+    return predictions

@@ -1,0 +1,204 @@
+"""The training task: fit every entity of a batch of partitions and store their models."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from manymodels import data as data_io
+from manymodels.config import Config
+from manymodels.data import Partition
+from manymodels.entity_model import EntityModel
+from manymodels.fitting import EntityFit, FitSpec, fit_entity, score_model
+from manymodels.guard import call_with_limits, failure_from
+from manymodels.model_store import EntityFolders, ModelLoader, Shard, open_sink
+from manymodels.naming import entity_slug, model_name
+from manymodels.outcomes import Champion, EntityResult, failed
+from manymodels.promotion import challenger_wins
+from manymodels.tasks.entities import fit_spec, iter_entities
+from manymodels.templates import TemplateSource
+
+__all__ = ["TrainTask", "params_digest", "train_batch"]
+
+TAG = "manymodels."
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """Everything a training task needs besides its partitions.
+
+    ``artifact_dir`` is unique to each driver session of a job, so the tasks of a resumed job
+    never write over the files of a killed session's stragglers. ``skip`` names entities that
+    already have a version from this job; ``champions`` are compared against (retrain).
+    """
+
+    config: Config
+    template: TemplateSource
+    params: Mapping[str, Any]
+    artifact_uri: str
+    pip_requirements: list[str]
+    artifact_dir: str = "models"
+    skip: frozenset[str] = frozenset()
+    champions: Mapping[str, Champion] = field(default_factory=dict)
+
+
+def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResult]:
+    """Train every entity of some partitions; upload their models in one go.
+
+    Returns:
+        One result per entity (or per unreadable partition).
+    """
+    config = task.config
+    spec = fit_spec(config, task.template, task.params)
+    batch_key = repr(sorted(partition.keys for partition in partitions))
+    sink = open_sink(config.tracking.registration, task.artifact_uri, task.artifact_dir,
+                     task.pip_requirements, batch_key)  # fmt: skip
+    loader = ModelLoader()
+    results: list[EntityResult] = []
+    try:
+        for keys, frame, failure in iter_entities(partitions, config):
+            name = model_name(config.tracking.model_prefix, keys)
+            if failure is not None:
+                results.append(failed(keys, name, failure))
+            elif name not in task.skip:
+                results.append(_train_entity(keys, name, frame, spec, task, sink, loader))
+        _upload(sink, results)
+    finally:
+        sink.close()
+    return results
+
+
+def params_digest(params: Mapping[str, Any], config: Config) -> str:
+    """A hash of everything besides data and code that shapes a model."""
+    shaping = {"params": params, "horizon": config.horizon, "holdout": config.holdout,
+               "refit": config.evaluation.refit,
+               "data": config.data.model_dump(exclude={"path", "storage_options"})}  # fmt: skip
+    text = json.dumps(shaping, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _upload(sink: EntityFolders | Shard, results: list[EntityResult]) -> None:
+    stored = [result for result in results if result.artifact_path]
+    if not stored:
+        return
+    try:
+        sink.upload()
+    except Exception as exc:  # one failed upload fails this batch's entities only
+        failure = failure_from("upload", exc)
+        for result in stored:
+            result.status, result.artifact_path, result.failure = "failed", None, failure
+
+
+def _train_entity(
+    keys: dict[str, str], name: str, frame: pd.DataFrame, spec: FitSpec, task: TrainTask,
+    sink: EntityFolders | Shard, loader: ModelLoader,
+) -> EntityResult:  # fmt: skip
+    config = task.config
+    started = time.perf_counter()
+    data = config.data
+    fingerprint = data_io.fingerprint(frame, [data.time_col, data.target_col, *data.exog_cols])
+    champion = task.champions.get(name)
+    slug = entity_slug(keys)
+    if champion is not None and _unchanged(champion, fingerprint, task):
+        return _carry_over(keys, name, slug, champion, sink, loader, fingerprint, "skipped")
+    stage = "train"
+    try:
+        fit: EntityFit = call_with_limits(
+            lambda: fit_entity(frame, keys, spec), timeout=config.failures.entity_timeout,
+            retries=config.failures.retries, backoff=config.failures.retry_backoff,
+        )  # fmt: skip
+        stage = "compare"
+        outcome = _challenger(keys, name, fingerprint, fit)
+        if champion is not None:
+            outcome.champion_metrics = _champion_metrics(champion, frame, spec, fit, loader)
+            outcome.wins = challenger_wins(outcome.metrics, outcome.champion_metrics,
+                                           config.evaluation.metric,
+                                           config.retrain.min_improvement)  # fmt: skip
+        stage = "save"
+        if outcome.wins is False and sink.carries_champions:
+            # A job bundle holds the better model of each entity: here, the champion's.
+            outcome.artifact_path = sink.add(slug, loader.load(champion.location))
+            outcome.kept = "champion"
+        else:
+            outcome.artifact_path = sink.add(slug, fit.model)
+            outcome.kept = "challenger"
+    except BaseException as exc:  # noqa: BLE001 - one entity's failure is recorded, not raised
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        result = failed(keys, name, failure_from(stage, exc))
+        result.fingerprint = fingerprint
+        if champion is not None and sink.carries_champions:
+            # The new bundle still needs a model for this entity: the champion stays.
+            with contextlib.suppress(Exception):
+                _keep_champion(result, slug, champion, sink, loader)
+        result.seconds = time.perf_counter() - started
+        return result
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _challenger(keys: dict[str, str], name: str, fingerprint: str, fit: EntityFit) -> EntityResult:
+    return EntityResult(
+        keys=keys, name=name, status="ok", metrics=fit.metrics, fingerprint=fingerprint,
+        observations=fit.observations, filled=fit.filled,
+        holdout_start=fit.holdout_start.isoformat(), trained_until=fit.trained_until.isoformat(),
+    )  # fmt: skip
+
+
+def _carry_over(
+    keys: dict[str, str], name: str, slug: str, champion: Champion, sink: EntityFolders | Shard,
+    loader: ModelLoader, fingerprint: str, status: str,
+) -> EntityResult:  # fmt: skip
+    result = EntityResult(keys=keys, name=name, status=status, fingerprint=fingerprint)
+    if sink.carries_champions:
+        try:
+            _keep_champion(result, slug, champion, sink, loader)
+        except Exception as exc:  # the old shard is unreadable: this entity needs a retrain
+            return failed(keys, name, failure_from("carry", exc))
+    return result
+
+
+def _keep_champion(
+    result: EntityResult, slug: str, champion: Champion, sink: EntityFolders | Shard,
+    loader: ModelLoader,
+) -> None:  # fmt: skip
+    result.artifact_path = sink.add(slug, loader.load(champion.location))
+    result.kept = "champion"
+
+
+def _unchanged(champion: Champion, fingerprint: str, task: TrainTask) -> bool:
+    tags = champion.tags
+    return (
+        tags.get(f"{TAG}data_fingerprint") == fingerprint
+        and tags.get(f"{TAG}template_digest") == task.template.digest
+        and tags.get(f"{TAG}params_digest") == params_digest(task.params, task.config)
+    )
+
+
+def _champion_metrics(
+    champion: Champion, frame: pd.DataFrame, spec: FitSpec, fit: EntityFit, loader: ModelLoader
+) -> dict[str, float]:
+    """The champion's metrics on the challenger's holdout; empty when it cannot be scored."""
+    tags = champion.tags
+    if tags.get(f"{TAG}holdout_start") == fit.holdout_start.isoformat():
+        # Same holdout as when the champion was trained: its recorded, out-of-sample score.
+        recorded = {
+            metric: float(tags[f"{TAG}metric.{metric}"])
+            for metric in fit.metrics
+            if f"{TAG}metric.{metric}" in tags
+        }
+        if len(recorded) == len(fit.metrics):
+            return recorded
+    try:
+        model: EntityModel = loader.load(champion.location)
+        metrics, _ = score_model(model, frame, spec)
+    except Exception:  # a champion that cannot forecast any more loses to the challenger
+        return {}
+    return metrics

@@ -1,0 +1,106 @@
+"""Scale mode (``tracking.registration: per_job``): one bundle version per job."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import manymodels
+from manymodels.registry import CHAMPION
+
+N_ENTITIES = 12
+
+
+@pytest.fixture
+def bundle_config(make_config):
+    def make(**sections):
+        tracking = {"experiment": "tests", "model_prefix": "oj", "registration": "per_job"}
+        return make_config(tracking=tracking, compute={"batch_size": 5}, **sections)
+
+    return make
+
+
+def test_one_bundle_version_holds_every_entity(bundle_config, registry_of, oj_frame):
+    config = bundle_config()
+    result = manymodels.train(config)
+    assert (result.trained, result.failed) == (N_ENTITIES, 0)
+
+    registry = registry_of(config)
+    assert set(registry.models()) == {"oj.bundle"}
+    (version,) = registry.versions()
+    assert version.version == 1 and version.tags["manymodels.entities"] == str(N_ENTITIES)
+    assert registry.models()["oj.bundle"].aliases == {CHAMPION: 1}
+    assert set(result.entities["model_version"]) == {1}
+
+    bundle = mlflow.pyfunc.load_model("models:/oj.bundle@champion")
+    wanted = pd.DataFrame({"store": ["1", "4"], "brand": ["dominicks", "tropicana"]})
+    predicted = bundle.predict(wanted)
+    assert len(predicted) == 2 * config.horizon
+    assert set(zip(predicted["store"], predicted["brand"])) == {("1", "dominicks"), ("4", "tropicana")}
+    assert np.isfinite(predicted["prediction"]).all()
+
+
+def test_bundle_member_matches_the_forecast_job(bundle_config):
+    config = bundle_config()
+    manymodels.train(config)
+    forecast = manymodels.forecast(config)
+    assert (forecast.forecast, forecast.failed) == (N_ENTITIES, 0)
+    frame = pd.read_parquet(forecast.output)
+    assert len(frame) == N_ENTITIES * config.horizon
+    assert set(frame["model_name"]) == {"oj.bundle"}
+    assert set(frame["model_version"]) == {1}
+
+
+def test_bundle_forecasts_given_future_rows(bundle_config, oj_frame):
+    config = bundle_config()
+    manymodels.train(config)
+    bundle = mlflow.pyfunc.load_model("models:/oj.bundle/1")
+    future = oj_frame[oj_frame["sales"].isna() & (oj_frame["store"] == 2)]
+    request = future.assign(store=future["store"].astype(str))[["store", "brand", "week", "price", "deal"]]
+    predicted = bundle.predict(request.groupby(["store", "brand"]).head(config.horizon))
+    assert len(predicted) == 3 * config.horizon
+
+
+def test_second_training_gives_bundle_version_two(bundle_config, registry_of):
+    config = bundle_config()
+    manymodels.train(config)
+    manymodels.train(config)
+    registry = registry_of(config)
+    assert sorted(ref.version for ref in registry.versions()) == [1, 2]
+    assert registry.models()["oj.bundle"].aliases == {CHAMPION: 1}
+    assert set(pd.read_parquet(manymodels.forecast(config, version=2).output)["model_version"]) == {2}
+
+
+def test_retrain_bundle_keeps_the_better_model_of_each_entity(bundle_config, registry_of):
+    naive = bundle_config(model={"template": "seasonal_naive", "params": {"season_length": 1}})
+    manymodels.train(naive)
+    result = manymodels.retrain(bundle_config())
+    registry = registry_of(naive)
+
+    assert registry.models()["oj.bundle"].aliases == {CHAMPION: 2}
+    assert 0 < len(result.promoted) <= N_ENTITIES
+    table = result.entities.set_index("model_name")
+    from manymodels.bundle import read_manifest
+
+    source = next(ref.source for ref in registry.versions() if ref.version == 2)
+    manifest = read_manifest(source).set_index("model_name")
+    assert len(manifest) == N_ENTITIES
+    for name, row in table.iterrows():
+        template = manifest.loc[name, "manymodels.template"]
+        assert template == ("sklearn_lags" if row["challenger_wins"] else "seasonal_naive")
+
+
+def test_retrain_bundle_skips_unchanged_but_keeps_them(bundle_config, registry_of):
+    config = bundle_config()
+    manymodels.train(config)
+    result = manymodels.retrain(config)
+    assert result.skipped == N_ENTITIES
+    from manymodels.bundle import read_manifest
+
+    registry = registry_of(config)
+    versions = {ref.version: ref for ref in registry.versions()}
+    assert sorted(versions) == [1, 2]
+    assert len(read_manifest(versions[2].source)) == N_ENTITIES
+    assert manymodels.forecast(config).forecast == N_ENTITIES

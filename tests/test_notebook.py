@@ -1,0 +1,125 @@
+"""The quick-start notebook runs from top to bottom in a real kernel and writes what it promises.
+
+It is executed with nbclient in a fresh ``python3`` kernel (register one with
+``python -m ipykernel install --user --name python3``), from a temporary working directory, so
+that everything it writes lands in ``tmp_path/quickstart-work``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbclient
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+HORIZON = 8
+N_ENTITIES = 30
+
+
+def _stdout(notebook: nbformat.NotebookNode) -> str:
+    return "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "stream" and output.name == "stdout"
+    )
+
+
+def test_notebook_is_stored_without_outputs() -> None:
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
+    assert notebook.metadata.kernelspec.name == "python3"
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nbformat.NotebookNode, Path]:
+    """The notebook after a real run, and the folder it ran in."""
+    folder = tmp_path_factory.mktemp("notebook")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setenv("MPLBACKEND", "Agg")
+        patch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        client = nbclient.NotebookClient(
+            notebook, kernel_name="python3", timeout=300,
+            resources={"metadata": {"path": str(folder)}},
+        )  # fmt: skip
+        client.execute()  # raises CellExecutionError, with the cell's traceback, on any error
+    return notebook, folder
+
+
+def test_notebook_writes_only_into_its_working_folder(executed) -> None:
+    _, folder = executed
+    work = folder / "quickstart-work"
+
+    assert [path.name for path in folder.iterdir()] == ["quickstart-work"]
+    assert {"data", "forecasts", "mlflow.db", "mlartifacts", "entities.png"} <= {
+        path.name for path in work.iterdir()
+    }
+    assert (work / "entities.png").stat().st_size > 10_000
+
+
+def test_notebook_forecasts_every_trained_entity(executed) -> None:
+    notebook, folder = executed
+    work = folder / "quickstart-work"
+    data = pd.read_parquet(work / "data").astype({"store": str, "brand": str})
+    forecasts = pd.read_parquet(work / "forecasts").astype({"store": str, "brand": str})
+
+    entities = dict(list(data.groupby(["store", "brand"])))
+    assert len(entities) == N_ENTITIES
+    # The data holds a few series too short to model on purpose; all the others are forecast.
+    too_short = {
+        key for key, group in entities.items() if group["sales"].notna().sum() < 2 * HORIZON
+    }
+    forecast = dict(list(forecasts.groupby(["store", "brand"], observed=True)))
+    assert set(forecast) == set(entities) - too_short
+    assert 1 <= len(too_short) <= 3
+
+    for key, rows in forecast.items():
+        future = entities[key].loc[entities[key]["sales"].isna(), "week"]
+        assert sorted(rows["week"]) == sorted(future), key
+        assert rows["model_name"].nunique() == 1
+    assert forecasts["model_name"].nunique() == len(forecast)
+    assert (forecasts["model_version"] == 1).all()
+    assert np.isfinite(forecasts["prediction"]).all()
+
+    out = _stdout(notebook)
+    counts = re.search(r"(\d+) trained, (\d+) failed of (\d+) entities", out)
+    assert counts, out
+    assert tuple(map(int, counts.groups())) == (len(forecast), len(too_short), N_ENTITIES)
+    assert "EntityError: series too short" in out
+    assert f"{len(too_short)} without a model: {len(forecast) * HORIZON} rows" in out
+    assert f"mlflow ui --backend-store-uri sqlite:///{work / 'mlflow.db'}" in out
+
+
+def test_notebook_loaded_model_matches_the_batch_forecast(executed) -> None:
+    notebook, folder = executed
+    forecasts = pd.read_parquet(folder / "quickstart-work" / "forecasts")
+    cell = next(cell for cell in notebook.cells if "pyfunc.load_model" in cell.source)
+    printed = "".join(output.get("text", "") for output in cell.outputs
+                      if output.output_type == "stream")  # fmt: skip
+    name = printed.strip().splitlines()[0]
+    shown = next(output for output in cell.outputs if output.output_type == "execute_result")
+    table = shown["data"]["text/plain"]
+
+    assert name in set(forecasts["model_name"])
+    expected = forecasts[forecasts["model_name"] == name].sort_values("week")["prediction"]
+    # Rows of the displayed frame: index, week, prediction.
+    rows = [line.split() for line in table.strip().splitlines()[1:]]
+    assert [row[1] for row in rows] == [
+        f"{week:%Y-%m-%d}"
+        for week in sorted(forecasts.loc[forecasts["model_name"] == name, "week"])
+    ]
+    np.testing.assert_allclose([float(row[2]) for row in rows], expected.to_numpy(), rtol=1e-6)
