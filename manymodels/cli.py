@@ -182,7 +182,8 @@ def new_template(path: str, force: bool) -> None:
     if target.exists() and not force:
         raise ManyModelsError(f"{path} exists; pass --force to overwrite it.")
     target.write_text(starter_template_text(), encoding="utf-8")
-    click.echo(f"wrote {path}; set 'model: {{template: {path}}}' in your config to use it")
+    click.echo(f"wrote {path}; to use it, set 'model: {{template: {target.resolve()}}}' in your "
+               "config (a relative path there is read from the config file's folder)")  # fmt: skip
 
 
 @main.command(context_settings=CONTEXT)

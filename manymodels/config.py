@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from manymodels.errors import ConfigError
 
@@ -36,6 +36,18 @@ __all__ = [
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # Pydantic reads true/false as 1/0 for a number; in a config that is always a mistake.
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in _NUMBERS:
+            raise ValueError("expected a number, got a boolean")
+        return value
+
+
+_NUMBERS = (int, float, int | None, float | None)
 
 
 class DataConfig(_Section):
@@ -77,13 +89,19 @@ class DataConfig(_Section):
             raise ValueError("not a pandas frequency; use e.g. D, W-SUN, MS or h") from None
         return value
 
-    @model_validator(mode="after")
-    def _ids_include_partitions(self) -> DataConfig:
-        if self.id_cols is not None:
-            missing = [col for col in self.partition_by if col not in self.id_cols]
+    @field_validator("id_cols")
+    @classmethod
+    def _ids_include_partitions(
+        cls, value: list[str] | None, info: ValidationInfo
+    ) -> list[str] | None:
+        # partition_by is declared first, so it is in info.data unless it was invalid itself;
+        # checked here rather than on the model so that the error names data.id_cols.
+        partition_by = info.data.get("partition_by") or []
+        if value is not None:
+            missing = [col for col in partition_by if col not in value]
             if missing:
                 raise ValueError(f"id_cols must include every partition_by column; add {missing}")
-        return self
+        return value
 
     @property
     def entity_cols(self) -> list[str]:
@@ -208,6 +226,15 @@ class Config(_Section):
     )
     source: str | None = Field(default=None, description="the file this config was read from")
 
+    @field_validator(
+        "model", "evaluation", "compute", "tracking", "failures", "forecast", "retrain",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        # A section whose keys are all commented out (as in configs/own-data.yaml) loads as null.
+        return {} if value is None else value
+
     @property
     def holdout(self) -> int:
         """Periods held out for scoring (``evaluation.holdout`` or ``horizon``)."""
@@ -227,7 +254,8 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     Args:
         path: the YAML file.
         overrides: ``key=value`` strings applied before validation, such as
-            ``["horizon=12", "compute.n_workers=2"]``; values are parsed as YAML scalars.
+            ``["horizon=12", "compute.n_workers=2"]``; values are parsed as YAML scalars, and
+            relative paths in them are resolved against the working directory.
 
     Returns:
         The validated, frozen configuration, with relative paths made absolute.
@@ -323,11 +351,23 @@ def _apply_override(raw: dict[str, Any], override: str, label: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"--set {override!r}: {part!r} in {label} is not a section.")
         node = child
+    if tuple(parts) in _PATH_KEYS and isinstance(value, str):
+        # Typed on the command line: a relative path means one under the working directory.
+        value = os.path.expanduser(value)
+        if _is_relative_local(value, tuple(parts)):
+            value = str(Path(value).resolve())
     node[parts[-1]] = value
 
 
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     resolved = {key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()}
+    # These defaults are relative paths too: they belong beside the file, not in whatever folder
+    # the job happens to be started from.
+    resolved.setdefault("work_dir", Config.model_fields["work_dir"].default)
+    if resolved.get("forecast") is None:
+        resolved["forecast"] = {}
+    if isinstance(resolved["forecast"], dict):
+        resolved["forecast"].setdefault("output", ForecastConfig.model_fields["output"].default)
     for keys in _PATH_KEYS:
         node = resolved
         for key in keys[:-1]:
@@ -337,6 +377,8 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         if node is None:
             continue
         value = node.get(keys[-1])
+        if isinstance(value, str) and value.startswith("~"):
+            value = node[keys[-1]] = os.path.expanduser(value)
         if isinstance(value, str) and _is_relative_local(value, keys):
             node[keys[-1]] = str((base_dir / value).resolve())
     return resolved
@@ -352,7 +394,9 @@ def _is_relative_local(value: str, keys: tuple[str, ...]) -> bool:
 
 
 def _describe(exc: ValidationError, label: str) -> str:
-    errors = exc.errors(include_url=False)
+    # An unknown key is usually a misspelt known one, which then also shows up as missing:
+    # naming the unknown key (with its nearest valid spelling) is the more useful message.
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     message = _describe_one(errors[0], label)
     if len(errors) > 1:
         message += f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)"

@@ -49,15 +49,18 @@ failures:
   max_share: 0.05               # exit 1 when more than 5% of entities fail
 
 forecast:
-  output: forecasts
+  output: {forecast_output}          # batch forecasts, replaced as a whole by each forecast job
 
 work_dir: {work_dir}                     # the MLflow store (mlflow.db, mlartifacts/) and job ledgers
 """
 
 
-def demo_config_text(data_path: str = "data", work_dir: str = ".") -> str:
+def demo_config_text(
+    data_path: str = "data", work_dir: str = ".", forecast_output: str = "forecasts"
+) -> str:
     """The demo configuration, pointing at ``data_path`` and keeping its store in ``work_dir``."""
-    return DEMO_CONFIG.format(horizon=HORIZON, data_path=data_path, work_dir=work_dir)
+    return DEMO_CONFIG.format(horizon=HORIZON, data_path=data_path, work_dir=work_dir,
+                              forecast_output=forecast_output)  # fmt: skip
 
 
 def write_demo_config(path: str | Path) -> Path:
@@ -94,5 +97,6 @@ def run_demo(workdir: str, entities: int, weeks: int, seed: int, progress: bool)
                  f"sqlite:///{(root / 'mlflow.db').resolve()}")  # fmt: skip
     stdout.print(f"  read the forecasts:      pandas.read_parquet('{root / 'forecasts'}')")
     example = trained.entities.loc[trained.entities["status"] == "ok", "model_name"].iloc[0]
-    stdout.print(f"  load one model:          mlflow.pyfunc.load_model('models:/{example}@champion')")
+    stdout.print(f"  load one model:          mlflow.set_tracking_uri('{trained.tracking_uri}'); "
+                 f"mlflow.pyfunc.load_model('models:/{example}@champion')")  # fmt: skip
     stdout.print(f"  retrain and promote:     manymodels retrain -c {config_file} --force")

@@ -43,7 +43,7 @@ def mase(actual: np.ndarray, predicted: np.ndarray, history: np.ndarray, season_
     Falls back to a lag of one when the history is shorter than two seasons; ``nan`` when the
     history is constant (the scale is zero).
     """
-    lag = season_length if len(history) > 2 * season_length else 1
+    lag = season_length if len(history) >= 2 * season_length else 1
     if len(history) <= lag:
         return float("nan")
     scale = np.mean(np.abs(history[lag:] - history[:-lag]))

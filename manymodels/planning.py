@@ -37,6 +37,7 @@ def plan_batches(
     else:
         n_batches = max(workers * TASKS_PER_WORKER, math.ceil(count / MAX_PARTITIONS_PER_TASK))
     n_batches = min(count, n_batches)
+    capacity = batch_size or MAX_PARTITIONS_PER_TASK
     heap = [(0, index) for index in range(n_batches)]
     batches: list[list[Partition]] = [[] for _ in range(n_batches)]
     loads = [0] * n_batches
@@ -44,6 +45,8 @@ def plan_batches(
         load, index = heapq.heappop(heap)
         batches[index].append(partition)
         loads[index] = load + max(partition.nbytes, 1)
-        heapq.heappush(heap, (loads[index], index))
+        # A full batch leaves the heap, so no batch holds more than `capacity` partitions.
+        if len(batches[index]) < capacity:
+            heapq.heappush(heap, (loads[index], index))
     order = sorted(range(n_batches), key=lambda index: loads[index], reverse=True)
     return [batches[index] for index in order]

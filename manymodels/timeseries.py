@@ -25,6 +25,7 @@ _SEASONS = {
     "BMS": 12, "Q": 4, "QE": 4, "QS": 4, "BQ": 4, "BQE": 4, "BQS": 4,
     "Y": 1, "YE": 1, "YS": 1, "A": 1, "AS": 1, "BY": 1, "BYS": 1,
 }  # fmt: skip
+_DAY = pd.Timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,12 @@ class Series:
 def season_length_for(freq: str) -> int:
     """Periods per season for a pandas frequency (52 for weekly, 7 for daily, 12 for monthly)."""
     offset = to_offset(freq)
-    code = offset.name.split("-")[0]
-    if code == "D" and offset.n % 7 == 0:
-        code, periods = "W", offset.n // 7
-    else:
-        periods = offset.n
+    code, periods = offset.rule_code.split("-")[0], offset.n
+    if isinstance(offset, pd.offsets.Tick) and pd.Timedelta(offset) % _DAY == pd.Timedelta(0):
+        # A fixed step of whole days ("24h", "168h") has the seasons of daily or weekly data.
+        code, periods = "D", pd.Timedelta(offset).days
+    if code == "D" and periods % 7 == 0:
+        code, periods = "W", periods // 7
     base = _SEASONS.get(code, 1)
     return max(1, base // periods)
 
@@ -163,11 +165,20 @@ def _infer_freq(times: pd.Series, col: str) -> str:
     if len(times) >= 3:
         inferred = pd.infer_freq(times)
         if inferred:
-            return inferred
-    steps = times.diff().dropna()
+            # A string today; pandas 4 returns an offset. Context and tags need the string.
+            return to_offset(inferred).freqstr
+    # Steps in local wall-clock time, so that a DST change does not make a 23-hour day.
+    steps = (times.dt.tz_localize(None) if times.dt.tz is not None else times).diff().dropna()
     if steps.empty:
         raise EntityError(f"cannot infer the frequency of '{col}' from one timestamp; set data.freq")
     step = steps.min()
+    # Whole days and weeks get calendar frequencies, as pd.infer_freq gives for a series without
+    # gaps; to_offset would give "24h" or "168h", which hide the season and ignore DST.
+    if step % (7 * _DAY) == pd.Timedelta(0):
+        weeks, anchored = step // (7 * _DAY), f"W-{times.iloc[0].day_name()[:3].upper()}"
+        return anchored if weeks == 1 else f"{weeks}{anchored}"
+    if step % _DAY == pd.Timedelta(0):
+        return "D" if step == _DAY else f"{step.days}D"
     return to_offset(step).freqstr
 
 

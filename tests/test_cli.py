@@ -343,11 +343,6 @@ def test_set_overrides_config_keys(
     assert load_config(trained.config).horizon == HORIZON
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: a relative path given with --set (model.template=my.py) is resolved "
-    "against the config file's folder, not the working directory it was typed in",
-)
 def test_set_path_is_relative_to_the_working_directory(tmp_path: Path, cli_data: Path) -> None:
     write_config(tmp_path / "conf", cli_data)
     assert_ok(run("new-template", "my_template.py", cwd=tmp_path))

@@ -196,6 +196,8 @@ def _finish(
         entities = pd.DataFrame(columns=["model_name", "status"])
     # A task that ran twice reports its entities twice; the registry holds one version of each.
     entities = entities.drop_duplicates("model_name", keep="first").reset_index(drop=True)
+    if "model_version" in entities:
+        entities["model_version"] = entities["model_version"].astype("Int64")
     seconds = time.perf_counter() - started
     result = TrainResult(
         job_id=job.job_id, run_id=job.run_id, kind=kind,

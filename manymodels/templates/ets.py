@@ -45,7 +45,10 @@ class EtsModel:
 
 
 def min_history(context: TrainContext) -> int:
-    """Enough rows to estimate a level and a trend."""
+    """Enough rows to estimate a level and a trend, and two full seasons for a seasonal model."""
+    if context.params["seasonal"] in ("add", "mul") and context.season_length > 1:
+        # statsmodels initialises the seasonal terms from the first two seasons.
+        return max(6, 2 * context.season_length)
     return 6
 
 
@@ -80,6 +83,8 @@ def _specification(
     seasonal = params["seasonal"]
     if seasonal == "auto":
         seasonal = "add" if season_length > 1 and length >= 2 * season_length + 2 else None
+    elif season_length <= 1:
+        seasonal = None  # statsmodels needs at least two periods per season
     positive = bool(np.all(values > 0))
     trend = params["trend"] if (params["trend"] != "mul" or positive) else "add"
     if seasonal == "mul" and not positive:

@@ -46,7 +46,7 @@ def is_sub_weekly(freq: str) -> bool:
     try:
         return pd.Timedelta(to_offset(freq)) < pd.Timedelta(days=7)
     except ValueError:
-        return to_offset(freq).name.split("-")[0] in {"B", "C", "bh"}
+        return to_offset(freq).rule_code.split("-")[0] in {"B", "C", "bh"}
 
 
 def lag_matrix(values: np.ndarray, lags: list[int]) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from manymodels.templates import TrainContext
 from manymodels.templates.features import calendar_features, is_sub_weekly, lag_matrix, next_lag_row
@@ -64,10 +64,19 @@ class PARAMS(BaseModel):
             raise ValueError("lags must be a non-empty list of positive integers")
         return sorted(set(value))
 
-    @model_validator(mode="after")
-    def _estimator_builds(self) -> PARAMS:
-        make_estimator(self.estimator, self.estimator_params)
-        return self
+    @field_validator("estimator")
+    @classmethod
+    def _estimator_exists(cls, value: str) -> str:
+        estimator_class(value)
+        return value
+
+    @field_validator("estimator_params")
+    @classmethod
+    def _estimator_builds(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # estimator is declared first; it is absent from info.data only when it is invalid itself.
+        if "estimator" in info.data:
+            make_estimator(info.data["estimator"], value)
+        return value
 
 
 @dataclass
@@ -87,6 +96,23 @@ def make_estimator(name: str, params: dict[str, Any]) -> Any:
     Raises:
         ValueError: the class cannot be imported or refuses the parameters.
     """
+    cls = estimator_class(name)
+    try:
+        estimator = cls(**params)
+    except TypeError as exc:
+        raise ValueError(f"{cls.__name__} refused estimator_params: {exc}") from None
+    if "random_state" in estimator.get_params() and "random_state" not in params:
+        estimator.set_params(random_state=0)
+    return estimator
+
+
+def estimator_class(name: str) -> type:
+    """The regressor class that a short name or a dotted class path names.
+
+    Raises:
+        ValueError: nothing by that name can be imported, or it is not a class with ``fit``
+            and ``predict``.
+    """
     path = ESTIMATORS.get(name, name)
     module_name, _, class_name = path.rpartition(".")
     try:
@@ -95,13 +121,9 @@ def make_estimator(name: str, params: dict[str, Any]) -> Any:
         raise ValueError(
             f"unknown estimator {name!r}; use one of {', '.join(ESTIMATORS)} or a dotted class path"
         ) from None
-    try:
-        estimator = cls(**params)
-    except TypeError as exc:
-        raise ValueError(f"{class_name} refused estimator_params: {exc}") from None
-    if "random_state" in estimator.get_params() and "random_state" not in params:
-        estimator.set_params(random_state=0)
-    return estimator
+    if not (isinstance(cls, type) and hasattr(cls, "fit") and hasattr(cls, "predict")):
+        raise ValueError(f"{path} is not a regressor class with fit and predict methods")
+    return cls
 
 
 def min_history(context: TrainContext) -> int:
