@@ -72,7 +72,7 @@ def fit_entity(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> E
 
     train_part, test_part = history.iloc[: -spec.holdout], history.iloc[-spec.holdout :]
     fitted = _train(spec.template, train_part, context)
-    future = test_part[[spec.time_col, *spec.exog_cols]].reset_index(drop=True)
+    future = _future_rows(test_part, spec)
     predicted = checked_predictions(
         spec.template.predict(fitted, train_part, future, context), len(future)
     )
@@ -112,13 +112,19 @@ def score_model(
     if len(history) <= spec.holdout:
         raise EntityError(f"only {len(history)} observed periods; cannot hold out {spec.holdout}")
     train_part, test_part = history.iloc[: -spec.holdout], history.iloc[-spec.holdout :]
-    future = test_part[[spec.time_col, *spec.exog_cols]].reset_index(drop=True)
+    future = _future_rows(test_part, spec)
     predicted = model.forecast(history=train_part, future=future)["prediction"].to_numpy()
     metrics = score(
         test_part[spec.target_col].to_numpy(), predicted,
         train_part[spec.target_col].to_numpy(), model.context.season_length,
     )  # fmt: skip
     return metrics, pd.Timestamp(test_part[spec.time_col].iloc[0])
+
+
+def _future_rows(rows: pd.DataFrame, spec: FitSpec) -> pd.DataFrame:
+    """The time and exogenous columns of ``rows``, as a template's ``future`` argument."""
+    columns = [spec.time_col, *spec.exog_cols]
+    return pd.DataFrame({column: rows[column].to_numpy() for column in columns})
 
 
 def _context(keys: Mapping[str, str], spec: FitSpec, freq: str) -> TrainContext:

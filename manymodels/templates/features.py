@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["calendar_features", "is_sub_weekly", "lag_matrix", "next_lag_row"]
+__all__ = ["calendar_features", "is_sub_weekly", "lag_matrix", "next_lag_row", "numeric_columns"]
 
 _YEAR_DAYS = 365.2425
 
@@ -37,6 +37,17 @@ def calendar_features(
     if not columns:
         return np.empty((len(index), 0))
     return np.column_stack(columns)
+
+
+def numeric_columns(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``frame[columns]`` as a float array of shape ``(len(frame), len(columns))``.
+
+    Column by column: selecting a list of columns builds a new DataFrame, which costs more than
+    the fit of a small linear model.
+    """
+    if not columns:
+        return np.empty((len(frame), 0))
+    return np.column_stack([frame[column].to_numpy(dtype=float) for column in columns])
 
 
 def is_sub_weekly(freq: str) -> bool:

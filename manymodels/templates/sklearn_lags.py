@@ -22,7 +22,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from manymodels.templates import TrainContext
-from manymodels.templates.features import calendar_features, is_sub_weekly, lag_matrix, next_lag_row
+from manymodels.templates.features import (
+    calendar_features, is_sub_weekly, lag_matrix, next_lag_row, numeric_columns,
+)  # fmt: skip
 
 ESTIMATORS = {
     "ridge": "sklearn.linear_model.Ridge",
@@ -149,7 +151,7 @@ def train(history: pd.DataFrame, context: TrainContext) -> LagModel:
         [
             lag_matrix(target, lags),
             calendar_features(history[context.time_col].iloc[start:], model.fourier_terms, model.weekdays),
-            history[exog_cols].to_numpy(dtype=float)[start:],
+            numeric_columns(history, exog_cols)[start:],
         ]
     )
     model.estimator.fit(features, target[start:])
@@ -164,7 +166,7 @@ def predict(
     known = np.hstack(
         [
             calendar_features(future[context.time_col], model.fourier_terms, model.weekdays),
-            future[model.exog_cols].to_numpy(dtype=float),
+            numeric_columns(future, model.exog_cols),
         ]
     )
     predictions = np.empty(len(future))
