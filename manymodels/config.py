@@ -170,6 +170,11 @@ class TrackingConfig(_Section):
         description="one registered model per entity, or one model version per job holding all",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on every run and model")
+    bulk_registry: bool = Field(
+        default=True,
+        description="write registry entries in one transaction per batch when the registry is a "
+        "database (false: one MLflow client call per model, e.g. for registry webhooks)",
+    )
 
 
 class FailureConfig(_Section):

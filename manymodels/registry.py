@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -70,9 +71,12 @@ class Registry:
         prefix: ``tracking.model_prefix``; every name handled starts with ``prefix.``.
     """
 
-    def __init__(self, client: MlflowClient, prefix: str) -> None:
+    def __init__(self, client: MlflowClient, prefix: str, bulk: bool = True) -> None:
+        from manymodels.registry_bulk import bulk_registry_for
+
         self.client = client
         self.prefix = prefix
+        self.bulk = bulk_registry_for(client) if bulk else None
 
     def models(self) -> dict[str, ModelRecord]:
         """Every registered model under the prefix, with aliases and tags (paged, in bulk)."""
@@ -134,6 +138,58 @@ class Registry:
         if number == 1 or (record is not None and not has_champion):
             self.set_alias(registration.name, CHAMPION, number)
         return VersionRef(registration.name, number, registration.source, run_id, registration.tags)
+
+    def register_many(
+        self, registrations: list[Registration], run_id: str, known: Mapping[str, ModelRecord]
+    ) -> dict[str, VersionRef | Exception]:
+        """Register a batch: in one transaction when the registry is a database, else one
+        model at a time (in parallel against a server). A refused entry maps to its error.
+
+        Returns:
+            ``{name: VersionRef or the exception that refused it}``.
+        """
+        if not registrations:
+            return {}
+        if self.bulk is not None:
+            return self._register_bulk(registrations, run_id)
+        workers = 8 if self.client.tracking_uri.startswith(("http://", "https://")) else 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(lambda r: self._register_or_error(r, run_id, known), registrations))
+        return {registration.name: outcome for registration, outcome in zip(registrations, outcomes)}
+
+    def set_aliases(self, moves: list[tuple[str, str, int]]) -> None:
+        """Point aliases at versions, ``(name, alias, version)`` each, in bulk when possible."""
+        if self.bulk is not None:
+            self.bulk.set_aliases(moves)
+            return
+        for name, alias, version in moves:
+            self.set_alias(name, alias, version)
+
+    def _register_bulk(self, registrations: list[Registration], run_id: str) -> dict[str, VersionRef | Exception]:
+        from manymodels.registry_bulk import NewVersion
+
+        entries = [
+            NewVersion(
+                name=r.name, source=r.source,
+                model_tags={**r.keys, KEYS_TAG: json.dumps(dict(r.keys))},
+                version_tags={**r.keys, **r.tags},
+            )  # fmt: skip
+            for r in registrations
+        ]
+        assert self.bulk is not None
+        created = self.bulk.register(entries, run_id)
+        return {
+            r.name: VersionRef(r.name, created[r.name][0], r.source, run_id, r.tags)
+            for r in registrations
+        }
+
+    def _register_or_error(
+        self, registration: Registration, run_id: str, known: Mapping[str, ModelRecord]
+    ) -> VersionRef | Exception:
+        try:
+            return self.register(registration, run_id, known)
+        except Exception as exc:  # reported per entity by the caller
+            return exc
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of model ``name`` at ``version`` (retried while the store is busy)."""

@@ -320,3 +320,27 @@ def test_retrain_skips_unchanged_entities(make_config, oj_data, oj_frame):
     assert result.skipped == N_ENTITIES - 1
     assert result.trained == 1
     assert result.entities.loc[result.entities["status"] == "ok", "store"].tolist() == ["3"]
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk-transaction", "client-api"])
+def test_both_registry_paths_write_the_same_registry(make_config, registry_of, bulk):
+    config = make_config(tracking={"experiment": "tests", "model_prefix": "oj", "bulk_registry": bulk})
+    assert (registry_of(config).bulk is not None) == bulk
+    manymodels.train(config)
+    manymodels.train(config)
+    result = manymodels.retrain(config, force=True)
+    registry = registry_of(config)
+
+    versions = registry.versions()
+    assert len(versions) == 3 * N_ENTITIES
+    assert {ref.version for ref in versions} == {1, 2, 3}
+    for ref in versions:
+        assert {"store", "brand", "manymodels.job_id", "manymodels.metric.mase"} <= set(ref.tags)
+    models = registry.models()
+    assert all(set(record.tags) >= {"store", "brand", "manymodels.entity_keys"}
+               for record in models.values())  # fmt: skip
+    for name, record in models.items():
+        expected = {CHAMPION: 3} if name in result.promoted else {CHAMPION: 1, "challenger": 3}
+        assert record.aliases == expected
+    loaded = mlflow.pyfunc.load_model(f"models:/{next(iter(models))}@champion")
+    assert len(loaded.predict(pd.DataFrame())) == config.horizon

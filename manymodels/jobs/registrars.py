@@ -65,62 +65,62 @@ class EntityRegistrar:
         }
 
     def handle(self, results: list[EntityResult]) -> list[dict[str, Any]]:
-        """Register the successful results; return every result's row."""
-        rows = []
-        for result in results:
-            row = result.row()
-            if result.status == "ok":
-                self._register(result, row)
-            rows.append(scrub_row(row))
-        return rows
+        """Register the batch's successful results at once; return every result's row."""
+        rows = [result.row() for result in results]
+        fresh = []
+        for result, row in zip(results, rows):
+            if result.status != "ok":
+                continue
+            existing = self.registered.get(result.name)
+            if existing is not None:  # a repeated task: the version already exists
+                row["model_version"] = existing.version
+            else:
+                fresh.append((result, row))
+        registrations = [
+            Registration(name=result.name, keys=result.keys,
+                         source=f"{self.job.artifact_uri}/{result.artifact_path}",
+                         tags=lineage_tags(result, self.inputs, self.job.job_id))  # fmt: skip
+            for result, _ in fresh
+        ]
+        before = {result.name: self.known.get(result.name) for result, _ in fresh}
+        outcomes = self.session.registry.register_many(registrations, self.job.run_id, self.known)
+        moves = []
+        for result, row in fresh:
+            outcome = outcomes[result.name]
+            if isinstance(outcome, Exception):  # the registry refused this one; the others go on
+                failure = failure_from("register", outcome)
+                row.update(status="failed", stage=failure.stage, error_type=failure.error_type,
+                           error=failure.message, traceback=failure.traceback)  # fmt: skip
+                continue
+            self.registered[result.name] = outcome
+            row["model_version"] = outcome.version
+            moves.extend(self._alias_moves(result, outcome, before[result.name], row))
+            record = self.known.setdefault(result.name, ModelRecord(result.name, {}, dict(result.keys)))
+            if row.get("promoted"):
+                record.aliases[CHAMPION] = outcome.version
+        self.session.registry.set_aliases(moves)
+        return [scrub_row(row) for row in rows]
 
     def finish(self, rows: list[dict[str, Any]], complete: bool) -> None:
-        """Nothing is left to do: every version was registered as its result arrived."""
+        """Nothing is left to do: every version was registered as its batch arrived."""
 
-    def _register(self, result: EntityResult, row: dict[str, Any]) -> None:
-        existing = self.registered.get(result.name)
-        if existing is not None:  # a repeated task: the version already exists
-            row["model_version"] = existing.version
-            return
-        registration = Registration(
-            name=result.name, keys=result.keys,
-            source=f"{self.job.artifact_uri}/{result.artifact_path}",
-            tags=lineage_tags(result, self.inputs, self.job.job_id),
-        )  # fmt: skip
-        record_before = self.known.get(result.name)
-        try:
-            ref = self.session.registry.register(registration, self.job.run_id, self.known)
-            self.registered[result.name] = ref
-            row["model_version"] = ref.version
-            self._move_aliases(result, ref, record_before, row)
-        except Exception as exc:  # the registry refused this one; the others go on
-            failure = failure_from("register", exc)
-            row.update(status="failed", stage=failure.stage, error_type=failure.error_type,
-                       error=failure.message, traceback=failure.traceback)  # fmt: skip
-            return
-        record = self.known.setdefault(result.name, ModelRecord(result.name, {}, dict(result.keys)))
-        if row.get("promoted"):
-            record.aliases[CHAMPION] = ref.version
-
-    def _move_aliases(
+    def _alias_moves(
         self, result: EntityResult, ref: VersionRef, before: ModelRecord | None, row: dict[str, Any]
-    ) -> None:
+    ) -> list[tuple[str, str, int]]:
         had_champion = before is not None and CHAMPION in before.aliases
         if not had_champion:
-            # The registry gave champion to version 1, or to the first version of a model
+            # The registry gave champion to version 1, or to the first new version of a model
             # whose champion alias had been removed.
             row["promoted"] = ref.version == 1 or before is not None
-            return
+            return []
         if self.kind == "train":
             row["promoted"] = self.promote_all
-            if self.promote_all:
-                self.session.registry.set_alias(ref.name, CHAMPION, ref.version)
-            return
+            return [(ref.name, CHAMPION, ref.version)] if self.promote_all else []
         wins = bool(result.wins)
-        self.session.registry.set_alias(ref.name, CHAMPION if wins else CHALLENGER, ref.version)
         row["promoted"] = wins
         if wins:
             self.promoted.append(ref.name)
+        return [(ref.name, CHAMPION if wins else CHALLENGER, ref.version)]
 
 
 class BundleRegistrar:

@@ -94,7 +94,8 @@ def open_tracking(config: Config) -> Tracking:
             f"{config.label()}: tracking.uri: cannot use the MLflow store at {target.describe()} "
             f"({type(exc).__name__}: {scrub(str(exc))[:200]})."
         ) from None
-    return Tracking(target, client, experiment_id, Registry(client, config.tracking.model_prefix))
+    registry = Registry(client, config.tracking.model_prefix, bulk=config.tracking.bulk_registry)
+    return Tracking(target, client, experiment_id, registry)
 
 
 @dataclass
