@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -19,7 +20,8 @@ from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from manymodels.config import ComputeConfig
 from manymodels.errors import ManyModelsError
 
-__all__ = ["PinThreads", "cluster", "map_batches", "worker_count"]
+__all__ = ["PendingCluster", "PinThreads", "cluster", "cluster_in_background", "map_batches",
+           "worker_count"]
 
 Batch = TypeVar("Batch")
 
@@ -47,21 +49,26 @@ def cluster(compute: ComputeConfig) -> Iterator[Client]:
     Raises:
         ManyModelsError: the scheduler address cannot be reached.
     """
+    # Clients are closed explicitly rather than used as context managers: entering one sets a
+    # context variable, which must be reset in the same thread, and a PendingCluster starts the
+    # cluster in one thread and closes it in another.
     if compute.scheduler:
         try:
-            client = Client(compute.scheduler, timeout="20s")
+            client = Client(compute.scheduler, timeout="20s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ManyModelsError(
                 f"compute.scheduler: cannot reach the Dask scheduler at {compute.scheduler} "
                 f"({exc}). Hint: start it with 'dask scheduler', or remove compute.scheduler "
                 "to use a local cluster."
             ) from None
-        with client:
+        try:
             client.register_plugin(PinThreads())
             yield client
+        finally:
+            client.close()
         return
     environment = {variable: "1" for variable in _THREAD_VARIABLES}
-    with LocalCluster(
+    local = LocalCluster(
         n_workers=compute.n_workers or os.cpu_count() or 1,
         threads_per_worker=compute.threads_per_worker,
         processes=True,
@@ -70,9 +77,60 @@ def cluster(compute: ComputeConfig) -> Iterator[Client]:
         dashboard_address=":0",
         silence_logs=logging.ERROR,
         env=environment,
-    ) as local, Client(local) as client:
-        client.register_plugin(PinThreads())
-        yield client
+    )
+    try:
+        client = Client(local, set_as_default=False)
+        try:
+            client.register_plugin(PinThreads())
+            yield client
+        finally:
+            client.close()
+    finally:
+        local.close()
+
+
+class PendingCluster:
+    """A cluster that starts in a background thread while the driver does other set-up work
+    (opening the tracking store, listing the registry), which takes about as long."""
+
+    def __init__(self, compute: ComputeConfig) -> None:
+        self._stack = contextlib.ExitStack()
+        self._client: Client | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, args=(compute,), daemon=True)
+        self._thread.start()
+
+    def _start(self, compute: ComputeConfig) -> None:
+        try:
+            self._client = self._stack.enter_context(cluster(compute))
+        except BaseException as exc:  # re-raised in the thread that asks for the client
+            self._error = exc
+
+    def client(self) -> Client:
+        """The client, once the cluster is up.
+
+        Raises:
+            ManyModelsError: the scheduler cannot be reached.
+        """
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._client is not None
+        return self._client
+
+    def close(self) -> None:
+        self._thread.join()
+        self._stack.close()
+
+
+@contextlib.contextmanager
+def cluster_in_background(compute: ComputeConfig) -> Iterator[PendingCluster]:
+    """Start the cluster now, use it later with ``pending.client()``; closed on exit."""
+    pending = PendingCluster(compute)
+    try:
+        yield pending
+    finally:
+        pending.close()
 
 
 def worker_count(client: Client) -> int:
@@ -104,7 +162,7 @@ def map_batches(
         for index, batch in enumerate(batches)
     }
     try:
-        for future in as_completed(list(futures)):
+        for future in as_completed(list(futures), loop=client.loop):
             batch = futures.pop(future)
             try:
                 outcome = future.result()

@@ -86,42 +86,67 @@ class BulkRegistry:
                 session, t.SqlRegisteredModelAlias, (t.SqlRegisteredModelAlias.name,), names,
                 t.SqlRegisteredModelAlias.alias == "champion")}  # fmt: skip
             created: dict[str, tuple[int, bool]] = {}
-            rows: list[Any] = []
+            rows: dict[Any, list[dict[str, Any]]] = {table: [] for table in self._order()}
             for entry in chunk:
                 if entry.name in ours:
                     created[entry.name] = (int(ours[entry.name]), False)
                     continue
                 version = int(latest.get(entry.name) or 0) + 1
                 champion = version == 1 or (entry.name in models and entry.name not in champions)
-                rows.extend(self._new_rows(entry, version, run_id, now, entry.name not in models, champion))
+                self._new_rows(rows, entry, version, run_id, now, entry.name not in models, champion)
                 created[entry.name] = (version, champion)
             touched = [name for name in models if name in created]
             if touched:
                 self._filter(session.query(t.SqlRegisteredModel), t.SqlRegisteredModel, touched).update(
                     {t.SqlRegisteredModel.last_updated_time: now}, synchronize_session=False)  # fmt: skip
-            session.add_all([self.store._with_workspace_field(row) for row in rows])
-            session.flush()
+            self._insert(session, rows)
         return created
 
-    def _new_rows(
-        self, entry: NewVersion, version: int, run_id: str, now: int, new_model: bool,
-        champion: bool,
-    ) -> list[Any]:  # fmt: skip
+    def _order(self) -> list[Any]:
+        # Parents before children, for databases that check foreign keys at each statement.
         t = self.tables
-        rows: list[Any] = []
+        return [t.SqlRegisteredModel, t.SqlRegisteredModelTag, t.SqlModelVersion,
+                t.SqlModelVersionTag, t.SqlRegisteredModelAlias]  # fmt: skip
+
+    def _insert(self, session: Any, rows: Mapping[Any, list[dict[str, Any]]]) -> None:
+        """Executemany inserts: the ORM's unit of work costs ~0.1 ms per object, too much here."""
+        from sqlalchemy import insert
+
+        workspace = self._workspace()
+        for table in self._order():
+            values = rows.get(table) or []
+            if not values:
+                continue
+            if workspace is not None and hasattr(table, "workspace"):
+                values = [{**value, "workspace": workspace} for value in values]
+            session.execute(insert(table), values)
+
+    def _workspace(self) -> str | None:
+        probe = self.store._with_workspace_field(self.tables.SqlRegisteredModel(name="probe"))
+        return getattr(probe, "workspace", None)
+
+    def _new_rows(
+        self, rows: dict[Any, list[dict[str, Any]]], entry: NewVersion, version: int, run_id: str,
+        now: int, new_model: bool, champion: bool,
+    ) -> None:  # fmt: skip
+        t = self.tables
+        name = entry.name
         if new_model:
-            rows.append(t.SqlRegisteredModel(name=entry.name, creation_time=now, last_updated_time=now))
-            rows.extend(t.SqlRegisteredModelTag(name=entry.name, key=k, value=v)
-                        for k, v in entry.model_tags.items())  # fmt: skip
-        rows.append(t.SqlModelVersion(
-            name=entry.name, version=version, creation_time=now, last_updated_time=now,
-            source=entry.source, storage_location=entry.source, run_id=run_id,
-        ))  # fmt: skip
-        rows.extend(t.SqlModelVersionTag(name=entry.name, version=version, key=k, value=v)
-                    for k, v in entry.version_tags.items())  # fmt: skip
+            rows[t.SqlRegisteredModel].append(
+                {"name": name, "creation_time": now, "last_updated_time": now, "description": None})
+            rows[t.SqlRegisteredModelTag].extend(
+                {"name": name, "key": k, "value": v} for k, v in entry.model_tags.items())
+        rows[t.SqlModelVersion].append({
+            "name": name, "version": version, "creation_time": now, "last_updated_time": now,
+            "description": None, "user_id": None, "current_stage": "None", "source": entry.source,
+            "storage_location": entry.source, "run_id": run_id, "run_link": None,
+            "status": "READY", "status_message": None,
+        })  # fmt: skip
+        rows[t.SqlModelVersionTag].extend(
+            {"name": name, "version": version, "key": k, "value": v}
+            for k, v in entry.version_tags.items())  # fmt: skip
         if champion:
-            rows.append(t.SqlRegisteredModelAlias(name=entry.name, alias="champion", version=version))
-        return rows
+            rows[t.SqlRegisteredModelAlias].append({"name": name, "alias": "champion", "version": version})
 
     def _move_chunk(self, chunk: Sequence[tuple[str, str, int]]) -> None:
         t = self.tables
@@ -131,12 +156,9 @@ class BulkRegistry:
                 self._filter(session.query(t.SqlRegisteredModelAlias), t.SqlRegisteredModelAlias,
                              names, t.SqlRegisteredModelAlias.alias == alias).delete(
                     synchronize_session=False)  # fmt: skip
-            session.add_all([
-                self.store._with_workspace_field(
-                    t.SqlRegisteredModelAlias(name=name, alias=alias, version=version))
-                for name, alias, version in chunk
-            ])  # fmt: skip
-            session.flush()
+            self._insert(session, {t.SqlRegisteredModelAlias: [
+                {"name": name, "alias": alias, "version": version} for name, alias, version in chunk
+            ]})  # fmt: skip
 
     def _rows(self, session: Any, table: Any, columns: tuple[Any, ...], names: list[str],
               *clauses: Any, group: bool = False) -> list[tuple[Any, ...]]:  # fmt: skip

@@ -77,9 +77,9 @@ def test_automatic_size_never_has_more_batches_than_partitions(skewed):
 
 
 def test_automatic_size_caps_partitions_per_task():
-    many = partitions([1_000_000] + [1] * 1500)
+    many = partitions([1_000_000] + [1] * (20 * MAX_PARTITIONS_PER_TASK))
     batches = plan_batches(many, workers=1)
-    assert len(batches) == math.ceil(len(many) / MAX_PARTITIONS_PER_TASK)
+    assert len(batches) == math.ceil(len(many) / MAX_PARTITIONS_PER_TASK) > TASKS_PER_WORKER
     assert max(len(batch) for batch in batches) <= MAX_PARTITIONS_PER_TASK
 
 
@@ -92,7 +92,8 @@ def test_batches_are_balanced_by_size(random_sizes):
     assert max(sizes) / (sum(sizes) / len(sizes)) < 1.1
 
 
-def test_big_partitions_get_their_own_batches(skewed):
+def test_big_partitions_get_their_own_batches(skewed, monkeypatch):
+    monkeypatch.setattr("manymodels.planning.TASKS_PER_WORKER", 4)
     batches = plan_batches(skewed, workers=1)  # 4 batches
     assert [[p.nbytes for p in batch] for batch in batches] == [
         [100], [90], [80], [10, 10, 10, 5, 5, 0, 0]
@@ -104,7 +105,8 @@ def test_equal_partitions_split_evenly():
     assert loads(batches) == [40, 40, 40]
 
 
-def test_empty_partitions_are_spread_too():
+def test_empty_partitions_are_spread_too(monkeypatch):
+    monkeypatch.setattr("manymodels.planning.TASKS_PER_WORKER", 4)
     batches = plan_batches(partitions([0] * 8), workers=1)
     assert [len(batch) for batch in batches] == [2, 2, 2, 2]
 

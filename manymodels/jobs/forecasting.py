@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from manymodels import tracking
 from manymodels.config import Config
 from manymodels.data import Partition, replace_dir, staging_path
-from manymodels.engine import cluster, map_batches, worker_count
+from manymodels.engine import cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
 from manymodels.jobs.results import ForecastResult
@@ -32,6 +33,9 @@ from manymodels.report import progress_bar
 from manymodels.outcomes import EntityResult
 from manymodels.tasks import ForecastTask, forecast_batch
 from manymodels.tasks.forecasting import ModelRef
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["forecast"]
 
@@ -69,23 +73,24 @@ def forecast(
     if version is None and alias is None:
         alias = config.forecast.alias
     inputs = validate_inputs(config, needs_template=False)
-    session = open_tracking(config)
-    try:
-        refs = entity_models(session.registry, config, alias, version)
-    except ManyModelsError as exc:
-        raise type(exc)(f"{config.label()}: {exc}") from None
-    items, orphans = _assign(inputs.partitions, refs, config)
-    job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
-    log_config(session, job.run_id, config, {"alias": alias, "version": version})
-    target = output or config.forecast.output
-    staging = staging_path(target)
-    task = ForecastTask(config, staging, horizon or config.horizon)
-    try:
-        results = _forecast_batches(items, task, config, progress)
-    except BaseException:
-        session.client.set_terminated(job.run_id, status="KILLED")
-        _remove(staging)
-        raise
+    with cluster_in_background(config.compute) as pending:
+        session = open_tracking(config)
+        try:
+            refs = entity_models(session.registry, config, alias, version)
+        except ManyModelsError as exc:
+            raise type(exc)(f"{config.label()}: {exc}") from None
+        items, orphans = _assign(inputs.partitions, refs, config)
+        job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
+        log_config(session, job.run_id, config, {"alias": alias, "version": version})
+        target = output or config.forecast.output
+        staging = staging_path(target)
+        task = ForecastTask(config, staging, horizon or config.horizon)
+        try:
+            results = _forecast_batches(items, task, config, progress, pending.client())
+        except BaseException:
+            session.client.set_terminated(job.run_id, status="KILLED")
+            _remove(staging)
+            raise
     results.extend(orphans)
     entities = pd.DataFrame([result.row() for result in results])
     rows = int(sum(result.forecast_rows for result in results))
@@ -158,22 +163,20 @@ def _assign(
 
 
 def _forecast_batches(
-    items: list[tuple[Partition, ModelRefs]], task: ForecastTask, config: Config, progress: bool
-) -> list[EntityResult]:
+    items: list[tuple[Partition, ModelRefs]], task: ForecastTask, config: Config, progress: bool,
+    client: Client,
+) -> list[EntityResult]:  # fmt: skip
     results: list[EntityResult] = []
-    with cluster(config.compute) as client:
-        batches = _batches(items, worker_count(client), config)
-        name = f"forecast-{uuid.uuid4().hex[:8]}"
+    batches = _batches(items, worker_count(client), config)
+    name = f"forecast-{uuid.uuid4().hex[:8]}"
+    with progress_bar("forecast", len(items), progress) as bar:
         indexed = list(enumerate(batches))
-        with progress_bar("forecast", len(items), progress) as bar:
-            for (index, batch), outcome in map_batches(
-                client, _forecast_indexed, indexed, task, name=name
-            ):
-                if not isinstance(outcome, list):
-                    outcome = _task_failed(batch, outcome, config)
-                failed = sum(not result.ok for result in outcome)
-                bar.advance(len(batch), len(outcome) - failed, failed)
-                results.extend(outcome)
+        for (_, batch), outcome in map_batches(client, _forecast_indexed, indexed, task, name=name):
+            if not isinstance(outcome, list):
+                outcome = _task_failed(batch, outcome, config)
+            failed = sum(result.status == "failed" for result in outcome)
+            bar.advance(len(batch), len(outcome) - failed, failed)
+            results.extend(outcome)
     return results
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from manymodels import tracking
 from manymodels.config import Config
 from manymodels.data import Partition
-from manymodels.engine import cluster, map_batches, worker_count
+from manymodels.engine import PendingCluster, cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError
 from manymodels.flavor import requirements
 from manymodels.guard import failure_from
@@ -96,58 +96,59 @@ def _run(
 ) -> TrainResult:  # fmt: skip
     started = time.perf_counter()
     inputs = validate_inputs(config)
-    session = open_tracking(config)
-    digest = config_hash(config, kind, inputs.template.source.digest)
-    job = open_job_run(session, config, kind, digest, resume, fresh)
-    registrar = open_registrar(session, job, inputs, kind, promote)
-    ledger = Ledger(config.work_dir, job.job_id)
-    done, rows = ledger.read() if job.resumed else (set(), [])
-    rows = registrar.reconcile(rows)
-    rows_before = list(rows)
-    if not job.resumed:
-        log_config(session, job.run_id, config, {"template": inputs.template.name,
-                                                  "partitions": len(inputs.partitions)})  # fmt: skip
-    todo = [partition for partition in inputs.partitions if partition.keys not in done]
-    task = TrainTask(
-        config=config, template=inputs.template.source, params=inputs.params,
-        artifact_uri=job.artifact_uri, pip_requirements=requirements(),
-        artifact_dir=f"models/{uuid.uuid4().hex[:8]}", skip=frozenset(registrar.registered),
-        champions={} if kind == "train" or force else registrar.champions(),
-    )  # fmt: skip
-    stopped_early = False
-    try:
-        stopped_early = _train_partitions(todo, inputs, task, registrar, ledger, rows, progress)
-    except BaseException:
-        # Interrupted or broken: leave the run resumable by the next run of the same command.
-        session.client.set_terminated(job.run_id, status="KILLED")
-        raise
+    with cluster_in_background(config.compute) as pending:
+        session = open_tracking(config)
+        digest = config_hash(config, kind, inputs.template.source.digest)
+        job = open_job_run(session, config, kind, digest, resume, fresh)
+        registrar = open_registrar(session, job, inputs, kind, promote)
+        ledger = Ledger(config.work_dir, job.job_id)
+        done, rows = ledger.read() if job.resumed else (set(), [])
+        rows = registrar.reconcile(rows)
+        resumed_with = len(rows) if job.resumed else None
+        if not job.resumed:
+            log_config(session, job.run_id, config, {"template": inputs.template.name,
+                                                      "partitions": len(inputs.partitions)})  # fmt: skip
+        todo = [partition for partition in inputs.partitions if partition.keys not in done]
+        task = TrainTask(
+            config=config, template=inputs.template.source, params=inputs.params,
+            artifact_uri=job.artifact_uri, pip_requirements=requirements(),
+            artifact_dir=f"models/{uuid.uuid4().hex[:8]}", skip=frozenset(registrar.registered),
+            champions={} if kind == "train" or force else registrar.champions(),
+        )  # fmt: skip
+        try:
+            stopped_early = _train_partitions(todo, inputs, task, registrar, ledger, rows,
+                                              progress, pending)  # fmt: skip
+        except BaseException:
+            # Interrupted or broken: leave the run resumable by the next run of the same command.
+            session.client.set_terminated(job.run_id, status="KILLED")
+            raise
     registrar.finish(rows, complete=not stopped_early)
     result = _finish(session, job, kind, config, rows, registrar, started, stopped_early)
-    result.resumed_with = len(rows_before) if job.resumed else None
+    result.resumed_with = resumed_with
     return result
 
 
 def _train_partitions(
     todo: list[Partition], inputs: Inputs, task: TrainTask, registrar: Registrar,
-    ledger: Ledger, rows: list[dict[str, Any]], progress: bool,
+    ledger: Ledger, rows: list[dict[str, Any]], progress: bool, pending: PendingCluster,
 ) -> bool:  # fmt: skip
     config = inputs.config
     if not todo:
         return False
-    with cluster(config.compute) as client:
-        batches = plan_batches(todo, worker_count(client), config.compute.batch_size)
-        name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
-        with progress_bar(registrar.kind, len(todo), progress) as bar:
-            for batch, outcome in map_batches(client, train_batch, batches, task, name=name):
-                results = outcome if isinstance(outcome, list) else _task_failed(config, batch, outcome)
-                new_rows = registrar.handle(results)
-                finished = _finished_partitions(batch, results, config)
-                ledger.append(finished, [row for row in new_rows if row["status"] != "failed"])
-                rows.extend(new_rows)
-                failed = sum(row["status"] == "failed" for row in new_rows)
-                bar.advance(len(batch), len(new_rows) - failed, failed)
-                if _budget_spent(config, rows, len(inputs.partitions), len(todo)):
-                    return True
+    client = pending.client()
+    batches = plan_batches(todo, worker_count(client), config.compute.batch_size)
+    name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
+    with progress_bar(registrar.kind, len(todo), progress) as bar:
+        for batch, outcome in map_batches(client, train_batch, batches, task, name=name):
+            results = outcome if isinstance(outcome, list) else _task_failed(config, batch, outcome)
+            new_rows = registrar.handle(results)
+            finished = _finished_partitions(batch, results, config)
+            ledger.append(finished, [row for row in new_rows if row["status"] != "failed"])
+            rows.extend(new_rows)
+            failed = sum(row["status"] == "failed" for row in new_rows)
+            bar.advance(len(batch), len(new_rows) - failed, failed)
+            if _budget_spent(config, rows, len(inputs.partitions), len(todo)):
+                return True
     return False
 
 
