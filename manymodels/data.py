@@ -146,8 +146,9 @@ def read_partition(
     partition: Partition,
     columns: Sequence[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    with_keys: bool = True,
 ) -> pd.DataFrame:
-    """Read one partition's rows, with its key columns added as strings.
+    """Read one partition's rows; with ``with_keys``, its key columns are added as strings.
 
     Raises:
         OSError, pyarrow.ArrowException: a file is unreadable or corrupt (the caller records it).
@@ -157,8 +158,9 @@ def read_partition(
     tables = [_read_table(name, wanted, storage_options) for name in partition.files]
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
     frame = table.to_pandas()
-    for key, value in partition.keys:
-        frame[key] = value
+    if with_keys:
+        for key, value in partition.keys:
+            frame[key] = value
     return frame
 
 

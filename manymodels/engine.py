@@ -9,6 +9,7 @@ only module that imports ``dask.distributed``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import threading
@@ -25,14 +26,19 @@ __all__ = ["PendingCluster", "PinThreads", "cluster", "cluster_in_background", "
 
 Batch = TypeVar("Batch")
 
+_PRELOAD = ("manymodels.tasks", "manymodels.model_store", "manymodels.flavor",
+            "manymodels.templates.sklearn_lags", "sklearn.linear_model", "mlflow.pyfunc",
+            "mlflow.store.artifact.local_artifact_repo")  # fmt: skip
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")  # fmt: skip
 
 
 class PinThreads(WorkerPlugin):
-    """Limits every native thread pool of a worker to one thread, on any cluster."""
+    """Prepares every worker, on any cluster: native thread pools limited to one thread, and
+    the task modules imported up front (while the driver is still opening the tracking store)
+    rather than inside the first task."""
 
-    name = "manymodels-pin-threads"
+    name = "manymodels-worker-setup"
 
     def setup(self, worker: Any) -> None:
         for variable in _THREAD_VARIABLES:
@@ -40,6 +46,9 @@ class PinThreads(WorkerPlugin):
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
+        for module in _PRELOAD:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
 
 
 @contextlib.contextmanager
@@ -97,6 +106,7 @@ class PendingCluster:
         self._stack = contextlib.ExitStack()
         self._client: Client | None = None
         self._error: BaseException | None = None
+        self._closer: threading.Thread | None = None
         self._thread = threading.Thread(target=self._start, args=(compute,), daemon=True)
         self._thread.start()
 
@@ -118,7 +128,19 @@ class PendingCluster:
         assert self._client is not None
         return self._client
 
+    def release(self) -> None:
+        """Start shutting the cluster down in the background (the driver has more to do)."""
+        if self._closer is None:
+            self._closer = threading.Thread(target=self._shut_down, daemon=True)
+            self._closer.start()
+
     def close(self) -> None:
+        """Shut the cluster down and wait until it is down."""
+        self.release()
+        assert self._closer is not None
+        self._closer.join()
+
+    def _shut_down(self) -> None:
         self._thread.join()
         self._stack.close()
 

@@ -91,6 +91,7 @@ def forecast(
             session.client.set_terminated(job.run_id, status="KILLED")
             _remove(staging)
             raise
+        pending.release()
     results.extend(orphans)
     entities = pd.DataFrame([result.row() for result in results])
     rows = int(sum(result.forecast_rows for result in results))

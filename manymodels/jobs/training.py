@@ -122,8 +122,9 @@ def _run(
             # Interrupted or broken: leave the run resumable by the next run of the same command.
             session.client.set_terminated(job.run_id, status="KILLED")
             raise
-    registrar.finish(rows, complete=not stopped_early)
-    result = _finish(session, job, kind, config, rows, registrar, started, stopped_early)
+        pending.release()
+        registrar.finish(rows, complete=not stopped_early)
+        result = _finish(session, job, kind, config, rows, registrar, started, stopped_early)
     result.resumed_with = resumed_with
     return result
 

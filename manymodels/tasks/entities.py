@@ -42,11 +42,12 @@ def iter_entities(
     """Yield ``(keys, rows, None)`` per entity, or ``(partition keys, empty, failure)`` for a
     partition that cannot be read; never raises for one bad partition."""
     data = config.data
-    columns = [*data.entity_cols, data.time_col, data.target_col, *data.exog_cols]
     extra = [col for col in data.entity_cols if col not in data.partition_by]
+    columns = [*extra, data.time_col, data.target_col, *data.exog_cols]
     for partition in partitions:
         try:
-            frame = data_io.read_partition(partition, columns, data.storage_options)
+            # Partition keys are known from the folder names; the frame does not need them.
+            frame = data_io.read_partition(partition, columns, data.storage_options, with_keys=False)
             missing = [col for col in columns if col not in frame.columns]
             if missing:
                 raise DataError(f"column '{missing[0]}' is missing from this partition's files")
