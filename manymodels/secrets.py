@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["MASK", "remember", "remember_config", "scrub", "scrub_row"]
+__all__ = ["MASK", "active_secrets", "remember", "remember_config", "scrub", "scrub_row"]
 
 MASK = "***"
 
@@ -46,21 +46,32 @@ def remember_config(config: Any) -> None:
     remember(values)
 
 
-def scrub(text: str) -> str:
-    """``text`` with URL passwords and every known secret replaced by ``***``."""
+def scrub(text: str, secrets: list[str] | None = None) -> str:
+    """``text`` with URL passwords and every known secret replaced by ``***``.
+
+    Args:
+        text: what is about to be printed, logged or written.
+        secrets: the secrets to mask, from :func:`active_secrets` (looked up when None).
+    """
     if not text:
         return text
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@", text)
-    secrets = _known | {os.environ[name] for name in _SECRET_ENVIRONMENT if os.environ.get(name)}
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= _MIN_SECRET_LENGTH:
-            text = text.replace(secret, MASK)
+    for secret in active_secrets() if secrets is None else secrets:
+        text = text.replace(secret, MASK)
     return text
+
+
+def active_secrets() -> list[str]:
+    """Every secret known now (remembered ones and the environment's), longest first."""
+    found = _known | {os.environ[name] for name in _SECRET_ENVIRONMENT if os.environ.get(name)}
+    return sorted((s for s in found if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
 def scrub_row(row: dict[str, Any]) -> dict[str, Any]:
     """A result row with every string value scrubbed."""
-    return {key: scrub(value) if isinstance(value, str) else value for key, value in row.items()}
+    secrets = active_secrets()
+    return {key: scrub(value, secrets) if isinstance(value, str) else value
+            for key, value in row.items()}  # fmt: skip
 
 
 def _string_values(options: Mapping[str, Any]) -> list[str]:

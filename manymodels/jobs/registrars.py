@@ -35,6 +35,7 @@ class EntityRegistrar:
     def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
         self.session, self.job, self.inputs, self.kind = session, job, inputs, kind
         self.config = inputs.config
+        self.digest = params_digest(inputs.params, inputs.config)
         self.promote_all = promote
         self.known: dict[str, ModelRecord] = session.registry.models()
         self.registered: dict[str, VersionRef] = (
@@ -79,7 +80,7 @@ class EntityRegistrar:
         registrations = [
             Registration(name=result.name, keys=result.keys,
                          source=f"{self.job.artifact_uri}/{result.artifact_path}",
-                         tags=lineage_tags(result, self.inputs, self.job.job_id))  # fmt: skip
+                         tags=lineage_tags(result, self.inputs, self.job.job_id, self.digest))  # fmt: skip
             for result, _ in fresh
         ]
         before = {result.name: self.known.get(result.name) for result, _ in fresh}
@@ -129,6 +130,7 @@ class BundleRegistrar:
     def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
         self.session, self.job, self.inputs, self.kind = session, job, inputs, kind
         self.config = inputs.config
+        self.digest = params_digest(inputs.params, inputs.config)
         self.promote_all = promote
         self.name = bundle_name(self.config.tracking.model_prefix)
         self.record = session.registry.models().get(self.name)
@@ -166,7 +168,7 @@ class BundleRegistrar:
                     champions = champions if champions is not None else self._champion_map()
                     tags = dict(champions[result.name].tags)
                 else:
-                    tags = lineage_tags(result, self.inputs, self.job.job_id)
+                    tags = lineage_tags(result, self.inputs, self.job.job_id, self.digest)
                 row[_BUNDLE_ENTRY] = {**result.keys, "model_name": result.name,
                                       "location": result.artifact_path, **tags}  # fmt: skip
             if result.wins:
@@ -218,14 +220,17 @@ def open_registrar(
     return EntityRegistrar(session, job, inputs, kind, promote)
 
 
-def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str) -> dict[str, str]:
-    """The tags of a newly trained model: job, template, data fingerprint, holdout, metrics."""
+def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str) -> dict[str, str]:
+    """The tags of a newly trained model: job, template, data fingerprint, holdout, metrics.
+
+    ``digest`` is :func:`~manymodels.tasks.params_digest` of the job, computed once.
+    """
     template = inputs.template
     return {
         f"{TAG_PREFIX}job_id": job_id,
         f"{TAG_PREFIX}template": template.name,
         f"{TAG_PREFIX}template_digest": template.source.digest,
-        f"{TAG_PREFIX}params_digest": params_digest(inputs.params, inputs.config),
+        f"{TAG_PREFIX}params_digest": digest,
         f"{TAG_PREFIX}data_fingerprint": result.fingerprint or "",
         f"{TAG_PREFIX}holdout_start": result.holdout_start or "",
         f"{TAG_PREFIX}trained_until": result.trained_until or "",
