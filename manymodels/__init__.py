@@ -7,6 +7,9 @@ Example:
     >>> result = manymodels.forecast(config)                   # doctest: +SKIP
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from manymodels.config import Config, config_from_dict, load_config
 from manymodels.errors import (
     ConfigError,
@@ -17,8 +20,26 @@ from manymodels.errors import (
     ResumeError,
     TemplateError,
 )
-from manymodels.jobs import ForecastResult, TrainResult, forecast, retrain, train
 from manymodels.templates import TrainContext
+
+if TYPE_CHECKING:
+    from manymodels.jobs import ForecastResult, TrainResult, forecast, retrain, train
+
+# The jobs pull in Dask and MLflow; they are imported on first use, so that loading a saved
+# model (which imports this package) stays light.
+_JOBS = {
+    "ForecastResult": "manymodels.jobs.results",
+    "TrainResult": "manymodels.jobs.results",
+    "forecast": "manymodels.jobs.forecasting",
+    "retrain": "manymodels.jobs.training",
+    "train": "manymodels.jobs.training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _JOBS:
+        return getattr(importlib.import_module(_JOBS[name]), name)
+    raise AttributeError(f"module 'manymodels' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 

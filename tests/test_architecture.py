@@ -1,0 +1,80 @@
+"""The layering the README describes, enforced on the source: who may import what."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "manymodels"
+
+# Modules allowed to import these libraries at run time (type-checking imports are free).
+ALLOWED = {
+    "distributed": {"engine"},
+    "dask": {"engine"},
+    "mlflow": {"flavor", "bundle", "tracking", "registry", "registry_bulk", "model_store"},
+}
+# The pure core: no Dask, no MLflow, and none of the orchestration above it.
+PURE = {"config", "naming", "metrics", "timeseries", "fitting", "entity_model", "promotion",
+        "guard", "planning", "templates"}  # fmt: skip
+ORCHESTRATION = ("manymodels.jobs", "manymodels.cli", "manymodels.engine", "manymodels.tasks")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE).with_suffix("")
+        parts = [part for part in relative.parts if part != "__init__"]
+        found[".".join(parts) or "__init__"] = path
+    return found
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Absolute names imported outside ``if TYPE_CHECKING:`` blocks."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(child) for child in ast.walk(node))
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_heavy_libraries_stay_in_their_layer(module):
+    imports = _runtime_imports(_modules()[module])
+    top = module.split(".")[0]
+    for library, owners in ALLOWED.items():
+        used = {name for name in imports if name == library or name.startswith(f"{library}.")}
+        if used:
+            assert top in owners, f"manymodels.{module} imports {sorted(used)}; only {sorted(owners)} may"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in _modules() if m.split(".")[0] in PURE))
+def test_pure_core_knows_no_orchestration(module):
+    imports = _runtime_imports(_modules()[module])
+    leaks = {name for name in imports if name.startswith(ORCHESTRATION)}
+    assert not leaks, f"manymodels.{module} imports {sorted(leaks)}"
+
+
+def test_config_imports_only_its_errors():
+    imports = _runtime_imports(_modules()["config"])
+    assert {name for name in imports if name.startswith("manymodels")} == {"manymodels.errors"}
+
+
+def test_loading_a_model_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = ("import sys, manymodels.flavor, manymodels.bundle; "
+            "print(any(m.split('.')[0] in ('distributed', 'dask') for m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
