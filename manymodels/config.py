@@ -196,8 +196,13 @@ class FailureConfig(_Section):
 class ForecastConfig(_Section):
     """Where batch forecasts go and which model version makes them."""
 
-    output: str = Field(default="forecasts", description="directory of the partitioned forecasts")
+    output: str = Field(default="forecasts", description="directory of the forecast Parquet files")
     alias: str = Field(default="champion", min_length=1, description="registry alias to forecast with")
+    partition_by: list[str] = Field(
+        default_factory=list,
+        description="hive partition columns of the output, taken from the entity columns; [] "
+        "writes one file per task (one folder per entity means one small file per entity)",
+    )
 
 
 class RetrainConfig(_Section):
@@ -239,6 +244,21 @@ class Config(_Section):
     def _empty_section(cls, value: Any) -> Any:
         # A section whose keys are all commented out (as in configs/own-data.yaml) loads as null.
         return {} if value is None else value
+
+    @field_validator("forecast")
+    @classmethod
+    def _output_partitions_are_entity_columns(
+        cls, value: ForecastConfig, info: ValidationInfo
+    ) -> ForecastConfig:
+        data = info.data.get("data")
+        if data is not None:
+            unknown = [col for col in value.partition_by if col not in data.entity_cols]
+            if unknown:
+                raise ValueError(
+                    f"partition_by may only name entity columns {data.entity_cols}; "
+                    f"{unknown[0]!r} is not one"
+                )
+        return value
 
     @property
     def holdout(self) -> int:

@@ -13,7 +13,7 @@ import os
 import posixpath
 import urllib.parse
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "check_columns",
     "discover_partitions",
     "fingerprint",
+    "key_types",
     "prepare",
     "read_partition",
     "replace_dir",
@@ -186,6 +187,8 @@ def write_partitioned(
 ) -> None:
     """Write rows under ``path`` as hive partitions; files named ``basename-{i}.parquet``.
 
+    With no ``partition_by`` the files go straight into ``path``.
+
     Writing the same ``basename`` again replaces the same files, so a repeated task is harmless.
     """
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
@@ -195,8 +198,8 @@ def write_partitioned(
         target,
         filesystem=filesystem,
         format="parquet",
-        partitioning=list(partition_by),
-        partitioning_flavor="hive",
+        partitioning=list(partition_by) or None,
+        partitioning_flavor="hive" if partition_by else None,
         basename_template=f"{basename}-{{i}}.parquet",
         existing_data_behavior="overwrite_or_ignore",
         max_partitions=max(1024, table.num_rows + 1),
@@ -214,6 +217,23 @@ def replace_dir(staging: str, final: str) -> None:
     fs.mv(staging_path, final_path, recursive=True)
     if retired:
         fs.rm(retired, recursive=True)
+
+
+def key_types(values: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """``int`` for key columns whose every value is an integer, else ``str``.
+
+    Key values travel as strings (they come from folder names); outputs give integer keys back
+    their type, as pyarrow's hive discovery would, so that they join with the source data.
+    """
+    return {
+        column: "int" if all(_is_int(value) for value in column_values) else "str"
+        for column, column_values in values.items()
+    }
+
+
+def _is_int(value: str) -> bool:
+    text = value[1:] if value.startswith("-") else value
+    return text.isdigit() and len(text) < 19
 
 
 def staging_path(final: str) -> str:

@@ -15,7 +15,7 @@ from manymodels.data import Partition
 
 __all__ = ["plan_batches", "TASKS_PER_WORKER", "MAX_PARTITIONS_PER_TASK"]
 
-TASKS_PER_WORKER = 8
+TASKS_PER_WORKER = 16
 MAX_PARTITIONS_PER_TASK = 250
 
 

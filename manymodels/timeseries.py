@@ -9,6 +9,7 @@ rows without a target split off as known future rows (for exogenous values). Pro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,17 +100,38 @@ def future_frame(
 ) -> pd.DataFrame:
     """The ``horizon`` periods after ``history``: known future rows where present, else the
     next grid timestamps with exogenous values carried forward from the last observation."""
-    last = history[time_col].iloc[-1]
-    times = pd.date_range(last, periods=horizon + 1, freq=freq)[1:]
+    times = _next_periods(history[time_col].iloc[-1], freq, horizon)
     future = pd.DataFrame({time_col: times})
     if not exog_cols:
         return future
-    known = known_future.set_index(time_col)[exog_cols] if len(known_future) else None
-    carried = history[exog_cols].iloc[-1]
+    known_times = known_future[time_col].to_numpy() if len(known_future) else None
     for col in exog_cols:
-        values = known[col].reindex(times) if known is not None else pd.Series(np.nan, index=times)
-        future[col] = values.fillna(carried[col]).to_numpy()
+        carried = history[col].iloc[-1]
+        if known_times is not None and np.array_equal(known_times[:horizon], times.to_numpy()):
+            # The usual case: the planned rows are exactly the periods to forecast.
+            values = known_future[col].to_numpy(dtype=float)[:horizon]
+        elif known_times is not None:
+            values = known_future.set_index(time_col)[col].reindex(times).to_numpy(dtype=float)
+        else:
+            values = np.full(horizon, np.nan)
+        future[col] = np.where(np.isnan(values), carried, values)
     return future
+
+
+def _next_periods(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
+    offset = to_offset(freq)
+    exact = last.tz is None or isinstance(offset, pd.offsets.Tick)  # calendar days shift at DST
+    if exact and _fixed_length(offset) and offset.is_on_offset(last):
+        # Arithmetic instead of date_range, which walks a weekly calendar period by period.
+        step = (last + offset) - last
+        return pd.DatetimeIndex(last + step * np.arange(1, horizon + 1))
+    return pd.date_range(last, periods=horizon + 1, freq=freq)[1:]
+
+
+def _fixed_length(offset: Any) -> bool:
+    return isinstance(offset, pd.offsets.Tick | pd.offsets.Day) or (
+        isinstance(offset, pd.offsets.Week) and offset.weekday is not None
+    )
 
 
 def _parse_times(values: pd.Series, col: str) -> pd.Series:
@@ -218,11 +240,8 @@ def _already_regular(times: pd.Series, freq: str) -> bool:
     fixed length qualify; others (months, business days) take the general path.
     """
     offset = to_offset(freq)
-    fixed = isinstance(offset, pd.offsets.Tick | pd.offsets.Day) or (
-        isinstance(offset, pd.offsets.Week) and offset.weekday is not None
-    )
     first = times.iloc[0]
-    if not fixed or not offset.is_on_offset(first):
+    if not _fixed_length(offset) or not offset.is_on_offset(first):
         return False
     if len(times) == 1:
         return True

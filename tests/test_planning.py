@@ -83,7 +83,8 @@ def test_automatic_size_caps_partitions_per_task():
     assert max(len(batch) for batch in batches) <= MAX_PARTITIONS_PER_TASK
 
 
-def test_batches_are_balanced_by_size(random_sizes):
+def test_batches_are_balanced_by_size(random_sizes, monkeypatch):
+    monkeypatch.setattr("manymodels.planning.TASKS_PER_WORKER", 4)
     batches = plan_batches(random_sizes, workers=2)
     sizes = loads(batches)
     biggest = max(p.nbytes for p in random_sizes)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from manymodels import tracking
 from manymodels.config import Config
-from manymodels.data import Partition, replace_dir, staging_path
+from manymodels.data import Partition, key_types, replace_dir, staging_path
 from manymodels.engine import cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
@@ -84,7 +84,11 @@ def forecast(
         log_config(session, job.run_id, config, {"alias": alias, "version": version})
         target = output or config.forecast.output
         staging = staging_path(target)
-        task = ForecastTask(config, staging, horizon or config.horizon)
+        values: dict[str, set[str]] = defaultdict(set)
+        for keys, _ in refs.values():
+            for column, value in keys.items():
+                values[column].add(value)
+        task = ForecastTask(config, staging, horizon or config.horizon, key_types(values))
         try:
             results = _forecast_batches(items, task, config, progress, pending.client())
         except BaseException:

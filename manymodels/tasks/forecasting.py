@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -31,6 +32,7 @@ class ForecastTask:
     config: Config
     staging: str
     horizon: int
+    key_types: Mapping[str, str] = field(default_factory=dict)
 
 
 def forecast_batch(
@@ -71,7 +73,11 @@ def forecast_batch(
         columns = [*config.data.entity_cols, config.data.time_col, PREDICTION_COL,
                    "model_name", "model_version"]  # fmt: skip
         output = pd.concat(frames, ignore_index=True)[columns]
-        data_io.write_partitioned(output, task.staging, config.data.partition_by, f"part-{batch_id}")
+        for column, kind in task.key_types.items():
+            if kind == "int":
+                output[column] = output[column].astype("int64")
+        data_io.write_partitioned(output, task.staging, config.forecast.partition_by,
+                                  f"part-{batch_id}")  # fmt: skip
     return results
 
 
