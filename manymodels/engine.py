@@ -46,9 +46,15 @@ class PinThreads(WorkerPlugin):
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
-        for module in _PRELOAD:
-            with contextlib.suppress(ImportError):
-                importlib.import_module(module)
+        # In the background: the cluster counts as up at once, and a task that needs a module
+        # still being imported simply waits for it (imports hold a per-module lock).
+        threading.Thread(target=_preload, name="manymodels-preload", daemon=True).start()
+
+
+def _preload() -> None:
+    for module in _PRELOAD:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
 
 
 @contextlib.contextmanager

@@ -80,6 +80,11 @@ class Registry:
 
     def models(self) -> dict[str, ModelRecord]:
         """Every registered model under the prefix, with aliases and tags (paged, in bulk)."""
+        if self.bulk is not None:
+            return {
+                name: ModelRecord(name, aliases, tags)
+                for name, aliases, tags in self.bulk.read_models(f"{self.prefix}.")
+            }
         found: dict[str, ModelRecord] = {}
         token = None
         while True:
@@ -96,6 +101,12 @@ class Registry:
 
     def versions(self, run_ids: Iterable[str] | None = None) -> list[VersionRef]:
         """Model versions under the prefix, optionally only those created by some runs."""
+        if self.bulk is not None:
+            return [
+                VersionRef(name, number, source, run_id, tags)
+                for name, number, source, run_id, tags in self.bulk.read_versions(
+                    f"{self.prefix}.", list(run_ids or []))
+            ]  # fmt: skip
         filters = [f"name LIKE '{self._like()}'"]
         run_ids = list(run_ids or [])
         if run_ids:

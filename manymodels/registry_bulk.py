@@ -69,6 +69,59 @@ class BulkRegistry:
             chunk = moves[start : start + _CHUNK]
             self._retrying(lambda chunk=chunk: self._move_chunk(chunk))
 
+    def read_models(self, prefix: str) -> list[tuple[str, dict[str, int], dict[str, str]]]:
+        """``(name, aliases, tags)`` of every registered model whose name starts with ``prefix``."""
+        t = self.tables
+        with self.store.ManagedSessionMaker() as session:
+            names = [name for (name,) in self._like(session.query(t.SqlRegisteredModel.name),
+                                                    t.SqlRegisteredModel, prefix)]  # fmt: skip
+            aliases = self._like(session.query(t.SqlRegisteredModelAlias.name, t.SqlRegisteredModelAlias.alias,
+                                               t.SqlRegisteredModelAlias.version),
+                                 t.SqlRegisteredModelAlias, prefix).all()  # fmt: skip
+            tags = self._like(session.query(t.SqlRegisteredModelTag.name, t.SqlRegisteredModelTag.key,
+                                            t.SqlRegisteredModelTag.value),
+                              t.SqlRegisteredModelTag, prefix).all()  # fmt: skip
+        by_name: dict[str, tuple[str, dict[str, int], dict[str, str]]] = {
+            name: (name, {}, {}) for name in names if name.startswith(prefix)
+        }
+        for name, alias, version in aliases:
+            if name in by_name:
+                by_name[name][1][alias] = int(version)
+        for name, key, value in tags:
+            if name in by_name:
+                by_name[name][2][key] = value
+        return list(by_name.values())
+
+    def read_versions(
+        self, prefix: str, run_ids: Sequence[str] = ()
+    ) -> list[tuple[str, int, str, str | None, dict[str, str]]]:
+        """``(name, version, source, run_id, tags)`` of live versions under ``prefix``,
+        optionally only those created by ``run_ids``."""
+        from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
+
+        t = self.tables
+        version, tag = t.SqlModelVersion, t.SqlModelVersionTag
+        with self.store.ManagedSessionMaker() as session:
+            query = self._like(session.query(version.name, version.version, version.source,
+                                             version.run_id), version, prefix).filter(
+                version.current_stage != STAGE_DELETED_INTERNAL)  # fmt: skip
+            if run_ids:
+                query = query.filter(version.run_id.in_(list(run_ids)))
+            rows = query.all()
+            tags = self._like(session.query(tag.name, tag.version, tag.key, tag.value), tag,
+                              prefix).all()  # fmt: skip
+        found = {(name, int(number)): (name, int(number), source, run_id, {})
+                 for name, number, source, run_id in rows if name.startswith(prefix)}  # fmt: skip
+        for name, number, key, value in tags:
+            entry = found.get((name, int(number)))
+            if entry is not None:
+                entry[4][key] = value
+        return list(found.values())
+
+    def _like(self, query: Any, table: Any, prefix: str) -> Any:
+        # LIKE's wildcards in the prefix only widen the match; callers re-check startswith.
+        return query.filter(table.name.like(f"{prefix}%"), *self.store._get_workspace_clauses(table))
+
     def _register_chunk(self, chunk: Sequence[NewVersion], run_id: str) -> dict[str, tuple[int, bool]]:
         from sqlalchemy import func
 

@@ -96,16 +96,16 @@ def forecast(
             _remove(staging)
             raise
         pending.release()
-    results.extend(orphans)
-    entities = pd.DataFrame([result.row() for result in results])
-    rows = int(sum(result.forecast_rows for result in results))
-    if rows:
-        replace_dir(staging, target)
-    else:
-        _remove(staging)
-    result = ForecastResult(job.job_id, job.run_id, target, entities, rows,
-                            time.perf_counter() - started)  # fmt: skip
-    _log(session, job.run_id, result)
+        results.extend(orphans)
+        entities = pd.DataFrame([result.row() for result in results])
+        rows = int(sum(result.forecast_rows for result in results))
+        if rows:
+            replace_dir(staging, target)
+        else:
+            _remove(staging)
+        result = ForecastResult(job.job_id, job.run_id, target, entities, rows,
+                                time.perf_counter() - started)  # fmt: skip
+        _log(session, job.run_id, result)
     if not rows:
         raise JobError(f"{config.label()}: no entity could be forecast; see the failures of run "
                        f"{job.run_id}. The previous output at {target} was left as it was.")  # fmt: skip

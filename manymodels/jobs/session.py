@@ -39,10 +39,10 @@ DRIVER_TAG = "manymodels.driver"
 
 @dataclass(frozen=True)
 class Inputs:
-    """A job's validated inputs."""
+    """A job's validated inputs (a forecast needs no template: ``template`` is None)."""
 
     config: Config
-    template: Template
+    template: Template | None
     params: dict[str, Any]
     partitions: list[Partition]
 
@@ -58,15 +58,18 @@ class Tracking:
 
 
 def validate_inputs(config: Config, needs_template: bool = True) -> Inputs:
-    """Check the template, its parameters and the dataset before anything is written.
+    """Check the template and its parameters (when ``needs_template``) and the dataset's
+    layout and columns, before anything is written.
 
     Raises:
         ManyModelsError: with the config file's name in front of the message.
     """
     remember_config(config)
+    template, params = None, {}
     try:
-        template = load_template(resolve_template(config.model.template))
-        params = template.validate_params(config.model.params) if needs_template else {}
+        if needs_template:
+            template = load_template(resolve_template(config.model.template))
+            params = template.validate_params(config.model.params)
         data = config.data
         partitions = discover_partitions(data.path, data.partition_by, data.storage_options)
         required = {col: "data.id_cols" for col in data.entity_cols}
