@@ -46,15 +46,11 @@ class PinThreads(WorkerPlugin):
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
-        # In the background: the cluster counts as up at once, and a task that needs a module
-        # still being imported simply waits for it (imports hold a per-module lock).
-        threading.Thread(target=_preload, name="manymodels-preload", daemon=True).start()
-
-
-def _preload() -> None:
-    for module in _PRELOAD:
-        with contextlib.suppress(Exception):
-            importlib.import_module(module)
+        # Synchronously: importing in a background thread while a task imports the same
+        # modules can trip Python's import deadlock detection and fail that task.
+        for module in _PRELOAD:
+            with contextlib.suppress(Exception):
+                importlib.import_module(module)
 
 
 @contextlib.contextmanager
@@ -90,7 +86,8 @@ def cluster(compute: ComputeConfig) -> Iterator[Client]:
         memory_limit=compute.memory_limit,
         # A free port: a fixed one clashes with any other cluster on the machine.
         dashboard_address=":0",
-        silence_logs=logging.ERROR,
+        # Workers log heartbeat errors when a job stops early; they are noise to a user.
+        silence_logs=logging.CRITICAL,
         env=environment,
     )
     try:
