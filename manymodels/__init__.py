@@ -41,6 +41,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_JOBS[name]), name)
     raise AttributeError(f"module 'manymodels' has no attribute {name!r}")
 
+
 __version__ = "0.1.0"
 
 __all__ = [

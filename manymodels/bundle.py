@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +120,7 @@ class PyfuncBundle:
             # One row with nothing but keys asks for the next periods from the stored history.
             request = pd.DataFrame() if rest.dropna(axis=1, how="all").empty else rest
             predicted = model.predict(request, params)
-            for col, value in reversed(list(zip(self.key_cols, entity))):
+            for col, value in reversed(list(zip(self.key_cols, entity, strict=True))):
                 predicted.insert(0, col, value)
             outputs.append(predicted)
         return pd.concat(outputs, ignore_index=True) if outputs else pd.DataFrame()
@@ -129,16 +128,13 @@ class PyfuncBundle:
     def _model(self, entity: tuple[str, ...]) -> Any:
         location = self._where.get(entity)
         if location is None:
-            raise KeyError(f"no model for {dict(zip(self.key_cols, entity))} in this bundle")
+            raise KeyError(
+                f"no model for {dict(zip(self.key_cols, entity, strict=True))} in this bundle"
+            )
         shard, _, member = location.partition("#")
         if shard not in self._shards:
             self._shards[shard] = load_members(os.path.join(self.data_dir, shard))
         return self._shards[shard][member]
-
-
-def manifest_rows(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """A manifest frame from per-entity rows (keys, model_name, location, lineage tags)."""
-    return pd.DataFrame(list(rows))
 
 
 def _load_pyfunc(data_path: str) -> PyfuncBundle:

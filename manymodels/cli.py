@@ -86,7 +86,9 @@ def main() -> None:
 @main.command(context_settings=CONTEXT)
 @_config_options
 @click.option("--resume", metavar="JOB_ID", help="Resume this unfinished job.")
-@click.option("--fresh", is_flag=True, help="Start a new job even if one of this config is unfinished.")
+@click.option(
+    "--fresh", is_flag=True, help="Start a new job even if one of this config is unfinished."
+)
 @click.option("--promote", is_flag=True, help="Make every new version the champion.")
 @_quiet_option
 @_friendly
@@ -110,9 +112,13 @@ def train(config_path: str, overrides: tuple[str, ...], resume: str | None, fres
 
 @main.command(context_settings=CONTEXT)
 @_config_options
-@click.option("--force", is_flag=True, help="Retrain entities whose data and template are unchanged.")
+@click.option(
+    "--force", is_flag=True, help="Retrain entities whose data and template are unchanged."
+)
 @click.option("--resume", metavar="JOB_ID", help="Resume this unfinished job.")
-@click.option("--fresh", is_flag=True, help="Start a new job even if one of this config is unfinished.")
+@click.option(
+    "--fresh", is_flag=True, help="Start a new job even if one of this config is unfinished."
+)
 @_quiet_option
 @_friendly
 def retrain(config_path: str, overrides: tuple[str, ...], force: bool, resume: str | None,
@@ -132,9 +138,15 @@ def retrain(config_path: str, overrides: tuple[str, ...], force: bool, resume: s
 
 @main.command(context_settings=CONTEXT)
 @_config_options
-@click.option("--alias", help="Forecast with the versions that carry this alias (default: champion).")
-@click.option("--version", "version", type=click.IntRange(min=1), help="Forecast with this version number.")
-@click.option("--output", type=click.Path(file_okay=False), help="Output folder (default: forecast.output).")
+@click.option(
+    "--alias", help="Forecast with the versions that carry this alias (default: champion)."
+)
+@click.option(
+    "--version", "version", type=click.IntRange(min=1), help="Forecast with this version number."
+)
+@click.option(
+    "--output", type=click.Path(file_okay=False), help="Output folder (default: forecast.output)."
+)
 @_quiet_option
 @_friendly
 def forecast(config_path: str, overrides: tuple[str, ...], alias: str | None, version: int | None,
@@ -156,8 +168,12 @@ def forecast(config_path: str, overrides: tuple[str, ...], alias: str | None, ve
 
 @main.command(context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT", type=click.Path())
-@click.option("--partition-by", required=True, help="Comma-separated partition columns, e.g. store,brand.")
-@click.option("--output", required=True, type=click.Path(file_okay=False), help="The folder to write.")
+@click.option(
+    "--partition-by", required=True, help="Comma-separated partition columns, e.g. store,brand."
+)
+@click.option(
+    "--output", required=True, type=click.Path(file_okay=False), help="The folder to write."
+)
 @_friendly
 def prepare(input_path: str, partition_by: str, output: str) -> None:
     """Partition a flat CSV or Parquet file into hive-style Parquet (store=1/brand=x/)."""

@@ -53,7 +53,9 @@ _NUMBERS = (int, float, int | None, float | None)
 class DataConfig(_Section):
     """Where the data is and what its columns mean."""
 
-    path: str = Field(description="root of the hive-partitioned Parquet dataset (path or fsspec URL)")
+    path: str = Field(
+        description="root of the hive-partitioned Parquet dataset (path or fsspec URL)"
+    )
     partition_by: list[str] = Field(
         min_length=1, description="the hive partition columns, outermost first, e.g. [store, brand]"
     )
@@ -64,7 +66,8 @@ class DataConfig(_Section):
     time_col: str = Field(description="the timestamp column")
     target_col: str = Field(description="the numeric column to forecast")
     exog_cols: list[str] = Field(
-        default_factory=list, description="numeric columns known in advance (price, promotions, ...)"
+        default_factory=list,
+        description="numeric columns known in advance (price, promotions, ...)",
     )
     freq: str | None = Field(
         default=None, description="a pandas frequency such as W-SUN, D or MS; inferred when absent"
@@ -123,7 +126,9 @@ class EvaluationConfig(_Section):
     """How each entity's model is scored before it is registered."""
 
     holdout: int | None = Field(
-        default=None, ge=1, description="periods held out at the end for scoring; defaults to horizon"
+        default=None,
+        ge=1,
+        description="periods held out at the end for scoring; defaults to horizon",
     )
     refit: bool = Field(default=True, description="refit on all data after scoring the holdout")
     metric: Literal["mae", "rmse", "smape", "mase"] = Field(
@@ -158,7 +163,9 @@ class TrackingConfig(_Section):
         description="MLflow tracking URI; defaults to a SQLite store under work_dir",
     )
     registry_uri: str | None = Field(default=None, description="defaults to the tracking URI")
-    experiment: str = Field(default="manymodels", min_length=1, description="MLflow experiment name")
+    experiment: str = Field(
+        default="manymodels", min_length=1, description="MLflow experiment name"
+    )
     model_prefix: str = Field(
         default="mm",
         min_length=1,
@@ -169,7 +176,9 @@ class TrackingConfig(_Section):
         default="per_entity",
         description="one registered model per entity, or one model version per job holding all",
     )
-    tags: dict[str, str] = Field(default_factory=dict, description="extra tags on every run and model")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="extra tags on every run and model"
+    )
     bulk_registry: bool = Field(
         default=True,
         description="write registry entries in one transaction per batch when the registry is a "
@@ -197,7 +206,9 @@ class ForecastConfig(_Section):
     """Where batch forecasts go and which model version makes them."""
 
     output: str = Field(default="forecasts", description="directory of the forecast Parquet files")
-    alias: str = Field(default="champion", min_length=1, description="registry alias to forecast with")
+    alias: str = Field(
+        default="champion", min_length=1, description="registry alias to forecast with"
+    )
     partition_by: list[str] = Field(
         default_factory=list,
         description="hive partition columns of the output, taken from the entity columns; [] "
@@ -385,7 +396,9 @@ def _apply_override(raw: dict[str, Any], override: str, label: str) -> None:
 
 
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    resolved = {key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()}
+    resolved = {
+        key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()
+    }
     # These defaults are relative paths too: they belong beside the file, not in whatever folder
     # the job happens to be started from.
     resolved.setdefault("work_dir", Config.model_fields["work_dir"].default)
@@ -424,7 +437,9 @@ def _describe(exc: ValidationError, label: str) -> str:
     errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     message = _describe_one(errors[0], label)
     if len(errors) > 1:
-        message += f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)"
+        message += (
+            f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)"
+        )
     return message
 
 
@@ -466,7 +481,11 @@ def _model_at(path: list[str]) -> type[BaseModel] | None:
     for part in path:
         field = model.model_fields.get(part) if model else None
         annotation = field.annotation if field else None
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
     return model
 
 

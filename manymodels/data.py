@@ -179,7 +179,9 @@ def fingerprint(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         if values.dtype.kind in "biufcmM":
             digest.update(np.ascontiguousarray(values).tobytes())
         else:
-            digest.update(pd.util.hash_pandas_object(frame[column], index=False).to_numpy().tobytes())
+            digest.update(
+                pd.util.hash_pandas_object(frame[column], index=False).to_numpy().tobytes()
+            )
     return digest.hexdigest()[:16]
 
 
@@ -194,7 +196,9 @@ def write_partitioned(
     Returns:
         The number of files written.
     """
-    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    table = (
+        frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    )
     name = f"{basename}-0.parquet"
     if not partition_by:
         _write_file(table, posixpath.join(path, name))
@@ -208,7 +212,9 @@ def write_partitioned(
     def write(item: tuple[Any, Any]) -> None:
         values, rows = item
         values = values if isinstance(values, tuple) else (values,)
-        folder = "/".join(f"{_segment(k)}={_segment(v)}" for k, v in zip(partition_by, values))
+        folder = "/".join(
+            f"{_segment(k)}={_segment(v)}" for k, v in zip(partition_by, values, strict=True)
+        )
         _write_file(payload.take(pa.array(rows)), posixpath.join(path, folder, name))
 
     with ThreadPoolExecutor(max_workers=4) as pool:

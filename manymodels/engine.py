@@ -21,8 +21,14 @@ from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from manymodels.config import ComputeConfig
 from manymodels.errors import ManyModelsError
 
-__all__ = ["PendingCluster", "PinThreads", "cluster", "cluster_in_background", "map_batches",
-           "worker_count"]
+__all__ = [
+    "PendingCluster",
+    "PinThreads",
+    "cluster",
+    "cluster_in_background",
+    "map_batches",
+    "worker_count",
+]
 
 Batch = TypeVar("Batch")
 
@@ -183,7 +189,9 @@ def map_batches(
     # Arguments shared by every task (the job's settings, champions) travel once per worker.
     shared = [client.scatter(arg, broadcast=True, hash=False) for arg in args]
     futures = {
-        client.submit(function, batch, *shared, key=f"{name}-{index}", pure=False, retries=retries): batch
+        client.submit(
+            function, batch, *shared, key=f"{name}-{index}", pure=False, retries=retries
+        ): batch
         for index, batch in enumerate(batches)
     }
     try:

@@ -22,7 +22,9 @@ class Ledger:
     def __init__(self, work_dir: str, job_id: str) -> None:
         self.path = Path(work_dir) / "jobs" / f"{job_id}.jsonl"
 
-    def append(self, partitions: Iterable[tuple[tuple[str, str], ...]], rows: list[dict[str, Any]]) -> None:
+    def append(
+        self, partitions: Iterable[tuple[tuple[str, str], ...]], rows: list[dict[str, Any]]
+    ) -> None:
         """Record finished partitions and their entities' result rows, durably."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(

@@ -37,7 +37,9 @@ def smape(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(100.0 * np.mean(ratio))
 
 
-def mase(actual: np.ndarray, predicted: np.ndarray, history: np.ndarray, season_length: int) -> float:
+def mase(
+    actual: np.ndarray, predicted: np.ndarray, history: np.ndarray, season_length: int
+) -> float:
     """Mean absolute scaled error against the in-sample seasonal naive forecast.
 
     Falls back to a lag of one when the history is shorter than two seasons; ``nan`` when the

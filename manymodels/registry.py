@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -93,7 +93,9 @@ class Registry:
             )
             for model in page:
                 if model.name.startswith(f"{self.prefix}."):
-                    aliases = {alias: int(version) for alias, version in (model.aliases or {}).items()}
+                    aliases = {
+                        alias: int(version) for alias, version in (model.aliases or {}).items()
+                    }
                     found[model.name] = ModelRecord(model.name, aliases, dict(model.tags or {}))
             token = page.token
             if not token:
@@ -140,7 +142,9 @@ class Registry:
         if record is None:
             model_tags = {**registration.keys, KEYS_TAG: json.dumps(dict(registration.keys))}
             try:
-                _retry(lambda: self.client.create_registered_model(registration.name, tags=model_tags))
+                _retry(
+                    lambda: self.client.create_registered_model(registration.name, tags=model_tags)
+                )
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -165,8 +169,13 @@ class Registry:
             return self._register_bulk(registrations, run_id)
         workers = 8 if self.client.tracking_uri.startswith(("http://", "https://")) else 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            outcomes = list(pool.map(lambda r: self._register_or_error(r, run_id, known), registrations))
-        return {registration.name: outcome for registration, outcome in zip(registrations, outcomes)}
+            outcomes = list(
+                pool.map(lambda r: self._register_or_error(r, run_id, known), registrations)
+            )
+        return {
+            registration.name: outcome
+            for registration, outcome in zip(registrations, outcomes, strict=True)
+        }
 
     def set_aliases(self, moves: list[tuple[str, str, int]]) -> None:
         """Point aliases at versions, ``(name, alias, version)`` each, in bulk when possible."""
@@ -176,12 +185,15 @@ class Registry:
         for name, alias, version in moves:
             self.set_alias(name, alias, version)
 
-    def _register_bulk(self, registrations: list[Registration], run_id: str) -> dict[str, VersionRef | Exception]:
+    def _register_bulk(
+        self, registrations: list[Registration], run_id: str
+    ) -> dict[str, VersionRef | Exception]:
         from manymodels.registry_bulk import NewVersion
 
         entries = [
             NewVersion(
-                name=r.name, source=r.source,
+                name=r.name,
+                source=r.source,
                 model_tags={**r.keys, KEYS_TAG: json.dumps(dict(r.keys))},
                 version_tags={**r.keys, **r.tags},
             )  # fmt: skip
@@ -226,10 +238,14 @@ class Registry:
         raise AssertionError("unreachable")
 
     def _version_of_run(self, name: str, run_id: str) -> int | None:
-        found = self.client.search_model_versions(f"name = '{_quote(name)}' and run_id = '{run_id}'")
+        found = self.client.search_model_versions(
+            f"name = '{_quote(name)}' and run_id = '{run_id}'"
+        )
         return min((int(v.version) for v in found), default=None)
 
-    def resolve(self, alias: str | None = None, version: int | None = None) -> dict[str, VersionRef]:
+    def resolve(
+        self, alias: str | None = None, version: int | None = None
+    ) -> dict[str, VersionRef]:
         """Each model's version by alias or number, looked up in two bulk queries.
 
         Raises:

@@ -120,9 +120,13 @@ class BulkRegistry:
 
     def _like(self, query: Any, table: Any, prefix: str) -> Any:
         # LIKE's wildcards in the prefix only widen the match; callers re-check startswith.
-        return query.filter(table.name.like(f"{prefix}%"), *self.store._get_workspace_clauses(table))
+        return query.filter(
+            table.name.like(f"{prefix}%"), *self.store._get_workspace_clauses(table)
+        )
 
-    def _register_chunk(self, chunk: Sequence[NewVersion], run_id: str) -> dict[str, tuple[int, bool]]:
+    def _register_chunk(
+        self, chunk: Sequence[NewVersion], run_id: str
+    ) -> dict[str, tuple[int, bool]]:
         from sqlalchemy import func
 
         t = self.tables
@@ -146,7 +150,9 @@ class BulkRegistry:
                     continue
                 version = int(latest.get(entry.name) or 0) + 1
                 champion = version == 1 or (entry.name in models and entry.name not in champions)
-                self._new_rows(rows, entry, version, run_id, now, entry.name not in models, champion)
+                self._new_rows(
+                    rows, entry, version, run_id, now, entry.name not in models, champion
+                )
                 created[entry.name] = (version, champion)
             touched = [name for name in models if name in created]
             if touched:
@@ -186,9 +192,11 @@ class BulkRegistry:
         name = entry.name
         if new_model:
             rows[t.SqlRegisteredModel].append(
-                {"name": name, "creation_time": now, "last_updated_time": now, "description": None})
+                {"name": name, "creation_time": now, "last_updated_time": now, "description": None}
+            )
             rows[t.SqlRegisteredModelTag].extend(
-                {"name": name, "key": k, "value": v} for k, v in entry.model_tags.items())
+                {"name": name, "key": k, "value": v} for k, v in entry.model_tags.items()
+            )
         rows[t.SqlModelVersion].append({
             "name": name, "version": version, "creation_time": now, "last_updated_time": now,
             "description": None, "user_id": None, "current_stage": "None", "source": entry.source,
@@ -199,7 +207,9 @@ class BulkRegistry:
             {"name": name, "version": version, "key": k, "value": v}
             for k, v in entry.version_tags.items())  # fmt: skip
         if champion:
-            rows[t.SqlRegisteredModelAlias].append({"name": name, "alias": "champion", "version": version})
+            rows[t.SqlRegisteredModelAlias].append(
+                {"name": name, "alias": "champion", "version": version}
+            )
 
     def _move_chunk(self, chunk: Sequence[tuple[str, str, int]]) -> None:
         t = self.tables
@@ -221,7 +231,9 @@ class BulkRegistry:
         return [tuple(row) for row in query.all()]
 
     def _filter(self, query: Any, table: Any, names: list[str], *clauses: Any) -> Any:
-        return query.filter(table.name.in_(names), *clauses, *self.store._get_workspace_clauses(table))
+        return query.filter(
+            table.name.in_(names), *clauses, *self.store._get_workspace_clauses(table)
+        )
 
     def _retrying(self, action: Any) -> Any:
         from sqlalchemy.exc import IntegrityError, OperationalError

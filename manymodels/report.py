@@ -29,9 +29,7 @@ class _Bar:
         self.ok += ok
         self.failed += failed
         if self._progress is not None and self._task is not None:
-            self._progress.update(
-                self._task, advance=partitions, description=self._describe()
-            )
+            self._progress.update(self._task, advance=partitions, description=self._describe())
 
     def _describe(self) -> str:
         failed = f", [red]{self.failed} failed[/red]" if self.failed else ""
@@ -75,7 +73,9 @@ def print_train_summary(result: TrainResult) -> None:
     )
     means = result.mean_metrics()
     if means:
-        out.print("  mean holdout metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in means.items()))
+        out.print(
+            "  mean holdout metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in means.items())
+        )
     if result.kind == "retrain":
         out.print(f"  champion moved for {len(result.promoted)} entities; "
                   f"{result.trained - len(result.promoted)} challengers kept the old champion")  # fmt: skip

@@ -23,7 +23,9 @@ _SECRET_ENVIRONMENT = (
     "AZURE_CLIENT_SECRET", "GOOGLE_APPLICATION_CREDENTIALS_JSON", "DATABRICKS_TOKEN",
     "PGPASSWORD",
 )  # fmt: skip
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]+)@")
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]+)@"
+)
 _MIN_SECRET_LENGTH = 4
 # storage_options keys whose values are credentials (endpoints and flags are not).
 _SECRET_KEY = re.compile(r"key|secret|token|password|credential|sas|connection|auth", re.I)
@@ -32,7 +34,9 @@ _known: set[str] = set()
 
 def remember(values: Iterable[str]) -> None:
     """Treat these strings as secrets from now on (too short ones would mask ordinary text)."""
-    _known.update(value for value in values if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH)
+    _known.update(
+        value for value in values if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH
+    )
 
 
 def remember_config(config: Any) -> None:

@@ -95,8 +95,12 @@ def regularize(
 
 
 def future_frame(
-    history: pd.DataFrame, known_future: pd.DataFrame, time_col: str, exog_cols: list[str],
-    freq: str, horizon: int,
+    history: pd.DataFrame,
+    known_future: pd.DataFrame,
+    time_col: str,
+    exog_cols: list[str],
+    freq: str,
+    horizon: int,
 ) -> pd.DataFrame:
     """The ``horizon`` periods after ``history``: known future rows where present, else the
     next grid timestamps with exogenous values carried forward from the last observation."""
@@ -194,7 +198,9 @@ def _infer_freq(times: pd.Series, col: str) -> str:
     # Steps in local wall-clock time, so that a DST change does not make a 23-hour day.
     steps = (times.dt.tz_localize(None) if times.dt.tz is not None else times).diff().dropna()
     if steps.empty:
-        raise EntityError(f"cannot infer the frequency of '{col}' from one timestamp; set data.freq")
+        raise EntityError(
+            f"cannot infer the frequency of '{col}' from one timestamp; set data.freq"
+        )
     step = steps.min()
     # Whole days and weeks get calendar frequencies, as pd.infer_freq gives for a series without
     # gaps; to_offset would give "24h" or "168h", which hide the season and ignore DST.
@@ -207,7 +213,11 @@ def _infer_freq(times: pd.Series, col: str) -> str:
 
 
 def _on_grid(
-    history: pd.DataFrame, time_col: str, target_col: str, exog_cols: list[str], freq: str,
+    history: pd.DataFrame,
+    time_col: str,
+    target_col: str,
+    exog_cols: list[str],
+    freq: str,
     fill_missing: str,
 ) -> tuple[pd.DataFrame, int]:
     times = history[time_col]

@@ -83,7 +83,9 @@ def client_for(target: TrackingTarget) -> MlflowClient:
     mlflow.set_registry_uri(target.registry_uri)
     with _creation_lock(target):
         try:
-            client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+            client = MlflowClient(
+                tracking_uri=target.tracking_uri, registry_uri=target.registry_uri
+            )
             # Touch both stores now, so that a new SQLite file is created under the lock.
             client.search_experiments(max_results=1)
             client.search_registered_models(max_results=1)

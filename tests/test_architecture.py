@@ -55,7 +55,9 @@ def test_heavy_libraries_stay_in_their_layer(module):
     for library, owners in ALLOWED.items():
         used = {name for name in imports if name == library or name.startswith(f"{library}.")}
         if used:
-            assert top in owners, f"manymodels.{module} imports {sorted(used)}; only {sorted(owners)} may"
+            assert top in owners, (
+                f"manymodels.{module} imports {sorted(used)}; only {sorted(owners)} may"
+            )
 
 
 @pytest.mark.parametrize("module", sorted(m for m in _modules() if m.split(".")[0] in PURE))

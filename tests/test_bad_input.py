@@ -48,7 +48,9 @@ def _weekly(rows: int = 40, seed: int = 0, level: float = 100.0) -> pd.DataFrame
     rng = np.random.default_rng(seed)
     weeks = pd.date_range("2022-01-02", periods=rows, freq="W-SUN")
     sales = level + 10 * np.sin(np.arange(rows) / 4) + rng.normal(0, 2, rows)
-    return pd.DataFrame({"week": weeks, "sales": sales.round(2), "price": rng.uniform(1, 2, rows).round(2)})
+    return pd.DataFrame(
+        {"week": weeks, "sales": sales.round(2), "price": rng.uniform(1, 2, rows).round(2)}
+    )
 
 
 def _write_entity(root: Path, entity: str, frame: pd.DataFrame | bytes) -> None:
@@ -86,39 +88,48 @@ def _assert_nothing_written(project: Path) -> None:
 
 CONFIG_CASES = {
     "unknown key": (
-        ("time_col: week", "time_column: week"), ConfigError,
+        ("time_col: week", "time_column: week"),
+        ConfigError,
         r"config.yaml: unknown key 'data.time_column'. Hint: did you mean 'time_col'\?",
     ),
     "wrong type": (
-        ("horizon: 4", "horizon: four"), ConfigError,
+        ("horizon: 4", "horizon: four"),
+        ConfigError,
         r"config.yaml: key 'horizon' has an invalid value 'four': input should be a valid integer",
     ),
     "zero horizon": (
-        ("horizon: 4", "horizon: 0"), ConfigError,
+        ("horizon: 4", "horizon: 0"),
+        ConfigError,
         r"config.yaml: key 'horizon' has an invalid value 0: input should be greater than or equal to 1",
     ),
     "negative horizon": (
-        ("horizon: 4", "horizon: -2"), ConfigError,
+        ("horizon: 4", "horizon: -2"),
+        ConfigError,
         r"key 'horizon' has an invalid value -2: input should be greater than or equal to 1",
     ),
     "yaml syntax error": (
-        ("  target_col: sales", "  target_col: [sales"), ConfigError,
+        ("  target_col: sales", "  target_col: [sales"),
+        ConfigError,
         r"config.yaml:\d+:\d+: YAML syntax error: .*Hint: check indentation",
     ),
     "unknown built-in template": (
-        ("template: sklearn_lags", "template: sklearn-lags"), TemplateError,
+        ("template: sklearn_lags", "template: sklearn-lags"),
+        TemplateError,
         r"config.yaml: model.template: 'sklearn-lags' is not a built-in template .*did you mean 'sklearn_lags'",
     ),
     "template file missing": (
-        ("template: sklearn_lags", "template: nowhere.py"), TemplateError,
+        ("template: sklearn_lags", "template: nowhere.py"),
+        TemplateError,
         r"model.template: template file .*nowhere.py not found.*manymodels new-template",
     ),
     "unknown template parameter": (
-        ("params: {lags: 3, fourier_terms: 1}", "params: {lag: 3}"), TemplateError,
+        ("params: {lags: 3, fourier_terms: 1}", "params: {lag: 3}"),
+        TemplateError,
         r"model.params.lag: unknown parameter of template 'sklearn_lags'. Hint: did you mean 'lags'\?",
     ),
     "unknown estimator": (
-        ("params: {lags: 3, fourier_terms: 1}", "params: {estimator: xgboostt}"), TemplateError,
+        ("params: {lags: 3, fourier_terms: 1}", "params: {estimator: xgboostt}"),
+        TemplateError,
         r"model.params.estimator: invalid value 'xgboostt' for template 'sklearn_lags': unknown estimator",
     ),
 }
@@ -134,7 +145,10 @@ def test_config_error(project, case):
 
 
 TEMPLATE_FILE_CASES = {
-    "syntax error": ("def train(history, context)\n    return 1\n", r"bad.py:1: syntax error in template"),
+    "syntax error": (
+        "def train(history, context)\n    return 1\n",
+        r"bad.py:1: syntax error in template",
+    ),
     "no predict function": (
         "def train(history, context):\n    return 1\n",
         r"bad.py: template has no function 'predict'. Hint: a template defines train",
@@ -143,7 +157,10 @@ TEMPLATE_FILE_CASES = {
         "def train(history):\n    return 1\ndef predict(m, h, f, c):\n    return [1]\n",
         r"bad.py: 'train' must accept 2 positional arguments \(history, context\)",
     ),
-    "raises on import": ("import not_a_module_anywhere\n", r"bad.py: importing the template raised ModuleNotFoundError"),
+    "raises on import": (
+        "import not_a_module_anywhere\n",
+        r"bad.py: importing the template raised ModuleNotFoundError",
+    ),
 }
 
 
@@ -258,31 +275,78 @@ OK = ("ok", None, None, None)
 
 # entity -> (frame or raw bytes, (status, stage, error type, message pattern), filled periods)
 ISOLATED_CASES: dict[str, tuple] = {
-    "unparseable timestamps": (_unparseable_times(), ("failed", "train", "EntityError",
-                               r"column 'week' has values that are not timestamps \(e.g. 'not-a-date'\)")),
-    "duplicate timestamps": (pd.concat([_weekly(), _weekly().iloc[[9]]]), ("failed", "train", "EntityError",
-                             r"1 duplicate timestamps in 'week' \(first: 2022-03-06.*add the column that tells them apart")),
+    "unparseable timestamps": (
+        _unparseable_times(),
+        (
+            "failed",
+            "train",
+            "EntityError",
+            r"column 'week' has values that are not timestamps \(e.g. 'not-a-date'\)",
+        ),
+    ),
+    "duplicate timestamps": (
+        pd.concat([_weekly(), _weekly().iloc[[9]]]),
+        (
+            "failed",
+            "train",
+            "EntityError",
+            r"1 duplicate timestamps in 'week' \(first: 2022-03-06.*add the column that tells them apart",
+        ),
+    ),
     "irregular gaps": (_weekly().drop(index=range(10, 15)), OK),
     "nan targets": (_nan_targets(), OK),
-    "all-nan target": (_with(_weekly(), sales=np.nan), ("failed", "train", "EntityError",
-                       r"column 'sales' has no observed values for this entity")),
+    "all-nan target": (
+        _with(_weekly(), sales=np.nan),
+        (
+            "failed",
+            "train",
+            "EntityError",
+            r"column 'sales' has no observed values for this entity",
+        ),
+    ),
     "constant series": (_with(_weekly(), sales=100.0), OK),
-    "shorter than lags plus holdout": (_weekly(rows=6), ("failed", "train", "EntityError",
-                                        r"series too short: 6 observed periods, needs at least 8 \(4 holdout \+ 4")),
-    "corrupt parquet file": (b"PAR1 this is not parquet at all", ("failed", "read", "ArrowInvalid", r"Parquet")),
-    "schema without exog column": (_weekly().drop(columns="price"), ("failed", "read", "DataError",
-                                   r"column 'price' is missing from this partition's files")),
+    "shorter than lags plus holdout": (
+        _weekly(rows=6),
+        (
+            "failed",
+            "train",
+            "EntityError",
+            r"series too short: 6 observed periods, needs at least 8 \(4 holdout \+ 4",
+        ),
+    ),
+    "corrupt parquet file": (
+        b"PAR1 this is not parquet at all",
+        ("failed", "read", "ArrowInvalid", r"Parquet"),
+    ),
+    "schema without exog column": (
+        _weekly().drop(columns="price"),
+        ("failed", "read", "DataError", r"column 'price' is missing from this partition's files"),
+    ),
     "schema with integer target": (_with(_weekly(), sales=np.arange(40, dtype="int64")), OK),
-    "non-numeric target in one partition": (_with(_weekly(), sales=["n/a"] * 40), ("failed", "train", "EntityError",
-                                            r"column 'sales' is not numeric \(e.g. 'n/a'\)")),
-    "template raises": (_weekly(), ("failed", "train", "RuntimeError", r"^the template broke on purpose$")),
-    "train returns none": (_weekly(), ("failed", "train", "EntityError", r"train\(\) returned None")),
-    "predict wrong length": (_weekly(), ("failed", "train", "EntityError",
-                             r"predict\(\) returned 5 values for 4 future rows")),
-    "predict returns nan": (_weekly(), ("failed", "train", "EntityError",
-                            r"predict\(\) returned 4 NaN or infinite values")),
-    "runs past its timeout": (_weekly(), ("failed", "train", "EntityTimeout",
-                              r"exceeded failures.entity_timeout of 3 s")),
+    "non-numeric target in one partition": (
+        _with(_weekly(), sales=["n/a"] * 40),
+        ("failed", "train", "EntityError", r"column 'sales' is not numeric \(e.g. 'n/a'\)"),
+    ),
+    "template raises": (
+        _weekly(),
+        ("failed", "train", "RuntimeError", r"^the template broke on purpose$"),
+    ),
+    "train returns none": (
+        _weekly(),
+        ("failed", "train", "EntityError", r"train\(\) returned None"),
+    ),
+    "predict wrong length": (
+        _weekly(),
+        ("failed", "train", "EntityError", r"predict\(\) returned 5 values for 4 future rows"),
+    ),
+    "predict returns nan": (
+        _weekly(),
+        ("failed", "train", "EntityError", r"predict\(\) returned 4 NaN or infinite values"),
+    ),
+    "runs past its timeout": (
+        _weekly(),
+        ("failed", "train", "EntityTimeout", r"exceeded failures.entity_timeout of 3 s"),
+    ),
     "key/with/slashes": (_weekly(seed=1), OK),
     "key with spaces": (_weekly(seed=2), OK),
     "salt&pepper": (_weekly(seed=3), OK),
@@ -372,7 +436,14 @@ def test_failures_table_in_the_run(isolated_job):
     result, _, _ = isolated_job
     path = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="failures.csv")
     failures = pd.read_csv(path)
-    assert set(failures.columns) >= {"entity", "model_name", "stage", "error_type", "error", "traceback"}
+    assert set(failures.columns) >= {
+        "entity",
+        "model_name",
+        "stage",
+        "error_type",
+        "error",
+        "traceback",
+    }
     expected = {e for e, (_, outcome) in ISOLATED_CASES.items() if outcome[0] == "failed"}
     assert set(failures["entity"]) == expected
     raised = failures[failures["entity"] == "template raises"].iloc[0]

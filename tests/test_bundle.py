@@ -38,7 +38,10 @@ def test_one_bundle_version_holds_every_entity(bundle_config, registry_of, oj_fr
     wanted = pd.DataFrame({"store": ["1", "4"], "brand": ["dominicks", "tropicana"]})
     predicted = bundle.predict(wanted)
     assert len(predicted) == 2 * config.horizon
-    assert set(zip(predicted["store"], predicted["brand"])) == {("1", "dominicks"), ("4", "tropicana")}
+    assert set(zip(predicted["store"], predicted["brand"], strict=True)) == {
+        ("1", "dominicks"),
+        ("4", "tropicana"),
+    }
     assert np.isfinite(predicted["prediction"]).all()
 
 
@@ -58,7 +61,9 @@ def test_bundle_forecasts_given_future_rows(bundle_config, oj_frame):
     manymodels.train(config)
     bundle = mlflow.pyfunc.load_model("models:/oj.bundle/1")
     future = oj_frame[oj_frame["sales"].isna() & (oj_frame["store"] == 2)]
-    request = future.assign(store=future["store"].astype(str))[["store", "brand", "week", "price", "deal"]]
+    request = future.assign(store=future["store"].astype(str))[
+        ["store", "brand", "week", "price", "deal"]
+    ]
     predicted = bundle.predict(request.groupby(["store", "brand"]).head(config.horizon))
     assert len(predicted) == 3 * config.horizon
 
@@ -70,7 +75,9 @@ def test_second_training_gives_bundle_version_two(bundle_config, registry_of):
     registry = registry_of(config)
     assert sorted(ref.version for ref in registry.versions()) == [1, 2]
     assert registry.models()["oj.bundle"].aliases == {CHAMPION: 1}
-    assert set(pd.read_parquet(manymodels.forecast(config, version=2).output)["model_version"]) == {2}
+    assert set(pd.read_parquet(manymodels.forecast(config, version=2).output)["model_version"]) == {
+        2
+    }
 
 
 def test_retrain_bundle_keeps_the_better_model_of_each_entity(bundle_config, registry_of):

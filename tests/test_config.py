@@ -48,7 +48,12 @@ def minimal_dict(**sections) -> dict:
     """The required keys as a dictionary, with sections or keys replaced."""
     raw = {
         "horizon": 4,
-        "data": {"path": "data", "partition_by": ["store"], "time_col": "week", "target_col": "sales"},
+        "data": {
+            "path": "data",
+            "partition_by": ["store"],
+            "time_col": "week",
+            "target_col": "sales",
+        },
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):
@@ -313,7 +318,10 @@ def test_id_cols_that_include_partition_by_identify_entities():
 
 @pytest.mark.parametrize("prefix", ["oj", "sales.v2", "A-1_b", "9lives"])
 def test_model_prefix_accepts_letters_digits_and_separators(prefix):
-    assert config_from_dict(minimal_dict(tracking={"model_prefix": prefix})).tracking.model_prefix == prefix
+    assert (
+        config_from_dict(minimal_dict(tracking={"model_prefix": prefix})).tracking.model_prefix
+        == prefix
+    )
 
 
 @pytest.mark.parametrize("prefix", ["a/b", "_mm", ".mm", "mm prefix", "mm:1", "mm@x", "é"])
@@ -378,11 +386,13 @@ def test_empty_file(write_config, text):
 
 
 @pytest.mark.parametrize(
-    ("text", "kind"), [("- horizon: 4\n- data: {}\n", "list"), ("horizon 4\n", "str"), ("12\n", "int")]
+    ("text", "kind"),
+    [("- horizon: 4\n- data: {}\n", "list"), ("horizon 4\n", "str"), ("12\n", "int")],
 )
 def test_top_level_must_be_a_mapping(write_config, text, kind):
     with pytest.raises(
-        ConfigError, match=rf"the top level must be a mapping of keys such as horizon and data, got {kind}\."
+        ConfigError,
+        match=rf"the top level must be a mapping of keys such as horizon and data, got {kind}\.",
     ):
         load_config(write_config(text))
 
@@ -405,7 +415,12 @@ def test_undecodable_file(tmp_path):
 def test_overrides_replace_top_level_and_nested_keys(minimal_file):
     config = load_config(
         minimal_file,
-        overrides=["horizon=12", "compute.n_workers=3", "model.params.lags=[1, 2]", "data.freq=W-SUN"],
+        overrides=[
+            "horizon=12",
+            "compute.n_workers=3",
+            "model.params.lags=[1, 2]",
+            "data.freq=W-SUN",
+        ],
     )
     assert config.horizon == 12
     assert config.compute.n_workers == 3
@@ -416,7 +431,11 @@ def test_overrides_replace_top_level_and_nested_keys(minimal_file):
 def test_override_values_are_yaml_scalars(minimal_file):
     config = load_config(
         minimal_file,
-        overrides=["evaluation.refit=false", "failures.max_share=0.5", "tracking.tags.team=planning"],
+        overrides=[
+            "evaluation.refit=false",
+            "failures.max_share=0.5",
+            "tracking.tags.team=planning",
+        ],
     )
     assert config.evaluation.refit is False
     assert config.failures.max_share == 0.5

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import manymodels
-from manymodels.errors import ConfigError, DataError, RegistryError, TemplateError
+from manymodels.errors import DataError, RegistryError, TemplateError
 from manymodels.naming import model_name
 from manymodels.registry import CHAMPION
 
@@ -20,7 +20,9 @@ N_ENTITIES = 12
 
 def _names(frame: pd.DataFrame, prefix: str = "oj") -> set[str]:
     keys = frame[["store", "brand"]].drop_duplicates()
-    return {model_name(prefix, {"store": str(s), "brand": b}) for s, b in keys.itertuples(index=False)}
+    return {
+        model_name(prefix, {"store": str(s), "brand": b}) for s, b in keys.itertuples(index=False)
+    }
 
 
 def test_train_registers_one_loadable_champion_per_entity(make_config, registry_of, oj_frame):
@@ -50,7 +52,9 @@ def test_versions_carry_keys_lineage_and_metrics(make_config, registry_of):
         assert ref.tags["manymodels.template"] == "sklearn_lags"
         assert len(ref.tags["manymodels.data_fingerprint"]) == 16
         assert float(ref.tags["manymodels.metric.mae"]) >= 0
-        assert ref.name == model_name("oj", {"store": ref.tags["store"], "brand": ref.tags["brand"]})
+        assert ref.name == model_name(
+            "oj", {"store": ref.tags["store"], "brand": ref.tags["brand"]}
+        )
         assert ref.run_id == result.run_id
 
 
@@ -91,7 +95,14 @@ def test_forecast_writes_every_entity_atomically(make_config, oj_frame):
     assert (result.forecast, result.failed) == (N_ENTITIES, 0)
     frame = pd.read_parquet(result.output)
     assert len(frame) == N_ENTITIES * config.horizon
-    assert set(frame.columns) >= {"store", "brand", "week", "prediction", "model_name", "model_version"}
+    assert set(frame.columns) >= {
+        "store",
+        "brand",
+        "week",
+        "prediction",
+        "model_name",
+        "model_version",
+    }
     assert (frame.groupby(["store", "brand"], observed=True).size() == config.horizon).all()
     assert frame["model_version"].eq(1).all()
     last_sale = oj_frame.dropna(subset=["sales"])["week"].max()
@@ -135,7 +146,9 @@ def test_custom_template_file(make_config, registry_of, tmp_path):
     result = manymodels.train(config)
     assert result.trained == N_ENTITIES
 
-    loaded = mlflow.pyfunc.load_model(f"models:/{model_name('oj', {'store': '2', 'brand': 'minute.maid'})}@champion")
+    loaded = mlflow.pyfunc.load_model(
+        f"models:/{model_name('oj', {'store': '2', 'brand': 'minute.maid'})}@champion"
+    )
     predicted = loaded.predict(pd.DataFrame())["prediction"]
     assert predicted.nunique() == 1
     versions = registry_of(config).versions()
@@ -180,7 +193,9 @@ def test_failure_budget_sets_exit_status(make_config, tmp_path):
     config = make_config(model={"template": str(template)}, failures={"max_share": 0.1})
     result = manymodels.train(config)
     assert result.failed == 4 and result.budget_exceeded
-    with pytest.raises(manymodels.JobError, match="4 of 12 entities failed, more than the 1 allowed"):
+    with pytest.raises(
+        manymodels.JobError, match="4 of 12 entities failed, more than the 1 allowed"
+    ):
         from manymodels.jobs.training import require_within_budget
 
         require_within_budget(result, config)
@@ -191,7 +206,11 @@ def test_short_series_recorded_as_failure(make_config, oj_frame, tmp_path):
     from manymodels.data import write_partitioned
 
     short = oj_frame.copy()
-    drop = (short["store"] == 4) & (short["brand"] == "tropicana") & (short["week"] < short["week"].max() - pd.Timedelta(weeks=12))
+    drop = (
+        (short["store"] == 4)
+        & (short["brand"] == "tropicana")
+        & (short["week"] < short["week"].max() - pd.Timedelta(weeks=12))
+    )
     write_partitioned(short[~drop], str(tmp_path / "short"), ["store", "brand"], basename="part")
     config = make_config(data_path=tmp_path / "short", failures={"max_share": 0.2})
     result = manymodels.train(config)
@@ -255,7 +274,10 @@ class TestBadInputWritesNothing:
             ({"time_col": "date"}, "data.time_col: column 'date' is not in the data"),
             ({"target_col": "units"}, "data.target_col: column 'units' is not in the data"),
             ({"exog_cols": ["promo"]}, "data.exog_cols: column 'promo' is not in the data"),
-            ({"partition_by": ["store"]}, "data.partition_by: .* is partitioned by \\['store', 'brand'\\]"),
+            (
+                {"partition_by": ["store"]},
+                "data.partition_by: .* is partitioned by \\['store', 'brand'\\]",
+            ),
         ],
     )
     def test_missing_columns(self, make_config, section, message):
@@ -272,13 +294,17 @@ class TestBadInputWritesNothing:
 
     def test_bad_template_parameter(self, make_config):
         config = make_config(model={"template": "sklearn_lags", "params": {"lag": 3}})
-        with pytest.raises(TemplateError, match="model.params.lag: unknown parameter.*did you mean 'lags'"):
+        with pytest.raises(
+            TemplateError, match="model.params.lag: unknown parameter.*did you mean 'lags'"
+        ):
             manymodels.train(config)
         self._assert_nothing_written(config)
 
     def test_forecast_before_training(self, make_config):
         config = make_config()
-        with pytest.raises(RegistryError, match="has alias 'champion'.*run 'manymodels train' first"):
+        with pytest.raises(
+            RegistryError, match="has alias 'champion'.*run 'manymodels train' first"
+        ):
             manymodels.forecast(config)
         assert not Path(config.forecast.output).exists()
 
@@ -324,7 +350,9 @@ def test_retrain_skips_unchanged_entities(make_config, oj_data, oj_frame):
 
 @pytest.mark.parametrize("bulk", [True, False], ids=["bulk-transaction", "client-api"])
 def test_both_registry_paths_write_the_same_registry(make_config, registry_of, bulk):
-    config = make_config(tracking={"experiment": "tests", "model_prefix": "oj", "bulk_registry": bulk})
+    config = make_config(
+        tracking={"experiment": "tests", "model_prefix": "oj", "bulk_registry": bulk}
+    )
     assert (registry_of(config).bulk is not None) == bulk
     manymodels.train(config)
     manymodels.train(config)

@@ -79,7 +79,10 @@ def test_encode_value(value, encoded):
 
 
 def test_readme_example():
-    assert model_name("oj", {"store": "12", "brand": "minute.maid"}) == "oj.store=12.brand=minute_2Emaid"
+    assert (
+        model_name("oj", {"store": "12", "brand": "minute.maid"})
+        == "oj.store=12.brand=minute_2Emaid"
+    )
 
 
 # --- safe in paths and registry names ---------------------------------------------------------

@@ -97,12 +97,16 @@ def _assert_one_version_per_entity(config_file: Path, entities: int) -> str:
 
 
 def _partitions_in_ledger(work: Path) -> Counter:
-    return Counter(tuple(map(tuple, keys)) for line in _ledger_lines(work) for keys in line["partitions"])
+    return Counter(
+        tuple(map(tuple, keys)) for line in _ledger_lines(work) for keys in line["partitions"]
+    )
 
 
 @pytest.mark.slow
 def test_sigkilled_driver_resumes_with_the_same_command(tmp_path, forty, dask_scheduler):
-    config_file = _write_config(tmp_path, forty, compute={"scheduler": dask_scheduler, "batch_size": 3})
+    config_file = _write_config(
+        tmp_path, forty, compute={"scheduler": dask_scheduler, "batch_size": 3}
+    )
     work = tmp_path / "work"
     first = subprocess.Popen(_cli("train", "-c", str(config_file), "-q"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -123,7 +127,9 @@ def test_sigkilled_driver_resumes_with_the_same_command(tmp_path, forty, dask_sc
 
 @pytest.mark.slow
 def test_resume_by_job_id(tmp_path, forty, dask_scheduler):
-    config_file = _write_config(tmp_path, forty, compute={"scheduler": dask_scheduler, "batch_size": 3})
+    config_file = _write_config(
+        tmp_path, forty, compute={"scheduler": dask_scheduler, "batch_size": 3}
+    )
     work = tmp_path / "work"
     first = subprocess.Popen(_cli("train", "-c", str(config_file), "-q"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip

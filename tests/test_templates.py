@@ -91,9 +91,7 @@ BUILTIN_CASES = [
 
 
 @pytest.mark.parametrize(("name", "params", "season_length"), BUILTIN_CASES)
-def test_builtin_trains_and_predicts_one_value_per_future_row(
-    weekly, name, params, season_length
-):
+def test_builtin_trains_and_predicts_one_value_per_future_row(weekly, name, params, season_length):
     template = load_template(name)
     context = context_for(template, params, season_length=season_length)
     history, future = split(weekly)
@@ -203,7 +201,9 @@ def test_seasonal_naive_repeats_the_last_value_of_a_short_history(weekly):
 )
 def test_min_history(name, params, season_length, needed):
     template = load_template(name)
-    assert template.min_history(context_for(template, params, season_length=season_length)) == needed
+    assert (
+        template.min_history(context_for(template, params, season_length=season_length)) == needed
+    )
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -326,7 +326,8 @@ def test_builtins_resolve_to_their_modules(name):
 
 
 @pytest.mark.parametrize(
-    ("spec", "suggestion"), [("sklearn_lag", "sklearn_lags"), ("etss", "ets"), ("seasonal", "seasonal_naive")]
+    ("spec", "suggestion"),
+    [("sklearn_lag", "sklearn_lags"), ("etss", "ets"), ("seasonal", "seasonal_naive")],
 )
 def test_unknown_builtin_suggests_the_nearest(spec, suggestion):
     with pytest.raises(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from manymodels import tracking
+from manymodels.bundle import bundle_name, read_manifest
 from manymodels.config import Config
 from manymodels.data import Partition, key_types, replace_dir, staging_path
 from manymodels.engine import cluster_in_background, map_batches, worker_count
@@ -22,15 +23,18 @@ from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
 from manymodels.jobs.results import ForecastResult
 from manymodels.jobs.session import (
-    Tracking, log_config, open_job_run, open_tracking, validate_inputs,
+    Tracking,
+    log_config,
+    open_job_run,
+    open_tracking,
+    validate_inputs,
 )  # fmt: skip
 from manymodels.jobs.training import allowed_failures
 from manymodels.naming import model_name
+from manymodels.outcomes import EntityResult
 from manymodels.planning import plan_batches
-from manymodels.bundle import bundle_name, read_manifest
 from manymodels.registry import Registry
 from manymodels.report import progress_bar
-from manymodels.outcomes import EntityResult
 from manymodels.tasks import ForecastTask, forecast_batch
 from manymodels.tasks.forecasting import ModelRef
 
@@ -140,12 +144,17 @@ def entity_models(
             raise RegistryError(f"the job bundle '{bundle}' has no {what}. Hint: run "
                                 "'manymodels train' with tracking.registration: per_job first.")  # fmt: skip
         return {
-            row["model_name"]: ({col: str(row[col]) for col in entity_cols},
-                                (ref.name, ref.version, row["location"]))  # fmt: skip
+            row["model_name"]: (
+                {col: str(row[col]) for col in entity_cols},
+                (ref.name, ref.version, row["location"]),
+            )  # fmt: skip
             for row in read_manifest(ref.source).to_dict("records")
         }
     return {
-        name: ({col: ref.tags.get(col, "") for col in entity_cols}, (ref.name, ref.version, ref.source))
+        name: (
+            {col: ref.tags.get(col, "") for col in entity_cols},
+            (ref.name, ref.version, ref.source),
+        )
         for name, ref in resolved.items()
         if name != bundle
     }
@@ -157,7 +166,9 @@ def _assign(
     """Pair every partition with the models of its entities; list models without data."""
     by_partition: dict[tuple[tuple[str, str], ...], ModelRefs] = defaultdict(dict)
     for name, (keys, ref) in refs.items():
-        by_partition[tuple((col, keys.get(col, "")) for col in config.data.partition_by)][name] = ref
+        by_partition[tuple((col, keys.get(col, "")) for col in config.data.partition_by)][name] = (
+            ref
+        )
     items = [(partition, by_partition.pop(partition.keys, {})) for partition in partitions]
     orphans = []
     for models in by_partition.values():
@@ -196,7 +207,9 @@ def _batches(
     items: list[tuple[Partition, ModelRefs]], workers: int, config: Config
 ) -> list[list[tuple[Partition, ModelRefs]]]:
     refs_of = {partition.keys: refs for partition, refs in items}
-    planned = plan_batches([partition for partition, _ in items], workers, config.compute.batch_size)
+    planned = plan_batches(
+        [partition for partition, _ in items], workers, config.compute.batch_size
+    )
     return [[(partition, refs_of[partition.keys]) for partition in batch] for batch in planned]
 
 
@@ -206,8 +219,9 @@ def _task_failed(
     failure = failure_from("task", exc)
     prefix = config.tracking.model_prefix
     return [
-        EntityResult(partition.key_dict, model_name(prefix, partition.key_dict), "failed",
-                     failure=failure)  # fmt: skip
+        EntityResult(
+            partition.key_dict, model_name(prefix, partition.key_dict), "failed", failure=failure
+        )  # fmt: skip
         for partition, _ in batch
     ]
 

@@ -19,7 +19,12 @@ from manymodels.jobs.session import Inputs, JobRun, Tracking
 from manymodels.metrics import METRICS
 from manymodels.outcomes import Champion, EntityResult
 from manymodels.registry import (
-    CHALLENGER, CHAMPION, TAG_PREFIX, ModelRecord, Registration, VersionRef,
+    CHALLENGER,
+    CHAMPION,
+    TAG_PREFIX,
+    ModelRecord,
+    Registration,
+    VersionRef,
 )  # fmt: skip
 from manymodels.secrets import scrub_row
 from manymodels.tasks import params_digest
@@ -69,7 +74,7 @@ class EntityRegistrar:
         """Register the batch's successful results at once; return every result's row."""
         rows = [result.row() for result in results]
         fresh = []
-        for result, row in zip(results, rows):
+        for result, row in zip(results, rows, strict=True):
             if result.status != "ok":
                 continue
             existing = self.registered.get(result.name)
@@ -78,9 +83,12 @@ class EntityRegistrar:
             else:
                 fresh.append((result, row))
         registrations = [
-            Registration(name=result.name, keys=result.keys,
-                         source=f"{self.job.artifact_uri}/{result.artifact_path}",
-                         tags=lineage_tags(result, self.inputs, self.job.job_id, self.digest))  # fmt: skip
+            Registration(
+                name=result.name,
+                keys=result.keys,
+                source=f"{self.job.artifact_uri}/{result.artifact_path}",
+                tags=lineage_tags(result, self.inputs, self.job.job_id, self.digest),
+            )  # fmt: skip
             for result, _ in fresh
         ]
         before = {result.name: self.known.get(result.name) for result, _ in fresh}
@@ -96,7 +104,9 @@ class EntityRegistrar:
             self.registered[result.name] = outcome
             row["model_version"] = outcome.version
             moves.extend(self._alias_moves(result, outcome, before[result.name], row))
-            record = self.known.setdefault(result.name, ModelRecord(result.name, {}, dict(result.keys)))
+            record = self.known.setdefault(
+                result.name, ModelRecord(result.name, {}, dict(result.keys))
+            )
             if row.get("promoted"):
                 record.aliases[CHAMPION] = outcome.version
         self.session.registry.set_aliases(moves)
@@ -152,8 +162,9 @@ class BundleRegistrar:
         manifest = read_manifest(ref.source)
         tag_cols = [col for col in manifest.columns if col.startswith(TAG_PREFIX)]
         return {
-            row["model_name"]: Champion(version, row["location"],
-                                        {col: str(row[col]) for col in tag_cols})  # fmt: skip
+            row["model_name"]: Champion(
+                version, row["location"], {col: str(row[col]) for col in tag_cols}
+            )  # fmt: skip
             for row in manifest.to_dict("records")
         }
 
@@ -183,7 +194,9 @@ class BundleRegistrar:
         if not complete or not entries:
             return
         registry = self.session.registry
-        existing = [ref for ref in registry.versions(run_ids=[self.job.run_id]) if ref.name == self.name]
+        existing = [
+            ref for ref in registry.versions(run_ids=[self.job.run_id]) if ref.name == self.name
+        ]
         if existing:
             self.version = existing[0].version
             return

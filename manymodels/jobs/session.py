@@ -12,7 +12,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -139,7 +139,7 @@ def open_job_run(
         run = _unfinished_run(session, kind, digest)
         if run is not None:
             return JobRun(run.data.tags[JOB_ID_TAG], _claim(session, run), resumed=True)
-    job_id = f"{kind}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    job_id = f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     tags = {JOB_ID_TAG: job_id, KIND_TAG: kind, HASH_TAG: digest, DRIVER_TAG: _driver(),
             **config.tracking.tags}  # fmt: skip
     run = tracking.start_run(session.client, session.experiment_id, job_id, tags)
@@ -151,7 +151,9 @@ def log_config(session: Tracking, run_id: str, config: Config, extra: dict[str, 
     payload = _redacted(config.model_dump(mode="json", exclude={"source"}))
     flat = {**_flatten(payload), **extra}
     tracking.log_params(session.client, run_id, flat)
-    tracking.log_text(session.client, run_id, yaml.safe_dump(payload, sort_keys=False), "config.yaml")
+    tracking.log_text(
+        session.client, run_id, yaml.safe_dump(payload, sort_keys=False), "config.yaml"
+    )
 
 
 def _named_run(session: Tracking, job_id: str, kind: str) -> Run:
@@ -163,9 +165,13 @@ def _named_run(session: Tracking, job_id: str, kind: str) -> Run:
                        "from the summary of the job to resume.")  # fmt: skip
     run = runs[0]
     if run.data.tags.get(KIND_TAG) != kind:
-        raise ResumeError(f"--resume: job {job_id} is a {run.data.tags.get(KIND_TAG)} job, not {kind}.")
+        raise ResumeError(
+            f"--resume: job {job_id} is a {run.data.tags.get(KIND_TAG)} job, not {kind}."
+        )
     if run.info.status == "FINISHED":
-        raise ResumeError(f"--resume: job {job_id} already finished; run without --resume for a new one.")
+        raise ResumeError(
+            f"--resume: job {job_id} already finished; run without --resume for a new one."
+        )
     return _claim(session, run)
 
 

@@ -22,16 +22,23 @@ from manymodels.engine import PendingCluster, cluster_in_background, map_batches
 from manymodels.errors import JobError
 from manymodels.flavor import requirements
 from manymodels.guard import failure_from
+from manymodels.jobs.registrars import BundleRegistrar, EntityRegistrar, open_registrar
 from manymodels.jobs.results import TrainResult
 from manymodels.jobs.session import (
-    Inputs, JobRun, Tracking, config_hash, log_config, open_job_run, open_tracking, validate_inputs,
+    Inputs,
+    JobRun,
+    Tracking,
+    config_hash,
+    log_config,
+    open_job_run,
+    open_tracking,
+    validate_inputs,
 )  # fmt: skip
 from manymodels.ledger import Ledger
 from manymodels.naming import model_name
-from manymodels.planning import plan_batches
-from manymodels.jobs.registrars import BundleRegistrar, EntityRegistrar, open_registrar
-from manymodels.report import progress_bar
 from manymodels.outcomes import EntityResult
+from manymodels.planning import plan_batches
+from manymodels.report import progress_bar
 from manymodels.tasks import TrainTask, train_batch
 
 __all__ = ["train", "retrain"]
@@ -156,8 +163,12 @@ def _train_partitions(
 def _task_failed(config: Config, batch: list[Partition], exc: BaseException) -> list[EntityResult]:
     failure = failure_from("task", exc)
     return [
-        EntityResult(partition.key_dict, model_name(config.tracking.model_prefix, partition.key_dict),
-                     "failed", failure=failure)  # fmt: skip
+        EntityResult(
+            partition.key_dict,
+            model_name(config.tracking.model_prefix, partition.key_dict),
+            "failed",
+            failure=failure,
+        )  # fmt: skip
         for partition in batch
     ]
 

@@ -47,7 +47,9 @@ def iter_entities(
     for partition in partitions:
         try:
             # Partition keys are known from the folder names; the frame does not need them.
-            frame = data_io.read_partition(partition, columns, data.storage_options, with_keys=False)
+            frame = data_io.read_partition(
+                partition, columns, data.storage_options, with_keys=False
+            )
             missing = [col for col in columns if col not in frame.columns]
             if missing:
                 raise DataError(f"column '{missing[0]}' is missing from this partition's files")
@@ -59,5 +61,8 @@ def iter_entities(
             continue
         for values, group in frame.groupby(extra, dropna=False, sort=True):
             values = values if isinstance(values, tuple) else (values,)
-            keys = {**partition.key_dict, **{col: str(v) for col, v in zip(extra, values)}}
+            keys = {
+                **partition.key_dict,
+                **{col: str(v) for col, v in zip(extra, values, strict=True)},
+            }
             yield {col: keys[col] for col in data.entity_cols}, group, None

@@ -19,12 +19,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import config_context
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from sklearn import config_context
 
 from manymodels.templates import TrainContext
 from manymodels.templates.features import (
-    calendar_features, is_sub_weekly, lag_matrix, next_lag_row, numeric_columns,
+    calendar_features,
+    is_sub_weekly,
+    lag_matrix,
+    next_lag_row,
+    numeric_columns,
 )  # fmt: skip
 
 ESTIMATORS = {
@@ -151,7 +155,9 @@ def train(history: pd.DataFrame, context: TrainContext) -> LagModel:
     features = np.hstack(
         [
             lag_matrix(target, lags),
-            calendar_features(history[context.time_col].iloc[start:], model.fourier_terms, model.weekdays),
+            calendar_features(
+                history[context.time_col].iloc[start:], model.fourier_terms, model.weekdays
+            ),
             numeric_columns(history, exog_cols)[start:],
         ]
     )
