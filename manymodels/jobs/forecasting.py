@@ -190,8 +190,9 @@ def _forecast_batches(
         for (_, batch), outcome in map_batches(client, _forecast_indexed, indexed, task, name=name):
             if not isinstance(outcome, list):
                 outcome = _task_failed(batch, outcome, config)
+            ok = sum(result.status == "ok" for result in outcome)
             failed = sum(result.status == "failed" for result in outcome)
-            bar.advance(len(batch), len(outcome) - failed, failed)
+            bar.advance(len(batch), ok, failed)
             results.extend(outcome)
     return results
 
