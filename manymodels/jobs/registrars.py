@@ -34,21 +34,28 @@ __all__ = ["BundleRegistrar", "EntityRegistrar", "open_registrar"]
 _BUNDLE_ENTRY = "bundle_entry"
 
 
-class EntityRegistrar:
-    """One registered model per entity; a new version per trained entity, registered at once."""
+class _Registrar:
+    """What both registrars know: the job, its inputs, and what has been promoted so far."""
 
     def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
         self.session, self.job, self.inputs, self.kind = session, job, inputs, kind
         self.config = inputs.config
         self.digest = params_digest(inputs.params, inputs.config)
         self.promote_all = promote
+        self.promoted: list[str] = []
+
+
+class EntityRegistrar(_Registrar):
+    """One registered model per entity; a new version per trained entity, registered at once."""
+
+    def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
+        super().__init__(session, job, inputs, kind, promote)
         self.known: dict[str, ModelRecord] = session.registry.models()
         self.registered: dict[str, VersionRef] = (
             {ref.name: ref for ref in session.registry.versions(run_ids=[job.run_id])}
             if job.resumed
             else {}
         )
-        self.promoted: list[str] = []
 
     def reconcile(self, ledger_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The ledger's rows, plus rows for versions registered after the last ledger write."""
@@ -134,50 +141,53 @@ class EntityRegistrar:
         return [(ref.name, CHAMPION if wins else CHALLENGER, ref.version)]
 
 
-class BundleRegistrar:
+class BundleRegistrar(_Registrar):
     """One bundle version per job: results are collected, registered once at the end."""
 
     def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
-        self.session, self.job, self.inputs, self.kind = session, job, inputs, kind
-        self.config = inputs.config
-        self.digest = params_digest(inputs.params, inputs.config)
-        self.promote_all = promote
+        super().__init__(session, job, inputs, kind, promote)
         self.name = bundle_name(self.config.tracking.model_prefix)
         self.record = session.registry.models().get(self.name)
         self.registered: dict[str, VersionRef] = {}
-        self.promoted: list[str] = []
         self.version: int | None = None
+        self._champions: dict[str, Champion] | None = None
 
     def reconcile(self, ledger_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The ledger's rows; entities trained after the last ledger write are trained again."""
         return list({row["model_name"]: row for row in ledger_rows}.values())
 
     def champions(self) -> dict[str, Champion]:
-        """Every entity's model in the champion bundle, as a champion to beat."""
+        """Every entity's model in the champion bundle, as a champion to beat (read once)."""
+        if self._champions is None:
+            self._champions = self._read_champions()
+        return self._champions
+
+    def _read_champions(self) -> dict[str, Champion]:
         if self.record is None or CHAMPION not in self.record.aliases:
             return {}
         version = self.record.aliases[CHAMPION]
-        ref = next(ref for ref in self.session.registry.versions()
-                   if ref.name == self.name and ref.version == version)  # fmt: skip
+        ref = next(
+            ref
+            for ref in self.session.registry.versions()
+            if ref.name == self.name and ref.version == version
+        )
         manifest = read_manifest(ref.source)
         tag_cols = [col for col in manifest.columns if col.startswith(TAG_PREFIX)]
         return {
             row["model_name"]: Champion(
                 version, row["location"], {col: str(row[col]) for col in tag_cols}
-            )  # fmt: skip
+            )
             for row in manifest.to_dict("records")
         }
 
     def handle(self, results: list[EntityResult]) -> list[dict[str, Any]]:
         """Rows for the results, each with the manifest entry of the model the bundle keeps."""
         rows = []
-        champions = None
         for result in results:
             row = result.row()
             if result.artifact_path:
                 if result.kept == "champion":
-                    champions = champions if champions is not None else self._champion_map()
-                    tags = dict(champions[result.name].tags)
+                    tags = dict(self.champions()[result.name].tags)
                 else:
                     tags = lineage_tags(result, self.inputs, self.job.job_id, self.digest)
                 row[_BUNDLE_ENTRY] = {**result.keys, "model_name": result.name,
@@ -217,11 +227,6 @@ class BundleRegistrar:
         for row in rows:
             if row.get("status") in ("ok", "skipped"):
                 row["model_version"] = ref.version
-
-    def _champion_map(self) -> dict[str, Champion]:
-        if not hasattr(self, "_champions"):
-            self._champions = self.champions()
-        return self._champions
 
 
 def open_registrar(
