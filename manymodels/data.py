@@ -60,12 +60,6 @@ class Partition:
     def key_dict(self) -> dict[str, str]:
         return dict(self.keys)
 
-    @property
-    def listing_fingerprint(self) -> str:
-        """A hash of the file names and sizes: changes when the partition's files change."""
-        digest = hashlib.sha256(repr((self.files, self.nbytes)).encode("utf-8"))
-        return digest.hexdigest()[:16]
-
 
 def discover_partitions(
     path: str, partition_by: Sequence[str], storage_options: Mapping[str, Any] | None = None

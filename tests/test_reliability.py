@@ -311,3 +311,29 @@ def test_password_in_tracking_uri_is_masked_in_errors(tmp_path, oj_data):
     assert SECRET not in failed.stderr + failed.stdout
     assert "forecaster:***@127.0.0.1" in failed.stderr
     assert len(failed.stderr.strip().splitlines()) == 1
+
+
+def test_systematic_failure_stops_the_job_early(tmp_path, forty, dask_scheduler):
+    template = tmp_path / "broken.py"
+    template.write_text(
+        "def train(history, context):\n"
+        "    raise ImportError('a dependency is missing on the workers')\n"
+        "def predict(model, history, future, context):\n"
+        "    return []\n"
+    )
+    raw = base_config(forty, tmp_path / "work", model={"template": str(template)},
+                      compute={"scheduler": dask_scheduler, "batch_size": 2})  # fmt: skip
+    config = manymodels.config_from_dict(raw)
+    result = manymodels.train(config)
+
+    assert result.stopped_early and result.budget_exceeded
+    assert 20 <= result.failed < 40
+    assert result.trained == 0
+    assert mlflow.MlflowClient().get_run(result.run_id).info.status == "FAILED"
+    from manymodels.jobs.training import require_within_budget
+
+    with pytest.raises(
+        manymodels.JobError,
+        match=r"^stopped early: (\d+) of the first \1 entities failed, which looks systematic",
+    ):
+        require_within_budget(result, config)

@@ -254,10 +254,14 @@ def require_within_budget(result: TrainResult, config: Config) -> None:
     """
     if not result.budget_exceeded:
         return
+    where = f"see failures.csv in run {result.run_id}, fix the data or template, then rerun"
+    if result.stopped_early:
+        raise JobError(
+            f"stopped early: {result.failed} of the first {result.total} entities failed, which "
+            f"looks systematic rather than a few bad entities; {where} to resume."
+        )
     allowed = allowed_failures(config, result.total)
-    how = "stopped early: " if result.stopped_early else ""
     raise JobError(
-        f"{how}{result.failed} of {result.total} entities failed, more than the "
-        f"{allowed} allowed by failures.max_share/max_count; see failures.csv in run "
-        f"{result.run_id}, fix the data or template, then rerun to resume."
+        f"{result.failed} of {result.total} entities failed, more than the {allowed} allowed "
+        f"by failures.max_share/max_count; {where} to retry the failed ones."
     )
