@@ -337,3 +337,33 @@ def test_systematic_failure_stops_the_job_early(tmp_path, forty, dask_scheduler)
         match=r"^stopped early: (\d+) of the first \1 entities failed, which looks systematic",
     ):
         require_within_budget(result, config)
+
+
+def test_rerun_after_failures_retries_only_the_failed_entities(make_config, registry_of, tmp_path):
+    marker = tmp_path / "store-3-is-broken"
+    marker.write_text("")
+    template = tmp_path / "until_fixed.py"
+    template.write_text(
+        "import os\n"
+        "import numpy as np\n"
+        "def train(history, context):\n"
+        "    if context.keys['store'] == '3' and os.path.exists(context.params['marker']):\n"
+        "        raise ValueError('store 3 data is being repaired')\n"
+        "    return float(history[context.target_col].mean())\n"
+        "def predict(model, history, future, context):\n"
+        "    return np.full(len(future), model)\n"
+    )
+    config = make_config(model={"template": str(template), "params": {"marker": str(marker)}},
+                         failures={"max_share": 0.0})  # fmt: skip
+    first = manymodels.train(config)
+    assert (first.trained, first.failed, first.budget_exceeded) == (9, 3, True)
+
+    marker.unlink()
+    second = manymodels.train(config)
+    assert second.job_id == first.job_id and second.resumed_with == 9
+    assert (second.trained, second.failed, second.budget_exceeded) == (12, 0, False)
+    versions = registry_of(config).versions()
+    assert len(versions) == 12 and {ref.tags["manymodels.job_id"] for ref in versions} == {
+        first.job_id
+    }
+    assert mlflow.MlflowClient().get_run(first.run_id).info.status == "FINISHED"
