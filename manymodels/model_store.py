@@ -38,10 +38,14 @@ class EntityFolders:
 
     carries_champions = False
 
-    def __init__(self, artifact_uri: str, artifact_dir: str, pip_requirements: list[str]) -> None:
+    def __init__(
+        self, artifact_uri: str, artifact_dir: str, pip_requirements: list[str],
+        tracking_uri: str | None = None,
+    ) -> None:  # fmt: skip
         from manymodels.flavor import ModelWriter
 
         self.artifact_uri, self.artifact_dir = artifact_uri, artifact_dir
+        self.tracking_uri = tracking_uri
         self._staging = tempfile.mkdtemp(prefix="manymodels-")
         self._writer = ModelWriter(pip_requirements)
         self._count = 0
@@ -57,7 +61,7 @@ class EntityFolders:
         if self._count:
             from manymodels.tracking import upload_dir
 
-            upload_dir(self.artifact_uri, self._staging, self.artifact_dir)
+            upload_dir(self.artifact_uri, self._staging, self.artifact_dir, self.tracking_uri)
 
     def close(self) -> None:
         self._writer.close()
@@ -69,8 +73,9 @@ class Shard:
 
     carries_champions = True
 
-    def __init__(self, artifact_uri: str, file_name: str) -> None:
+    def __init__(self, artifact_uri: str, file_name: str, tracking_uri: str | None = None) -> None:
         self.artifact_uri, self.file_name = artifact_uri, file_name
+        self.tracking_uri = tracking_uri
         self._models: dict[str, EntityModel] = {}
 
     def add(self, slug: str, model: EntityModel) -> str:
@@ -86,7 +91,7 @@ class Shard:
         with tempfile.TemporaryDirectory(prefix="manymodels-") as staging:
             with open(os.path.join(staging, self.file_name), "wb") as handle:
                 cloudpickle.dump(self._models, handle)
-            upload_dir(self.artifact_uri, staging, SHARDS_DIR)
+            upload_dir(self.artifact_uri, staging, SHARDS_DIR, self.tracking_uri)
 
     def close(self) -> None:
         self._models.clear()
@@ -94,7 +99,7 @@ class Shard:
 
 def open_sink(
     registration: str, artifact_uri: str, artifact_dir: str, pip_requirements: list[str],
-    batch_key: str,
+    batch_key: str, tracking_uri: str | None = None,
 ) -> EntityFolders | Shard:  # fmt: skip
     """The model sink of one task for the configured registration mode.
 
@@ -104,14 +109,15 @@ def open_sink(
     if registration == "per_job":
         session = artifact_dir.rsplit("/", 1)[-1]
         digest = hashlib.sha256(batch_key.encode("utf-8")).hexdigest()[:16]
-        return Shard(artifact_uri, f"{session}-{digest}.pkl")
-    return EntityFolders(artifact_uri, artifact_dir, pip_requirements)
+        return Shard(artifact_uri, f"{session}-{digest}.pkl", tracking_uri)
+    return EntityFolders(artifact_uri, artifact_dir, pip_requirements, tracking_uri)
 
 
 class ModelLoader:
     """Loads models by location, reading each shard or remote folder once per task."""
 
-    def __init__(self) -> None:
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
         self._shards: dict[str, Mapping[str, EntityModel]] = {}
 
     def load(self, location: str) -> EntityModel:
@@ -119,15 +125,15 @@ class ModelLoader:
         uri, _, member = location.partition("#")
         if member:
             if uri not in self._shards:
-                with open(_local_file(uri), "rb") as handle:
+                with open(_local_file(uri, self.tracking_uri), "rb") as handle:
                     self._shards[uri] = cloudpickle.load(handle)
             return self._shards[uri][member]
         from manymodels.flavor import load_entity_model
 
-        return load_entity_model(_local_file(uri))
+        return load_entity_model(_local_file(uri, self.tracking_uri))
 
 
-def _local_file(uri: str) -> str:
+def _local_file(uri: str, tracking_uri: str | None = None) -> str:
     """A local path for an artifact URI, downloading it first when it is remote."""
     if uri.startswith("file://"):
         return unquote(urlparse(uri).path)
@@ -135,7 +141,7 @@ def _local_file(uri: str) -> str:
         return uri
     import mlflow
 
-    return mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    return mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
 
 
 def load_members(path: str) -> dict[str, Any]:

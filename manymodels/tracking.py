@@ -34,7 +34,13 @@ __all__ = [
     "upload_dir",
 ]
 
-_QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic", "mlflow.tracking._tracking_service.client")
+_QUIET_LOGGERS = (
+    "mlflow.store.db.utils",
+    "alembic",
+    "mlflow.tracking._tracking_service.client",
+    # One "waiting for model version creation" line per registered version, against a server.
+    "mlflow.store.model_registry.abstract_store",
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ def client_for(target: TrackingTarget) -> MlflowClient:
 
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # The job summary names the run; MLflow would also print a link on every run it ends.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri)
     with _creation_lock(target):
@@ -181,8 +189,15 @@ def log_json(client: MlflowClient, run_id: str, data: Any, name: str) -> None:
     client.log_text(run_id, buffer.getvalue(), name)
 
 
-def upload_dir(artifact_uri: str, local_dir: str, artifact_path: str) -> None:
-    """Copy a local folder into a run's artifacts (one call per batch, not per model)."""
+def upload_dir(
+    artifact_uri: str, local_dir: str, artifact_path: str, tracking_uri: str | None = None
+) -> None:
+    """Copy a local folder into a run's artifacts (one call per batch, not per model).
+
+    ``tracking_uri`` resolves ``mlflow-artifacts:`` URIs, which a server proxies; a worker
+    process is told it explicitly rather than relying on its environment.
+    """
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    get_artifact_repository(artifact_uri).log_artifacts(local_dir, artifact_path)
+    repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+    repository.log_artifacts(local_dir, artifact_path)

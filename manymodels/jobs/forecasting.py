@@ -92,7 +92,10 @@ def forecast(
         for keys, _ in refs.values():
             for column, value in keys.items():
                 values[column].add(value)
-        task = ForecastTask(config, staging, horizon or config.horizon, key_types(values))
+        task = ForecastTask(
+            config, staging, horizon or config.horizon, key_types(values),
+            session.target.tracking_uri,
+        )  # fmt: skip
         try:
             results = _forecast_batches(items, task, config, progress, pending.client())
         except BaseException:

@@ -119,7 +119,8 @@ def _run(
         task = TrainTask(
             config=config, template=inputs.template.source, params=inputs.params,
             artifact_uri=job.artifact_uri, pip_requirements=requirements(),
-            artifact_dir=f"models/{uuid.uuid4().hex[:8]}", skip=frozenset(registrar.registered),
+            artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
+            tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),
             champions={} if kind == "train" or force else registrar.champions(),
         )  # fmt: skip
         try:
@@ -216,7 +217,7 @@ def _finish(
         job_id=job.job_id, run_id=job.run_id, kind=kind,
         tracking_uri=session.target.describe(), entities=entities, seconds=seconds,
         promoted=registrar.promoted, stopped_early=stopped_early,
-        ui_hint=_ui_hint(session.target),
+        ui_hint=_ui_hint(session.target, job),
     )  # fmt: skip
     result.budget_exceeded = stopped_early or result.failed > allowed_failures(config, result.total)
     client, run_id = session.client, job.run_id
@@ -240,9 +241,12 @@ def _finish(
     return result
 
 
-def _ui_hint(target: tracking.TrackingTarget) -> str | None:
+def _ui_hint(target: tracking.TrackingTarget, job: JobRun) -> str | None:
     if target.embedded:
         return f"mlflow ui --backend-store-uri {target.tracking_uri}"
+    if target.tracking_uri.startswith(("http://", "https://")):
+        base = target.describe().rstrip("/")
+        return f"{base}/#/experiments/{job.run.info.experiment_id}/runs/{job.run_id}"
     return None
 
 

@@ -35,6 +35,7 @@ class ForecastTask:
     staging: str
     horizon: int
     key_types: Mapping[str, str] = field(default_factory=dict)
+    tracking_uri: str | None = None
 
 
 def forecast_batch(
@@ -48,7 +49,7 @@ def forecast_batch(
         batch_id: names this batch's output files, so a repeated task replaces them.
     """
     config = task.config
-    loader = ModelLoader()
+    loader = ModelLoader(task.tracking_uri)
     results: list[EntityResult] = []
     rows = _Rows()
     refs = {name: ref for _, models in items for name, ref in models.items()}

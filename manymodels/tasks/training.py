@@ -35,8 +35,9 @@ class TrainTask:
     """Everything a training task needs besides its partitions.
 
     ``artifact_dir`` is unique to each driver session of a job, so the tasks of a resumed job
-    never write over the files of a killed session's stragglers. ``skip`` names entities that
-    already have a version from this job; ``champions`` are compared against (retrain).
+    never write over the files of a killed session's stragglers. ``tracking_uri`` lets a
+    worker reach a server's artifact store. ``skip`` names entities that already have a
+    version from this job; ``champions`` are compared against (retrain).
     """
 
     config: Config
@@ -45,6 +46,7 @@ class TrainTask:
     artifact_uri: str
     pip_requirements: list[str]
     artifact_dir: str = "models"
+    tracking_uri: str | None = None
     skip: frozenset[str] = frozenset()
     champions: Mapping[str, Champion] = field(default_factory=dict)
 
@@ -59,8 +61,8 @@ def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResu
     spec = fit_spec(config, task.template, task.params)
     batch_key = repr(sorted(partition.keys for partition in partitions))
     sink = open_sink(config.tracking.registration, task.artifact_uri, task.artifact_dir,
-                     task.pip_requirements, batch_key)  # fmt: skip
-    loader = ModelLoader()
+                     task.pip_requirements, batch_key, task.tracking_uri)  # fmt: skip
+    loader = ModelLoader(task.tracking_uri)
     results: list[EntityResult] = []
     try:
         for keys, frame, failure in iter_entities(partitions, config):
