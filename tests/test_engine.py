@@ -1,0 +1,125 @@
+"""The engine on a cluster of separate ``dask scheduler`` and ``dask worker`` processes, as a
+user who outgrew one machine would run it, and the same job on the embedded default."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import manymodels
+from manymodels.config import ComputeConfig
+from manymodels.engine import cluster, map_batches, worker_count
+from tests.conftest import base_config
+
+
+@pytest.fixture(scope="module")
+def separate_cluster(tmp_path_factory):
+    """``dask scheduler`` and ``dask worker`` as their own processes; yields the address."""
+    root = tmp_path_factory.mktemp("dask")
+    scheduler_file = root / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(scheduler_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    workers = None
+    try:
+        address = _scheduler_address(scheduler_file, scheduler)
+        workers = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
+             "--memory-limit", "2GiB"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait_for_workers(address, 2)
+        yield address
+    finally:
+        for process in (workers, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def _scheduler_address(scheduler_file: Path, process: subprocess.Popen) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if scheduler_file.exists():
+            try:
+                return json.loads(scheduler_file.read_text())["address"]
+            except (ValueError, KeyError):
+                pass
+        if process.poll() is not None:
+            pytest.fail("dask scheduler exited")
+        time.sleep(0.2)
+    pytest.fail("dask scheduler did not start")
+
+
+def _wait_for_workers(address: str, count: int) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(count, timeout=60)
+
+
+def test_cli_job_on_separate_scheduler_and_workers(tmp_path, oj_data, separate_cluster):
+    raw = base_config(oj_data, tmp_path / "work", compute={"scheduler": separate_cluster})
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    for command in ("train", "forecast"):
+        done = subprocess.run(
+            [sys.executable, "-m", "manymodels.cli", command, "-c", str(config_file), "-q"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert "12 trained, 0 failed of 12" in subprocess.run(
+        [sys.executable, "-m", "manymodels.cli", "retrain", "-c", str(config_file), "-q",
+         "--force"], capture_output=True, text=True, timeout=300,
+    ).stdout  # fmt: skip
+    forecasts = pd.read_parquet(tmp_path / "work" / "forecasts")
+    assert forecasts.groupby(["store", "brand"]).size().eq(raw["horizon"]).all()
+    assert len(forecasts) == 12 * raw["horizon"]
+
+
+def test_workers_are_prepared_on_any_cluster(separate_cluster):
+    def inspect(_: object) -> dict[str, object]:
+        from threadpoolctl import threadpool_info
+
+        return {
+            "omp": os.environ.get("OMP_NUM_THREADS"),
+            "pools": {pool["num_threads"] for pool in threadpool_info()},
+            "preloaded": "manymodels.tasks" in sys.modules,
+        }
+
+    with cluster(ComputeConfig(scheduler=separate_cluster)) as client:
+        assert worker_count(client) == 2
+        reports = [report for _, report in map_batches(client, inspect, [1, 2, 3, 4], name="probe")]
+    assert all(r == {"omp": "1", "pools": {1}, "preloaded": True} for r in reports)
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, oj_data):
+    config = manymodels.config_from_dict(
+        base_config(oj_data, tmp_path / "work", compute={"scheduler": "tcp://127.0.0.1:9"})
+    )
+    with pytest.raises(
+        manymodels.ManyModelsError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"
+    ):
+        manymodels.train(config)
+
+
+def test_a_failing_task_is_reported_not_raised(dask_scheduler):
+    def explode(batch: int) -> int:
+        if batch == 2:
+            raise RuntimeError("task broke")
+        return batch * 10
+
+    with cluster(ComputeConfig(scheduler=dask_scheduler)) as client:
+        outcomes = dict(map_batches(client, explode, [1, 2, 3], name="explode", retries=0))
+    assert outcomes[1] == 10 and outcomes[3] == 30
+    assert isinstance(outcomes[2], RuntimeError)
