@@ -347,6 +347,12 @@ def test_retrain_skips_unchanged_entities(make_config, oj_data, oj_frame):
     assert result.trained == 1
     assert result.entities.loc[result.entities["status"] == "ok", "store"].tolist() == ["3"]
 
+    forced = manymodels.retrain(config, force=True)
+    assert (forced.trained, forced.skipped) == (N_ENTITIES, 0)
+    # Forced challengers are still compared with their champions on the same holdout.
+    assert forced.entities["champion_mase"].notna().all()
+    assert forced.entities["challenger_wins"].notna().all()
+
 
 @pytest.mark.parametrize("bulk", [True, False], ids=["bulk-transaction", "client-api"])
 def test_both_registry_paths_write_the_same_registry(make_config, registry_of, bulk):

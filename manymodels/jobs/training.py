@@ -121,7 +121,8 @@ def _run(
             artifact_uri=job.artifact_uri, pip_requirements=requirements(),
             artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
             tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),
-            champions={} if kind == "train" or force else registrar.champions(),
+            champions={} if kind == "train" else registrar.champions(),
+            force=force,
         )  # fmt: skip
         try:
             stopped_early = _train_partitions(todo, inputs, task, registrar, ledger, rows,

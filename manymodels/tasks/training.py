@@ -49,6 +49,7 @@ class TrainTask:
     tracking_uri: str | None = None
     skip: frozenset[str] = frozenset()
     champions: Mapping[str, Champion] = field(default_factory=dict)
+    force: bool = False
 
 
 def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResult]:
@@ -108,7 +109,7 @@ def _train_entity(
     fingerprint = data_io.fingerprint(frame, [data.time_col, data.target_col, *data.exog_cols])
     champion = task.champions.get(name)
     slug = entity_slug(keys)
-    if champion is not None and _unchanged(champion, fingerprint, task):
+    if champion is not None and not task.force and _unchanged(champion, fingerprint, task):
         return _carry_over(keys, name, slug, champion, sink, loader, fingerprint, "skipped")
     stage = "train"
     try:
