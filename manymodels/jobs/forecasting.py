@@ -210,11 +210,25 @@ def _forecast_indexed(
 def _batches(
     items: list[tuple[Partition, ModelRefs]], workers: int, config: Config
 ) -> list[list[tuple[Partition, ModelRefs]]]:
+    if config.tracking.registration == "per_job":
+        return _by_shard(items)
     refs_of = {partition.keys: refs for partition, refs in items}
     planned = plan_batches(
         [partition for partition, _ in items], workers, config.compute.batch_size
     )
     return [[(partition, refs_of[partition.keys]) for partition in batch] for batch in planned]
+
+
+def _by_shard(
+    items: list[tuple[Partition, ModelRefs]],
+) -> list[list[tuple[Partition, ModelRefs]]]:
+    """One batch per bundle shard: each task then unpickles one shard, not a piece of every
+    shard (a shard holds the models of one training task)."""
+    groups: dict[str, list[tuple[Partition, ModelRefs]]] = defaultdict(list)
+    for partition, refs in items:
+        location = next(iter(refs.values()))[2] if refs else ""
+        groups[location.partition("#")[0]].append((partition, refs))
+    return sorted(groups.values(), key=len, reverse=True)
 
 
 def _task_failed(
