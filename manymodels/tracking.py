@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from manymodels import schema_cache
 from manymodels.errors import ManyModelsError
 from manymodels.secrets import scrub
 
@@ -81,7 +82,6 @@ def client_for(target: TrackingTarget) -> MlflowClient:
     """An MLflow client on the target; also makes it the process default so that
     ``mlflow.pyfunc.load_model('models:/...')`` resolves against the same registry."""
     import mlflow
-    from mlflow import MlflowClient
 
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -90,19 +90,36 @@ def client_for(target: TrackingTarget) -> MlflowClient:
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri)
     with _creation_lock(target):
-        try:
-            client = MlflowClient(
-                tracking_uri=target.tracking_uri, registry_uri=target.registry_uri
-            )
-            # Touch both stores now, so that a new SQLite file is created under the lock.
-            client.search_experiments(max_results=1)
-            client.search_registered_models(max_results=1)
-        except Exception as exc:
-            raise ManyModelsError(
-                f"tracking.uri: cannot open the MLflow store at {target.describe()} "
-                f"({type(exc).__name__}: {scrub(str(exc))[:300]})."
-            ) from None
+        database = _new_embedded_database(target)
+        seeded = database is not None and schema_cache.seed(database)
+        client = _open_client(target)
+        if database is not None and not seeded:
+            schema_cache.remember(database)
     return client
+
+
+def _open_client(target: TrackingTarget) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+        # Touch both stores now, so that a new SQLite file is created under the lock.
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    except Exception as exc:
+        raise ManyModelsError(
+            f"tracking.uri: cannot open the MLflow store at {target.describe()} "
+            f"({type(exc).__name__}: {scrub(str(exc))[:300]})."
+        ) from None
+    return client
+
+
+def _new_embedded_database(target: TrackingTarget) -> Path | None:
+    """The embedded store's SQLite file when it does not exist yet, else None."""
+    if not target.embedded or not target.tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(target.tracking_uri.removeprefix("sqlite:///"))
+    return None if database.exists() else database
 
 
 def _creation_lock(target: TrackingTarget) -> contextlib.AbstractContextManager[object]:

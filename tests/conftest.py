@@ -8,6 +8,7 @@ embedded default start their own cluster by leaving ``compute.scheduler`` out.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# The cached empty MLflow schema (see manymodels.schema_cache) lives with the test session,
+# not in the user's home; subprocesses (CLI, notebook) inherit it.
+os.environ.setdefault("MANYMODELS_CACHE_DIR", tempfile.mkdtemp(prefix="manymodels-test-cache-"))
 
 
 @pytest.fixture(scope="session")
