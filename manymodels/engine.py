@@ -32,9 +32,10 @@ __all__ = [
 
 Batch = TypeVar("Batch")
 
-_PRELOAD = ("manymodels.tasks", "manymodels.model_store", "manymodels.flavor",
-            "manymodels.templates.sklearn_lags", "sklearn.linear_model", "mlflow.pyfunc",
-            "mlflow.store.artifact.local_artifact_repo")  # fmt: skip
+# What every task imports. MLflow is added only for jobs whose workers write or read MLflow
+# models (see ``worker_modules``): importing it costs each worker about a second of CPU.
+_TASK_MODULES = ("manymodels.tasks", "manymodels.model_store")
+MLFLOW_MODULES = ("manymodels.flavor", "mlflow.pyfunc", "mlflow.store.artifact.local_artifact_repo")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")  # fmt: skip
 
@@ -46,6 +47,9 @@ class PinThreads(WorkerPlugin):
 
     name = "manymodels-worker-setup"
 
+    def __init__(self, preload: Sequence[str] = ()) -> None:
+        self.preload = tuple(dict.fromkeys([*_TASK_MODULES, *preload]))
+
     def setup(self, worker: Any) -> None:
         for variable in _THREAD_VARIABLES:
             os.environ[variable] = "1"
@@ -54,14 +58,16 @@ class PinThreads(WorkerPlugin):
         threadpool_limits(1)
         # Synchronously: importing in a background thread while a task imports the same
         # modules can trip Python's import deadlock detection and fail that task.
-        for module in _PRELOAD:
+        for module in self.preload:
             with contextlib.suppress(Exception):
                 importlib.import_module(module)
 
 
 @contextlib.contextmanager
-def cluster(compute: ComputeConfig) -> Iterator[Client]:
+def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Client]:
     """A Dask client on the configured scheduler, or on a new LocalCluster.
+
+    ``preload`` names modules every worker imports while it starts, beyond the task modules.
 
     Raises:
         ManyModelsError: the scheduler address cannot be reached.
@@ -79,7 +85,7 @@ def cluster(compute: ComputeConfig) -> Iterator[Client]:
                 "to use a local cluster."
             ) from None
         try:
-            client.register_plugin(PinThreads())
+            client.register_plugin(PinThreads(preload))
             yield client
         finally:
             client.close()
@@ -99,7 +105,7 @@ def cluster(compute: ComputeConfig) -> Iterator[Client]:
     try:
         client = Client(local, set_as_default=False)
         try:
-            client.register_plugin(PinThreads())
+            client.register_plugin(PinThreads(preload))
             yield client
         finally:
             client.close()
@@ -111,17 +117,17 @@ class PendingCluster:
     """A cluster that starts in a background thread while the driver does other set-up work
     (opening the tracking store, listing the registry), which takes about as long."""
 
-    def __init__(self, compute: ComputeConfig) -> None:
+    def __init__(self, compute: ComputeConfig, preload: Sequence[str] = ()) -> None:
         self._stack = contextlib.ExitStack()
         self._client: Client | None = None
         self._error: BaseException | None = None
         self._closer: threading.Thread | None = None
-        self._thread = threading.Thread(target=self._start, args=(compute,), daemon=True)
+        self._thread = threading.Thread(target=self._start, args=(compute, preload), daemon=True)
         self._thread.start()
 
-    def _start(self, compute: ComputeConfig) -> None:
+    def _start(self, compute: ComputeConfig, preload: Sequence[str]) -> None:
         try:
-            self._client = self._stack.enter_context(cluster(compute))
+            self._client = self._stack.enter_context(cluster(compute, preload))
         except BaseException as exc:  # re-raised in the thread that asks for the client
             self._error = exc
 
@@ -155,9 +161,11 @@ class PendingCluster:
 
 
 @contextlib.contextmanager
-def cluster_in_background(compute: ComputeConfig) -> Iterator[PendingCluster]:
+def cluster_in_background(
+    compute: ComputeConfig, preload: Sequence[str] = ()
+) -> Iterator[PendingCluster]:
     """Start the cluster now, use it later with ``pending.client()``; closed on exit."""
-    pending = PendingCluster(compute)
+    pending = PendingCluster(compute, preload)
     try:
         yield pending
     finally:

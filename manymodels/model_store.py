@@ -13,10 +13,12 @@ A task writes locally and uploads once, so a batch costs one artifact call, not 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -86,11 +88,16 @@ class Shard:
     def upload(self) -> None:
         if not self._models:
             return
+        local_root = _local_path(self.artifact_uri)
+        if local_root is not None:
+            # A local artifact store needs no MLflow round trip (nor MLflow imported on the
+            # worker): the shard is written in place, whole or not at all.
+            _write_atomically(os.path.join(local_root, SHARDS_DIR, self.file_name), self._models)
+            return
         from manymodels.tracking import upload_dir
 
         with tempfile.TemporaryDirectory(prefix="manymodels-") as staging:
-            with open(os.path.join(staging, self.file_name), "wb") as handle:
-                cloudpickle.dump(self._models, handle)
+            _write_atomically(os.path.join(staging, self.file_name), self._models)
             upload_dir(self.artifact_uri, staging, SHARDS_DIR, self.tracking_uri)
 
     def close(self) -> None:
@@ -135,13 +142,37 @@ class ModelLoader:
 
 def _local_file(uri: str, tracking_uri: str | None = None) -> str:
     """A local path for an artifact URI, downloading it first when it is remote."""
-    if uri.startswith("file://"):
-        return unquote(urlparse(uri).path)
-    if os.path.isabs(uri) or Path(uri).exists():
+    local = _local_path(uri)
+    if local is not None:
+        return local
+    if Path(uri).exists():
         return uri
     import mlflow
 
     return mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
+
+
+def _local_path(uri: str) -> str | None:
+    """The local path of a ``file:`` URI or an absolute path; None for anything remote."""
+    if uri.startswith("file://"):
+        return unquote(urlparse(uri).path)
+    return uri if os.path.isabs(uri) else None
+
+
+def _write_atomically(path: str, models: Mapping[str, EntityModel]) -> None:
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    # A unique name opened with open() (not mkstemp) keeps the umask's permissions, so a
+    # tracking server running as another user can still read the shard.
+    partial = os.path.join(folder, f".partial-{uuid.uuid4().hex}")
+    try:
+        with open(partial, "xb") as stream:
+            cloudpickle.dump(dict(models), stream)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
 
 
 def load_members(path: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from manymodels.jobs.session import (
     open_job_run,
     open_tracking,
     validate_inputs,
+    worker_modules,
 )  # fmt: skip
 from manymodels.jobs.training import allowed_failures
 from manymodels.naming import model_name
@@ -77,7 +78,7 @@ def forecast(
     if version is None and alias is None:
         alias = config.forecast.alias
     inputs = validate_inputs(config, needs_template=False)
-    with cluster_in_background(config.compute) as pending:
+    with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
         try:
             refs = entity_models(session.registry, config, alias, version)

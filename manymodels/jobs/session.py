@@ -20,16 +20,25 @@ import yaml
 from manymodels import tracking
 from manymodels.config import Config
 from manymodels.data import Partition, check_columns, discover_partitions
+from manymodels.engine import MLFLOW_MODULES
 from manymodels.errors import ManyModelsError, ResumeError
 from manymodels.registry import Registry
 from manymodels.secrets import remember_config, scrub
-from manymodels.templates import Template, load_template, resolve_template
+from manymodels.templates import Template, TemplateSource, load_template, resolve_template
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-__all__ = ["Inputs", "Tracking", "validate_inputs", "open_tracking", "JobRun", "open_job_run"]
+__all__ = [
+    "Inputs",
+    "JobRun",
+    "Tracking",
+    "open_job_run",
+    "open_tracking",
+    "validate_inputs",
+    "worker_modules",
+]
 
 JOB_ID_TAG = "manymodels.job_id"
 KIND_TAG = "manymodels.job_kind"
@@ -80,6 +89,15 @@ def validate_inputs(config: Config, needs_template: bool = True) -> Inputs:
     except ManyModelsError as exc:
         raise type(exc)(f"{config.label()}: {exc}") from None
     return Inputs(config, template, params, partitions)
+
+
+def worker_modules(config: Config, template: TemplateSource | None = None) -> tuple[str, ...]:
+    """The modules each worker imports while the cluster starts: the template's, and MLflow's
+    unless the workers never touch it (a job bundle in the embedded, local artifact store)."""
+    modules = [template.module] if template is not None and template.module else []
+    if config.tracking.registration == "per_entity" or config.tracking.uri:
+        modules.extend(MLFLOW_MODULES)
+    return tuple(modules)
 
 
 def open_tracking(config: Config) -> Tracking:

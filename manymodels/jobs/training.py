@@ -33,6 +33,7 @@ from manymodels.jobs.session import (
     open_job_run,
     open_tracking,
     validate_inputs,
+    worker_modules,
 )  # fmt: skip
 from manymodels.ledger import Ledger
 from manymodels.naming import model_name
@@ -103,7 +104,8 @@ def _run(
 ) -> TrainResult:  # fmt: skip
     started = time.perf_counter()
     inputs = validate_inputs(config)
-    with cluster_in_background(config.compute) as pending:
+    modules = worker_modules(config, inputs.template.source)
+    with cluster_in_background(config.compute, modules) as pending:
         session = open_tracking(config)
         digest = config_hash(config, kind, inputs.template.source.digest)
         job = open_job_run(session, config, kind, digest, resume, fresh)
