@@ -153,7 +153,7 @@ def read_partition(
     wanted = [c for c in columns if c not in key_names] if columns is not None else None
     tables = [_read_table(name, wanted, storage_options) for name in partition.files]
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
-    frame = table.to_pandas()
+    frame = table.to_pandas(use_threads=False)
     if with_keys:
         for key, value in partition.keys:
             frame[key] = value
@@ -364,19 +364,21 @@ def _read_table(
     name: str, columns: Sequence[str] | None, storage_options: Mapping[str, Any] | None
 ) -> pa.Table:
     # ParquetFile reads a single small file several times faster than read_table, whose
-    # dataset machinery is built for many files. Absent columns are left for the caller to
-    # report by name.
+    # dataset machinery is built for many files; for a local file, without pre-buffering or
+    # threads (built for high-latency stores and big files) it is faster again. Absent columns
+    # are left for the caller to report by name.
     if "://" not in name:
-        return _read_present(pq.ParquetFile(name), columns)
+        return _read_present(pq.ParquetFile(name, pre_buffer=False), columns)
     with fsspec.open(name, "rb", **dict(storage_options or {})) as handle:
         return _read_present(pq.ParquetFile(handle), columns)
 
 
 def _read_present(file: pq.ParquetFile, columns: Sequence[str] | None) -> pa.Table:
     if columns is None:
-        return file.read()
+        return file.read(use_threads=False)
     present = set(file.schema_arrow.names)
-    return file.read(columns=[column for column in columns if column in present])
+    wanted = [column for column in columns if column in present]
+    return file.read(columns=wanted, use_threads=False)
 
 
 def _arrow_target(path: str) -> tuple[Any, str]:
