@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from manymodels.errors import ConfigError
 
@@ -32,6 +34,11 @@ __all__ = [
     "load_config",
     "config_from_dict",
 ]
+
+
+# Dask needs the port; the protocol defaults to tcp.
+_SCHEDULER_ADDRESS = re.compile(r"^(?:[a-z]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
+_MEMORY_LIMIT = re.compile(r"^(?:auto|\d+(?:\.\d+)?(?:e\d+)?\s*(?:[kmgtp]i?b?|b)?)$", re.IGNORECASE)
 
 
 class _Section(BaseModel):
@@ -106,6 +113,19 @@ class DataConfig(_Section):
                 raise ValueError(f"id_cols must include every partition_by column; add {missing}")
         return value
 
+    @field_validator("time_col", "target_col", "exog_cols")
+    @classmethod
+    def _not_a_key_column(cls, value: str | list[str], info: ValidationInfo) -> str | list[str]:
+        # Key values come from folder names, one per entity: they cannot be a series.
+        keys = {*(info.data.get("partition_by") or []), *(info.data.get("id_cols") or [])}
+        clash = [col for col in ([value] if isinstance(value, str) else value) if col in keys]
+        if clash:
+            raise ValueError(
+                f"{clash[0]!r} is an entity key column (data.partition_by/id_cols); name a "
+                "column inside the Parquet files"
+            )
+        return value
+
     @property
     def entity_cols(self) -> list[str]:
         """The columns that identify one entity."""
@@ -149,10 +169,33 @@ class ComputeConfig(_Section):
         default=None, ge=1, description="LocalCluster worker processes; defaults to the CPU count"
     )
     threads_per_worker: int = Field(default=1, ge=1, description="threads per LocalCluster worker")
-    memory_limit: str = Field(default="auto", description="memory limit per LocalCluster worker")
-    batch_size: int | None = Field(
-        default=None, ge=1, description="entities per Dask task; sized automatically when absent"
+    memory_limit: str = Field(
+        default="auto",
+        description="memory limit per LocalCluster worker: auto, 0 (none), 4GiB, 0.5 (share)",
     )
+    batch_size: int | None = Field(
+        default=None, ge=1, description="partitions per Dask task; sized automatically when absent"
+    )
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_address(cls, value: str | None) -> str | None:
+        if value is not None and not _SCHEDULER_ADDRESS.match(value):
+            raise ValueError(
+                "not a Dask scheduler address; use tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786"
+            )
+        return value
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _memory_size(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and not _MEMORY_LIMIT.match(value.strip()):
+            raise ValueError(
+                "not a memory size; use auto, 0 (no limit), a size such as 4GiB, or a share such as 0.5"
+            )
+        return value
 
 
 class TrackingConfig(_Section):
@@ -265,10 +308,14 @@ class Config(_Section):
         if data is not None:
             unknown = [col for col in value.partition_by if col not in data.entity_cols]
             if unknown:
-                raise ValueError(
-                    f"partition_by may only name entity columns {data.entity_cols}; "
-                    f"{unknown[0]!r} is not one"
-                )
+                # Checked here, where data is known; the error still names the nested key.
+                raise PydanticCustomError(
+                    "nested_value_error",
+                    "{reason}",
+                    {"key": "partition_by", "value": value.partition_by,
+                     "reason": f"only entity columns {data.entity_cols} can partition the "
+                               f"output; {unknown[0]!r} is not one"},
+                )  # fmt: skip
         return value
 
     @property
@@ -445,9 +492,12 @@ def _describe(exc: ValidationError, label: str) -> str:
 
 def _describe_one(error: dict[str, Any], label: str) -> str:
     loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
-    key = ".".join(loc) or "(top level)"
     kind = error["type"]
     value = error.get("input")
+    if kind == "nested_value_error":  # a section's check about one of its keys
+        loc.append(error["ctx"]["key"])
+        value = error["ctx"]["value"]
+    key = ".".join(loc) or "(top level)"
     if kind == "extra_forbidden":
         return f"{label}: unknown key '{key}'. Hint: {_nearest_key_hint(loc)}"
     if kind == "missing":

@@ -78,7 +78,7 @@ def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Cli
     if compute.scheduler:
         try:
             client = Client(compute.scheduler, timeout="20s", set_as_default=False)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise ManyModelsError(
                 f"compute.scheduler: cannot reach the Dask scheduler at {compute.scheduler} "
                 f"({exc}). Hint: start it with 'dask scheduler', or remove compute.scheduler "

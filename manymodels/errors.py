@@ -20,6 +20,10 @@ class DataError(ManyModelsError, ValueError):
     """The dataset is missing, empty, or lacks a column the configuration names."""
 
 
+class UnreadableFileError(DataError):
+    """A data file exists but cannot be read as Parquet (corrupt, truncated, not Parquet)."""
+
+
 class TemplateError(ManyModelsError, ValueError):
     """A training template cannot be found, imported, or does not honour the contract."""
 

@@ -73,7 +73,13 @@ def resolve_target(uri: str | None, registry_uri: str | None, work_dir: str) -> 
     if uri:
         return TrackingTarget(uri, registry_uri or uri, None)
     root = Path(work_dir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ManyModelsError(
+            f"work_dir: cannot create {root} ({exc.strerror or exc}). Hint: set work_dir to a "
+            "writable folder."
+        ) from None
     store = f"sqlite:///{root / 'mlflow.db'}"
     return TrackingTarget(store, registry_uri or store, (root / "mlartifacts").as_uri())
 

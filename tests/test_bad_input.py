@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import manymodels
-from manymodels.errors import ConfigError, DataError, TemplateError
+from manymodels.errors import ConfigError, DataError, ManyModelsError, TemplateError
 from manymodels.naming import model_name
 
 HORIZON = 4
@@ -132,6 +132,36 @@ CONFIG_CASES = {
         TemplateError,
         r"model.params.estimator: invalid value 'xgboostt' for template 'sklearn_lags': unknown estimator",
     ),
+    "partition key as the target": (
+        ("target_col: sales", "target_col: entity"),
+        ConfigError,
+        r"key 'data.target_col' has an invalid value 'entity': 'entity' is an entity key column",
+    ),
+    "partition key as exogenous": (
+        ("exog_cols: [price]", "exog_cols: [price, entity]"),
+        ConfigError,
+        r"key 'data.exog_cols' .*'entity' is an entity key column \(data.partition_by/id_cols\)",
+    ),
+    "scheduler address without a port": (
+        ("work_dir: work", "work_dir: work\ncompute: {scheduler: notanaddress}"),
+        ConfigError,
+        r"key 'compute.scheduler' has an invalid value 'notanaddress': not a Dask scheduler address; use tcp://HOST:PORT",
+    ),
+    "memory limit that is not a size": (
+        ("work_dir: work", "work_dir: work\ncompute: {memory_limit: lots}"),
+        ConfigError,
+        r"key 'compute.memory_limit' has an invalid value 'lots': not a memory size; use auto",
+    ),
+    "output partitioned by a non-key column": (
+        ("work_dir: work", "work_dir: work\nforecast: {partition_by: [week]}"),
+        ConfigError,
+        r"key 'forecast.partition_by' has an invalid value \['week'\]: only entity columns \['entity'\]",
+    ),
+    "work_dir under a file": (
+        ("work_dir: work", "work_dir: config.yaml/work"),
+        ManyModelsError,
+        r"config.yaml: work_dir: .*config.yaml/work is not writable .*Hint: set work_dir",
+    ),
 }
 
 
@@ -161,13 +191,20 @@ TEMPLATE_FILE_CASES = {
         "import not_a_module_anywhere\n",
         r"bad.py: importing the template raised ModuleNotFoundError",
     ),
+    "not utf-8": (
+        b"x = '\xff\xfe'\n",
+        r"model.template: cannot read template file .*bad.py \('utf-8' codec can't decode",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(TEMPLATE_FILE_CASES))
 def test_broken_template_file(project, case):
     text, message = TEMPLATE_FILE_CASES[case]
-    (project / "bad.py").write_text(text)
+    if isinstance(text, bytes):
+        (project / "bad.py").write_bytes(text)
+    else:
+        (project / "bad.py").write_text(text)
     file = _edit_yaml(project, "template: sklearn_lags", "template: bad.py")
     with pytest.raises(TemplateError, match=message):
         manymodels.train(manymodels.load_config(file))
@@ -216,6 +253,20 @@ def test_data_error_before_anything_is_written(project, case):
     with pytest.raises(DataError, match=message):
         manymodels.train(manymodels.load_config(project / "config.yaml"))
     _assert_nothing_written(project)
+
+
+def test_a_corrupt_first_partition_fails_alone(project, dask_scheduler):
+    # Validation reads the columns from the next readable partition instead of refusing the job.
+    _write_entity(project / "data", "a-first", b"PAR1 this is not parquet at all")
+    config = manymodels.load_config(
+        project / "config.yaml", [f"compute.scheduler={dask_scheduler}"]
+    )
+
+    result = manymodels.train(config)
+
+    assert result.trained == 3
+    failure = result.failures.iloc[0]
+    assert (result.failed, failure["entity"], failure["stage"]) == (1, "a-first", "read")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from manymodels import tracking
 from manymodels.config import Config
 from manymodels.data import Partition, check_columns, discover_partitions
 from manymodels.engine import MLFLOW_MODULES
-from manymodels.errors import ManyModelsError, ResumeError
+from manymodels.errors import ManyModelsError, ResumeError, UnreadableFileError
 from manymodels.registry import Registry
 from manymodels.secrets import remember_config, scrub
 from manymodels.templates import Template, TemplateSource, load_template, resolve_template
@@ -43,6 +43,8 @@ __all__ = [
 JOB_ID_TAG = "manymodels.job_id"
 KIND_TAG = "manymodels.job_kind"
 HASH_TAG = "manymodels.config_hash"
+# Partitions whose footers validation tries before it gives up on the dataset.
+_SCHEMA_PROBES = 5
 DRIVER_TAG = "manymodels.driver"
 
 
@@ -84,11 +86,38 @@ def validate_inputs(config: Config, needs_template: bool = True) -> Inputs:
         required = {col: "data.id_cols" for col in data.entity_cols}
         required.update({col: "data.exog_cols" for col in data.exog_cols})
         required.update({data.time_col: "data.time_col", data.target_col: "data.target_col"})
-        check_columns(partitions[0], required, [data.target_col, *data.exog_cols],
-                      data.storage_options)  # fmt: skip
+        _check_columns(partitions, required, [data.target_col, *data.exog_cols], config)
+        _check_writable(config.work_dir)
     except ManyModelsError as exc:
         raise type(exc)(f"{config.label()}: {exc}") from None
     return Inputs(config, template, params, partitions)
+
+
+def _check_columns(
+    partitions: list[Partition], required: dict[str, str], numeric: list[str], config: Config
+) -> None:
+    """Check the columns on the first partition whose footer reads: a corrupt file fails its
+    own partition at train time, whichever partition it is."""
+    first_error: UnreadableFileError | None = None
+    for partition in partitions[:_SCHEMA_PROBES]:
+        try:
+            check_columns(partition, required, numeric, config.data.storage_options)
+            return
+        except UnreadableFileError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def _check_writable(work_dir: str) -> None:
+    existing = os.path.abspath(work_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ManyModelsError(
+            f"work_dir: {os.path.abspath(work_dir)} is not writable ({existing} is not a "
+            "writable folder). Hint: set work_dir to a folder you can write to."
+        )
 
 
 def worker_modules(config: Config, template: TemplateSource | None = None) -> tuple[str, ...]:

@@ -146,7 +146,13 @@ def resolve_template(spec: str) -> TemplateSource:
                 f"model.template: template file {spec} not found. Hint: check the path, or write "
                 "a starter with 'manymodels new-template FILE'."
             )
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(
+                f"model.template: cannot read template file {spec} ({exc}). Hint: a template is "
+                "a UTF-8 Python file; write a starter with 'manymodels new-template FILE'."
+            ) from None
         return TemplateSource(name=path.stem, text=text, path=str(path))
     close = difflib.get_close_matches(spec, BUILTIN_TEMPLATES, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
