@@ -77,8 +77,10 @@ def print_train_summary(result: TrainResult) -> None:
             "  mean holdout metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in means.items())
         )
     if result.kind == "retrain":
-        out.print(f"  champion moved for {len(result.promoted)} entities; "
-                  f"{result.trained - len(result.promoted)} challengers kept the old champion")  # fmt: skip
+        moved, first = len(result.promoted), len(result.first_champions)
+        out.print(f"  champion moved for {moved} entities; "
+                  f"{result.trained - moved - first} challengers kept the old champion"
+                  + (f"; {first} new entities got their first champion" if first else ""))  # fmt: skip
     if result.failed:
         out.print("  failures by error:")
         for line in result.failure_digest(limit=5):

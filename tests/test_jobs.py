@@ -354,6 +354,44 @@ def test_retrain_skips_unchanged_entities(make_config, oj_data, oj_frame):
     assert forced.entities["challenger_wins"].notna().all()
 
 
+@pytest.mark.parametrize("registration", ["per_entity", "per_job"])
+def test_retrain_counts_new_entities_apart_from_kept_champions(
+    make_config, oj_data, oj_frame, registration, capsys
+):
+    from manymodels.data import write_partitioned
+    from manymodels.report import print_train_summary
+
+    config = make_config(tracking={"registration": registration})
+    manymodels.train(config)
+    newcomer = oj_frame[(oj_frame["store"] == 3) & (oj_frame["brand"] == "dominicks")].copy()
+    newcomer["store"] = "99"
+    write_partitioned(newcomer, str(oj_data), ["store", "brand"], basename="part")
+
+    result = manymodels.retrain(config, force=True)
+    print_train_summary(result)
+
+    assert result.trained == N_ENTITIES + 1
+    assert result.first_champions == ["oj.store=99.brand=dominicks"]
+    kept = N_ENTITIES - len(result.promoted)
+    assert (
+        f"champion moved for {len(result.promoted)} entities; {kept} challengers kept the old "
+        "champion; 1 new entities got their first champion"
+    ) in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_partition_whose_registration_failed_is_not_finished_in_the_ledger(make_config):
+    from manymodels.data import Partition
+    from manymodels.jobs.training import _finished_partitions
+
+    config = make_config()
+    batch = [Partition((("store", "1"), ("brand", "a")), ("x",), 1),
+             Partition((("store", "2"), ("brand", "a")), ("y",), 1)]  # fmt: skip
+    rows = [{"store": "1", "brand": "a", "status": "ok"},
+            {"store": "2", "brand": "a", "status": "failed", "stage": "register"}]  # fmt: skip
+
+    assert _finished_partitions(batch, rows, config) == [batch[0].keys]
+
+
 @pytest.mark.parametrize("bulk", [True, False], ids=["bulk-transaction", "client-api"])
 def test_both_registry_paths_write_the_same_registry(make_config, registry_of, bulk):
     config = make_config(

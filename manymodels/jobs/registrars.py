@@ -43,6 +43,8 @@ class _Registrar:
         self.digest = params_digest(inputs.params, inputs.config)
         self.promote_all = promote
         self.promoted: list[str] = []
+        # Entities with no champion before this job: their new model is the first champion.
+        self.first_champions: list[str] = []
 
 
 class EntityRegistrar(_Registrar):
@@ -130,6 +132,8 @@ class EntityRegistrar(_Registrar):
             # The registry gave champion to version 1, or to the first new version of a model
             # whose champion alias had been removed.
             row["promoted"] = ref.version == 1 or before is not None
+            if row["promoted"]:
+                self.first_champions.append(ref.name)
             return []
         if self.kind == "train":
             row["promoted"] = self.promote_all
@@ -194,6 +198,12 @@ class BundleRegistrar(_Registrar):
                                       "location": result.artifact_path, **tags}  # fmt: skip
             if result.wins:
                 self.promoted.append(result.name)
+            elif (
+                self.kind == "retrain"
+                and result.status == "ok"
+                and (result.name not in self.champions())
+            ):
+                self.first_champions.append(result.name)
             row["promoted"] = bool(result.wins)
             rows.append(scrub_row(row))
         return rows

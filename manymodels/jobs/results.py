@@ -39,6 +39,7 @@ class TrainResult:
         kind: ``train`` or ``retrain``.
         entities: one row per entity: keys, model name and version, status, metrics, error.
         promoted: names of the models whose champion alias moved (retrain).
+        first_champions: names of the entities that had no champion before this job.
         budget_exceeded: more entities failed than ``failures.max_share``/``max_count`` allow.
         stopped_early: the job stopped before the end because the budget was already spent.
         resumed_with: for a resumed job, how many entities its earlier session had finished.
@@ -51,6 +52,7 @@ class TrainResult:
     entities: pd.DataFrame
     seconds: float
     promoted: list[str] = field(default_factory=list)
+    first_champions: list[str] = field(default_factory=list)
     budget_exceeded: bool = False
     stopped_early: bool = False
     ui_hint: str | None = None

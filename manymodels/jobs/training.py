@@ -154,7 +154,8 @@ def _train_partitions(
         for batch, outcome in map_batches(client, train_batch, batches, task, name=name):
             results = outcome if isinstance(outcome, list) else _task_failed(config, batch, outcome)
             new_rows = registrar.handle(results)
-            finished = _finished_partitions(batch, results, config)
+            # From the rows, not the results: a registration can still fail an entity.
+            finished = _finished_partitions(batch, new_rows, config)
             ledger.append(finished, [row for row in new_rows if row["status"] != "failed"])
             rows.extend(new_rows)
             failed = sum(row["status"] == "failed" for row in new_rows)
@@ -178,13 +179,13 @@ def _task_failed(config: Config, batch: list[Partition], exc: BaseException) -> 
 
 
 def _finished_partitions(
-    batch: list[Partition], results: list[EntityResult], config: Config
+    batch: list[Partition], rows: list[dict[str, Any]], config: Config
 ) -> list[tuple[tuple[str, str], ...]]:
     """Partitions all of whose entities succeeded (failed ones are retried on resume)."""
     failed = {
-        tuple((col, result.keys.get(col)) for col in config.data.partition_by)
-        for result in results
-        if result.status == "failed"
+        tuple((col, row.get(col)) for col in config.data.partition_by)
+        for row in rows
+        if row["status"] == "failed"
     }
     return [partition.keys for partition in batch if partition.keys not in failed]
 
@@ -219,7 +220,8 @@ def _finish(
     result = TrainResult(
         job_id=job.job_id, run_id=job.run_id, kind=kind,
         tracking_uri=session.target.describe(), entities=entities, seconds=seconds,
-        promoted=registrar.promoted, stopped_early=stopped_early,
+        promoted=registrar.promoted, first_champions=registrar.first_champions,
+        stopped_early=stopped_early,
         ui_hint=_ui_hint(session.target, job),
     )  # fmt: skip
     result.budget_exceeded = stopped_early or result.failed > allowed_failures(config, result.total)
