@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["BulkRegistry", "bulk_registry_for"]
 
 _CHUNK = 400  # names per IN (...) clause, well inside every database's parameter limit
+_STORE_INTERNALS = ("ManagedSessionMaker", "_get_workspace_clauses", "_with_workspace_field")
+_TABLES = ("SqlRegisteredModel", "SqlModelVersion", "SqlModelVersionTag",
+           "SqlRegisteredModelTag", "SqlRegisteredModelAlias")  # fmt: skip
 _ATTEMPTS = 5
 
 
@@ -253,11 +256,18 @@ class BulkRegistry:
 def bulk_registry_for(client: MlflowClient) -> BulkRegistry | None:
     """A bulk writer when the client's registry is MLflow's SQL store, else None."""
     try:
+        from mlflow.store.model_registry.dbmodels import models as tables
         from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
         store = client._get_registry_client().store
         if not isinstance(store, SqlAlchemyStore):
             return None
+        # Internals this module relies on; an MLflow release without one of them gets the
+        # client API instead of failing in the middle of a job.
+        if not all(hasattr(store, name) for name in _STORE_INTERNALS) or not all(
+            hasattr(tables, name) for name in _TABLES
+        ):
+            return None
         return BulkRegistry(store)
-    except Exception:  # an MLflow version without these internals: use the client API
+    except Exception:  # an MLflow version without these modules: use the client API
         return None

@@ -336,7 +336,7 @@ def test_retrain_skips_unchanged_entities(make_config, oj_data, oj_frame):
     from manymodels.data import write_partitioned
 
     config = make_config()
-    manymodels.train(config)
+    first = manymodels.train(config).entities.set_index("store")
     changed = oj_frame.copy()
     mask = (changed["store"] == 3) & (changed["brand"] == "dominicks") & changed["sales"].notna()
     changed.loc[mask, "sales"] *= 1.5
@@ -345,7 +345,13 @@ def test_retrain_skips_unchanged_entities(make_config, oj_data, oj_frame):
     result = manymodels.retrain(config)
     assert result.skipped == N_ENTITIES - 1
     assert result.trained == 1
-    assert result.entities.loc[result.entities["status"] == "ok", "store"].tolist() == ["3"]
+    retrained = result.entities[result.entities["status"] == "ok"]
+    assert retrained["store"].tolist() == ["3"]
+    # Revised values in the same holdout window: the champion is scored again on them, not
+    # credited with the metrics it had on the old values.
+    recorded = first.loc["3"]
+    recorded = recorded[recorded["brand"] == "dominicks"]["mae"].item()
+    assert retrained["champion_mae"].item() != pytest.approx(recorded)
 
     forced = manymodels.retrain(config, force=True)
     assert (forced.trained, forced.skipped) == (N_ENTITIES, 0)

@@ -120,7 +120,9 @@ def _train_entity(
         stage = "compare"
         outcome = _challenger(keys, name, fingerprint, fit)
         if champion is not None:
-            outcome.champion_metrics = _champion_metrics(champion, frame, spec, fit, loader)
+            outcome.champion_metrics = _champion_metrics(
+                champion, frame, spec, fit, loader, fingerprint
+            )
             outcome.wins = challenger_wins(outcome.metrics, outcome.champion_metrics,
                                            config.evaluation.metric,
                                            config.retrain.min_improvement)  # fmt: skip
@@ -186,12 +188,15 @@ def _unchanged(champion: Champion, fingerprint: str, task: TrainTask) -> bool:
 
 
 def _champion_metrics(
-    champion: Champion, frame: pd.DataFrame, spec: FitSpec, fit: EntityFit, loader: ModelLoader
-) -> dict[str, float]:
+    champion: Champion, frame: pd.DataFrame, spec: FitSpec, fit: EntityFit, loader: ModelLoader,
+    fingerprint: str,
+) -> dict[str, float]:  # fmt: skip
     """The champion's metrics on the challenger's holdout; empty when it cannot be scored."""
     tags = champion.tags
-    if tags.get(f"{TAG}holdout_start") == fit.holdout_start.isoformat():
-        # Same holdout as when the champion was trained: its recorded, out-of-sample score.
+    same_holdout = tags.get(f"{TAG}holdout_start") == fit.holdout_start.isoformat()
+    if same_holdout and tags.get(f"{TAG}data_fingerprint") == fingerprint:
+        # Same data and holdout as when the champion was trained: its recorded score is the
+        # one it would get now (revised values in the holdout change the fingerprint).
         recorded = {
             metric: float(tags[f"{TAG}metric.{metric}"])
             for metric in fit.metrics
