@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -111,6 +112,10 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, oj_data):
         manymodels.ManyModelsError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"
     ):
         manymodels.train(config)
+    # No job run was opened, so the next command has no "interrupted job" to resume.
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    assert client.search_runs(experiments) == []
 
 
 def test_a_failing_task_is_reported_not_raised(dask_scheduler):

@@ -107,6 +107,9 @@ def _run(
     modules = worker_modules(config, inputs.template.source)
     with cluster_in_background(config.compute, modules) as pending:
         session = open_tracking(config)
+        # The cluster is usually up by now; an unreachable scheduler must fail here, before a
+        # job run exists that the next command would take for an interrupted job.
+        pending.client()
         digest = config_hash(config, kind, inputs.template.source.digest)
         job = open_job_run(session, config, kind, digest, resume, fresh)
         registrar = open_registrar(session, job, inputs, kind, promote)
