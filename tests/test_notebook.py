@@ -1,8 +1,9 @@
 """The quick-start notebook runs from top to bottom in a real kernel and writes what it promises.
 
-It is executed with nbclient in a fresh ``python3`` kernel (register one with
-``python -m ipykernel install --user --name python3``), from a temporary working directory, so
-that everything it writes lands in ``tmp_path/quickstart-work``.
+It is executed with nbclient in a fresh kernel of the interpreter running the tests (a kernel
+spec written for the session, so no ``python3`` kernel registered elsewhere on the machine gets
+in the way), from a temporary working directory, so that everything it writes lands in
+``tmp_path/quickstart-work``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
 HORIZON = 8
+KERNEL = "manymodels-tests"
 N_ENTITIES = 30
 
 
@@ -44,16 +46,21 @@ def test_notebook_is_stored_without_outputs() -> None:
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nbformat.NotebookNode, Path]:
     """The notebook after a real run, and the folder it ran in."""
+    from ipykernel.kernelspec import install
+
     folder = tmp_path_factory.mktemp("notebook")
+    kernels = tmp_path_factory.mktemp("kernels")
+    install(kernel_name=KERNEL, prefix=str(kernels))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", str(kernels / "share" / "jupyter"))
         patch.chdir(folder)
         patch.setenv("MPLBACKEND", "Agg")
         patch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
         client = nbclient.NotebookClient(
-            notebook, kernel_name="python3", timeout=300,
+            notebook, kernel_name=KERNEL, timeout=300,
             resources={"metadata": {"path": str(folder)}},
         )  # fmt: skip
         client.execute()  # raises CellExecutionError, with the cell's traceback, on any error
