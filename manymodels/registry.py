@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -101,8 +101,15 @@ class Registry:
             if not token:
                 return found
 
-    def versions(self, run_ids: Iterable[str] | None = None) -> list[VersionRef]:
-        """Model versions under the prefix, optionally only those created by some runs."""
+    def versions(
+        self,
+        run_ids: Iterable[str] | None = None,
+        chosen: Collection[tuple[str, int]] | None = None,
+    ) -> list[VersionRef]:
+        """Model versions under the prefix, optionally only those created by some runs, or only
+        the ``chosen`` ``(name, version)`` pairs (read directly from a database registry)."""
+        if chosen is not None:
+            return self._chosen_versions(chosen)
         if self.bulk is not None:
             return [
                 VersionRef(name, number, source, run_id, tags)
@@ -127,6 +134,18 @@ class Registry:
             token = page.token
             if not token:
                 return result
+
+    def _chosen_versions(self, chosen: Collection[tuple[str, int]]) -> list[VersionRef]:
+        if not chosen:
+            return []
+        if self.bulk is not None:
+            return [
+                VersionRef(name, number, source, run_id, tags)
+                for name, number, source, run_id, tags in self.bulk.read_chosen_versions(
+                    list(chosen))
+            ]  # fmt: skip
+        wanted = set(chosen)
+        return [ref for ref in self.versions() if (ref.name, ref.version) in wanted]
 
     def register(
         self, registration: Registration, run_id: str, known: Mapping[str, ModelRecord]
@@ -246,24 +265,20 @@ class Registry:
     def resolve(
         self, alias: str | None = None, version: int | None = None
     ) -> dict[str, VersionRef]:
-        """Each model's version by alias or number, looked up in two bulk queries.
+        """Each model's version by alias or number: the models, then just those versions.
 
         Raises:
             RegistryError: no model under the prefix has that alias or version.
         """
         if (alias is None) == (version is None):
             raise RegistryError("give exactly one of an alias or a version to forecast with")
-        wanted: dict[str, int] = {}
-        if alias is not None:
-            for record in self.models().values():
-                if alias in record.aliases:
-                    wanted[record.name] = record.aliases[alias]
-        chosen = {
-            ref.name: ref
-            for ref in self.versions()
-            if (version is not None and ref.version == version)
-            or (alias is not None and wanted.get(ref.name) == ref.version)
-        }
+        models = self.models().values()
+        pairs = (
+            [(model.name, model.aliases[alias]) for model in models if alias in model.aliases]
+            if alias is not None
+            else [(model.name, int(version or 0)) for model in models]
+        )
+        chosen = {ref.name: ref for ref in self.versions(chosen=pairs)}
         if not chosen:
             what = f"alias '{alias}'" if alias is not None else f"version {version}"
             raise RegistryError(

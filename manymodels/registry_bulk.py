@@ -121,6 +121,42 @@ class BulkRegistry:
                 entry[4][key] = value
         return list(found.values())
 
+    def read_chosen_versions(
+        self, pairs: Sequence[tuple[str, int]]
+    ) -> list[tuple[str, int, str, str | None, dict[str, str]]]:
+        """As :meth:`read_versions`, for given ``(name, version)`` pairs only: a forecast or a
+        retrain reads the versions it uses, not the whole history of every model."""
+        from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
+
+        t = self.tables
+        version, tag = t.SqlModelVersion, t.SqlModelVersionTag
+        found: dict[tuple[str, int], tuple[str, int, str, str | None, dict[str, str]]] = {}
+        with self.store.ManagedSessionMaker() as session:
+            for start in range(0, len(pairs), _CHUNK):
+                chunk = [(name, int(number)) for name, number in pairs[start : start + _CHUNK]]
+                columns = (version.name, version.version, version.source, version.run_id)
+                rows = self._of_pairs(session.query(*columns), version, chunk).filter(
+                    version.current_stage != STAGE_DELETED_INTERNAL
+                )
+                for name, number, source, run_id in rows.all():
+                    found[(name, int(number))] = (name, int(number), source, run_id, {})
+                tags = self._of_pairs(
+                    session.query(tag.name, tag.version, tag.key, tag.value), tag, chunk
+                )
+                for name, number, key, value in tags.all():
+                    entry = found.get((name, int(number)))
+                    if entry is not None:
+                        entry[4][key] = value
+        return list(found.values())
+
+    def _of_pairs(self, query: Any, table: Any, pairs: list[tuple[str, int]]) -> Any:
+        from sqlalchemy import tuple_
+
+        return query.filter(
+            tuple_(table.name, table.version).in_(pairs),
+            *self.store._get_workspace_clauses(table),
+        )
+
     def _like(self, query: Any, table: Any, prefix: str) -> Any:
         # LIKE's wildcards in the prefix only widen the match; callers re-check startswith.
         return query.filter(

@@ -420,5 +420,12 @@ def test_both_registry_paths_write_the_same_registry(make_config, registry_of, b
     for name, record in models.items():
         expected = {CHAMPION: 3} if name in result.promoted else {CHAMPION: 1, "challenger": 3}
         assert record.aliases == expected
+    champions = registry.resolve(alias=CHAMPION)
+    assert {name: ref.version for name, ref in champions.items()} == {
+        name: record.aliases[CHAMPION] for name, record in models.items()
+    }
+    assert all(ref.tags["manymodels.job_id"] and ref.source for ref in champions.values())
+    second = registry.resolve(version=2)
+    assert sorted(second) == sorted(models) and {ref.version for ref in second.values()} == {2}
     loaded = mlflow.pyfunc.load_model(f"models:/{next(iter(models))}@champion")
     assert len(loaded.predict(pd.DataFrame())) == config.horizon

@@ -75,8 +75,7 @@ class EntityRegistrar(_Registrar):
             return {}
         return {
             ref.name: Champion(ref.version, ref.source, ref.tags)
-            for ref in self.session.registry.versions()
-            if (ref.name, ref.version) in wanted
+            for ref in self.session.registry.versions(chosen=wanted)
         }
 
     def handle(self, results: list[EntityResult]) -> list[dict[str, Any]]:
@@ -170,11 +169,7 @@ class BundleRegistrar(_Registrar):
         if self.record is None or CHAMPION not in self.record.aliases:
             return {}
         version = self.record.aliases[CHAMPION]
-        ref = next(
-            ref
-            for ref in self.session.registry.versions()
-            if ref.name == self.name and ref.version == version
-        )
+        (ref,) = self.session.registry.versions(chosen=[(self.name, version)])
         manifest = read_manifest(ref.source)
         tag_cols = [col for col in manifest.columns if col.startswith(TAG_PREFIX)]
         return {
