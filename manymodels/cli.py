@@ -151,10 +151,13 @@ def retrain(config_path: str, overrides: tuple[str, ...], force: bool, resume: s
 @_friendly
 def forecast(config_path: str, overrides: tuple[str, ...], alias: str | None, version: int | None,
              output: str | None, quiet: bool) -> None:  # fmt: skip
-    """Forecast every entity with its registered model into partitioned Parquet."""
+    """Forecast every entity with its registered model into partitioned Parquet.
+
+    The output folder is replaced only when the failures are within the budget, and only when
+    manymodels wrote it (or it is new or empty).
+    """
     from manymodels.config import load_config
     from manymodels.jobs.forecasting import forecast as forecast_job
-    from manymodels.jobs.forecasting import require_within_budget
     from manymodels.report import is_interactive, print_forecast_summary
 
     if alias and version:
@@ -163,7 +166,6 @@ def forecast(config_path: str, overrides: tuple[str, ...], alias: str | None, ve
     result = forecast_job(config, alias=alias, version=version, output=output,
                           progress=not quiet and is_interactive())  # fmt: skip
     print_forecast_summary(result)
-    require_within_budget(result, config)
 
 
 @main.command(context_settings=CONTEXT)
@@ -172,8 +174,9 @@ def forecast(config_path: str, overrides: tuple[str, ...], alias: str | None, ve
     "--partition-by", required=True, help="Comma-separated partition columns, e.g. store,brand."
 )
 @click.option(
-    "--output", required=True, type=click.Path(file_okay=False), help="The folder to write."
-)
+    "--output", required=True, type=click.Path(file_okay=False),
+    help="The folder to write: new, empty, or an earlier output of manymodels.",
+)  # fmt: skip
 @_friendly
 def prepare(input_path: str, partition_by: str, output: str) -> None:
     """Partition a flat CSV or Parquet file into hive-style Parquet (store=1/brand=x/)."""
@@ -197,9 +200,23 @@ def new_template(path: str, force: bool) -> None:
     target = Path(path)
     if target.exists() and not force:
         raise ManyModelsError(f"{path} exists; pass --force to overwrite it.")
-    target.write_text(starter_template_text(), encoding="utf-8")
+    _write_creating_folders(target, starter_template_text())
     click.echo(f"wrote {path}; to use it, set 'model: {{template: {target.resolve()}}}' in your "
                "config (a relative path there is read from the config file's folder)")  # fmt: skip
+
+
+def _write_creating_folders(target: Path, text: str) -> None:
+    """Write a new file, creating its missing folders, as a user naming a new path expects."""
+    blocker = next((folder for folder in target.parents if folder.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ManyModelsError(
+            f"{target}: {blocker} is a file, not a folder. Hint: choose another path."
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ManyModelsError(f"{target}: cannot write it ({exc.strerror}).") from None
 
 
 @main.command(context_settings=CONTEXT)
@@ -224,13 +241,19 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
 @click.option("--weeks", default=156, show_default=True, type=click.IntRange(min=30),
               help="Weeks of history.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed of the data.")
+@click.option("--force", is_flag=True,
+              help="Use a non-empty workdir that no earlier demo made; its config.yaml is "
+                   "overwritten (folders that manymodels did not write are never replaced).")  # fmt: skip
 @_quiet_option
 @_friendly
-def demo(workdir: str, entities: int, weeks: int, seed: int, quiet: bool) -> None:
-    """Generate OJ-style sales data, train a model per entity, and forecast them all."""
+def demo(workdir: str, entities: int, weeks: int, seed: int, force: bool, quiet: bool) -> None:
+    """Generate OJ-style sales data, train a model per entity, and forecast them all.
+
+    The workdir must be new, empty, or one an earlier demo made (rerunning there is fine).
+    """
     from manymodels.demo import run_demo
 
-    run_demo(os.path.abspath(workdir), entities, weeks, seed, progress=not quiet)
+    run_demo(os.path.abspath(workdir), entities, weeks, seed, progress=not quiet, force=force)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 
-from manymodels.data import replace_dir, staging_path, write_partitioned
+from manymodels.data import check_output, replace_dir, staging_path, write_partitioned
 
 __all__ = ["BRANDS", "oj_sales", "write_oj_sales"]
 
@@ -105,14 +107,21 @@ def write_oj_sales(path: str, **kwargs: object) -> str:
     """Generate the panel and write it as hive-partitioned Parquet (``store=1/brand=x/``).
 
     Args:
-        path: the folder to create; replaced as a whole when it exists.
+        path: the folder to create; replaced as a whole when manymodels wrote it.
         **kwargs: passed to :func:`oj_sales`.
 
     Returns:
         ``path``.
+
+    Raises:
+        ConfigError: ``path`` holds something manymodels did not write.
     """
+    check_output(path, "path")
     frame = oj_sales(**kwargs)  # type: ignore[arg-type]
     staging = staging_path(path)
-    write_partitioned(frame, staging, ["store", "brand"], basename="part")
-    replace_dir(staging, path)
+    try:
+        write_partitioned(frame, staging, ["store", "brand"], basename="part")
+        replace_dir(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path

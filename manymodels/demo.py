@@ -5,15 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from manymodels.config import load_config
+from manymodels.data import check_output
 from manymodels.datasets import write_oj_sales
+from manymodels.errors import ConfigError
 from manymodels.jobs.forecasting import forecast
-from manymodels.jobs.forecasting import require_within_budget as require_forecast_budget
 from manymodels.jobs.training import require_within_budget, train
 from manymodels.report import print_forecast_summary, print_train_summary, stdout
 
-__all__ = ["DEMO_CONFIG", "demo_config_text", "run_demo", "write_demo_config"]
+__all__ = ["DEMO_CONFIG", "DEMO_MARKER", "demo_config_text", "run_demo", "write_demo_config"]
 
 HORIZON = 8
+
+DEMO_MARKER = ".manymodels-demo"
+"""The file that marks a folder as a demo's workdir, which a later demo may write over."""
+
+_MARKER_TEXT = (
+    "'manymodels demo' made this folder, and rewrites its config.yaml, data/ and forecasts/\n"
+    "when it runs here again. Delete this file to keep it from doing so.\n"
+)
 
 DEMO_CONFIG = """\
 # manymodels job configuration for the generated OJ-style sales data.
@@ -70,10 +79,22 @@ def write_demo_config(path: str | Path) -> Path:
     return target
 
 
-def run_demo(workdir: str, entities: int, weeks: int, seed: int, progress: bool) -> None:
-    """Generate data, write ``config.yaml``, train, forecast and print where everything is."""
+def run_demo(
+    workdir: str, entities: int, weeks: int, seed: int, progress: bool, force: bool = False
+) -> None:
+    """Generate data, write ``config.yaml``, train, forecast and print where everything is.
+
+    Args:
+        workdir: a new or empty folder, or the workdir of an earlier demo.
+        force: use a non-empty ``workdir`` that no demo made; its ``config.yaml`` is
+            overwritten, but its ``data`` and ``forecasts`` only if manymodels wrote them.
+
+    Raises:
+        ConfigError: ``workdir`` is not a demo's and ``force`` is false, or its ``data`` or
+            ``forecasts`` folder holds something manymodels did not write; nothing is written.
+    """
     root = Path(workdir)
-    root.mkdir(parents=True, exist_ok=True)
+    claim_workdir(root, force)
     stdout.print(f"[bold]manymodels demo[/bold] in {root}")
     stdout.print(f"  generating {entities} store x brand series of {weeks} weeks ...")
     write_oj_sales(
@@ -90,7 +111,6 @@ def run_demo(workdir: str, entities: int, weeks: int, seed: int, progress: bool)
 
     forecasted = forecast(config, progress=progress)
     print_forecast_summary(forecasted)
-    require_forecast_budget(forecasted, config)
 
     stdout.print("\n[bold]Next[/bold]")
     stdout.print(f"  browse runs and models:  cd {root} && mlflow ui --backend-store-uri "
@@ -100,3 +120,29 @@ def run_demo(workdir: str, entities: int, weeks: int, seed: int, progress: bool)
     stdout.print(f"  load one model:          mlflow.set_tracking_uri('{trained.tracking_uri}'); "
                  f"mlflow.pyfunc.load_model('models:/{example}@champion')")  # fmt: skip
     stdout.print(f"  retrain and promote:     manymodels retrain -c {config_file} --force")
+
+
+def claim_workdir(root: Path, force: bool) -> None:
+    """Check that the demo may write into ``root``, then create it and mark it as a demo's.
+
+    A folder marked by an earlier demo is reused as it is; a new or empty one gets the mark. A
+    folder with other files is refused unless ``force``, and is then used but not marked, so
+    that every later demo there needs ``force`` again.
+
+    Raises:
+        ConfigError: the demo would overwrite files it did not write.
+    """
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--workdir: {root} is a file. Hint: choose a new or empty folder.")
+    fresh = not root.exists() or not any(root.iterdir())
+    if not (fresh or force or (root / DEMO_MARKER).is_file()):
+        raise ConfigError(
+            f"--workdir: {root} is not empty and no earlier demo made it (it has no "
+            f"{DEMO_MARKER} file); the demo would overwrite its config.yaml and data. Hint: "
+            "choose a new or empty folder, or pass --force to use this one anyway."
+        )
+    for folder in ("data", "forecasts"):
+        check_output(str(root / folder), "--workdir")
+    root.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (root / DEMO_MARKER).write_text(_MARKER_TEXT, encoding="utf-8")

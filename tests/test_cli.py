@@ -454,3 +454,101 @@ def test_prepare_missing_input(tmp_path: Path) -> None:
 
     assert_user_error(result, "sales.csv: input file not found")
     assert not (tmp_path / "out").exists()
+
+
+# --- outputs never destroy what manymodels did not write --------------------------------------
+
+
+def files_under(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` (relative), with the bytes of each file (None for a folder)."""
+    return {
+        str(path.relative_to(root)): None if path.is_dir() else path.read_bytes()
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def test_demo_reruns_in_its_workdir_and_refuses_another(tmp_path: Path) -> None:
+    args = ("--entities", "3", "--weeks", "40", "-q")
+    assert_ok(run("demo", "--workdir", "demo", *args, cwd=tmp_path))
+    rerun = run("demo", "--workdir", "demo", *args, cwd=tmp_path)
+
+    assert_ok(rerun)
+    assert summary_counts(rerun.stdout, "forecast") == (3, 0, 3)
+    assert len(read_forecasts(tmp_path / "demo" / "forecasts")) == 3 * 8
+    assert {".manymodels-demo", "config.yaml", "data", "forecasts"} <= {
+        path.name for path in (tmp_path / "demo").iterdir()
+    }
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.yaml").write_text("my: config\n", encoding="utf-8")
+    before = files_under(tmp_path / "mine")
+    refused = run("demo", "--workdir", "mine", *args, cwd=tmp_path)
+    assert_user_error(refused, "mine is not empty and no earlier demo made it", "pass --force")
+    assert files_under(tmp_path / "mine") == before
+
+
+def test_new_template_creates_missing_folders(tmp_path: Path) -> None:
+    from manymodels.templates import starter_template_text
+
+    result = run("new-template", "templates/mine.py", cwd=tmp_path)
+
+    assert_ok(result)
+    written = (tmp_path / "templates" / "mine.py").read_text(encoding="utf-8")
+    assert written == starter_template_text()
+
+
+def test_new_template_under_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+
+    result = run("new-template", "notes.txt/mine.py", cwd=tmp_path)
+
+    assert_user_error(result, "notes.txt/mine.py: notes.txt is a file, not a folder")
+    assert files_under(tmp_path) == {"notes.txt": b"mine"}
+
+
+def test_prepare_into_the_folder_of_its_input_deletes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "pdir").mkdir()
+    oj_sales(n_entities=3, n_weeks=30, seed=1).to_csv(tmp_path / "pdir" / "flat.csv", index=False)
+    before = files_under(tmp_path)
+
+    result = run("prepare", "pdir/flat.csv", "--partition-by", "store", "--output", "pdir",
+                 cwd=tmp_path)  # fmt: skip
+
+    assert_user_error(result, "--output: pdir contains the input pdir/flat.csv",
+                      "choose another output folder")  # fmt: skip
+    assert files_under(tmp_path) == before
+
+
+def test_prepare_of_a_header_only_csv_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("store,week,sales\n", encoding="utf-8")
+
+    result = run("prepare", "empty.csv", "--partition-by", "store", "--output", "out",
+                 cwd=tmp_path)  # fmt: skip
+
+    assert_user_error(result, "empty.csv: has no rows")
+    assert files_under(tmp_path) == {"empty.csv": b"store,week,sales\n"}
+
+
+def test_forecast_into_the_data_folder_deletes_nothing(config_file: Path, cli_data: Path) -> None:
+    before = files_under(cli_data)
+
+    result = run("forecast", "-c", config_file.name, "--output", cli_data, *TWO_WORKERS,
+                 cwd=config_file.parent)  # fmt: skip
+
+    assert_user_error(result, f"output: {cli_data} is data.path {cli_data}")
+    assert files_under(cli_data) == before
+    assert not (config_file.parent / "work").exists()
+
+
+def test_forecast_into_a_folder_of_ones_own_deletes_nothing(config_file: Path) -> None:
+    precious = config_file.parent / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine", encoding="utf-8")
+
+    result = run("forecast", "-c", config_file.name, "--output", "precious", *TWO_WORKERS,
+                 cwd=config_file.parent)  # fmt: skip
+
+    assert_user_error(result, "output: precious is a folder that manymodels did not write",
+                      "remove it yourself, or choose another folder")  # fmt: skip
+    assert files_under(precious) == {"notes.txt": b"mine"}
+    assert not (config_file.parent / "work").exists()

@@ -119,11 +119,13 @@ def test_rewriting_the_same_basename_replaces_the_file(tmp_path, frame):
 
 def test_replace_dir_swaps_the_whole_folder(tmp_path, frame):
     final = str(tmp_path / "out")
-    write_partitioned(frame, final, [], "old")
+    staging = staging_path(final)
+    write_partitioned(frame, staging, [], "old")
+    replace_dir(staging, final)
     staging = staging_path(final)
     write_partitioned(frame.iloc[:2], staging, [], "new")
     replace_dir(staging, final)
-    assert [p.name for p in Path(final).iterdir()] == ["new-0.parquet"]
+    assert sorted(p.name for p in Path(final).iterdir()) == [".manymodels-output", "new-0.parquet"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

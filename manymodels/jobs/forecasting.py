@@ -2,7 +2,8 @@
 
 Looks up every entity's model version in bulk, forecasts on the workers from each entity's
 latest data (and known future exogenous values), and writes partitioned Parquet: workers write
-into a staging folder, which replaces the output folder in one move at the end.
+into a staging folder, which replaces the output folder at the end, unless more entities failed
+than the failure budget allows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 from manymodels import tracking
 from manymodels.bundle import bundle_name, read_manifest
 from manymodels.config import Config
-from manymodels.data import Partition, key_types, replace_dir, staging_path
+from manymodels.data import Partition, check_output, key_types, replace_dir, staging_path
 from manymodels.engine import cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
@@ -58,11 +59,15 @@ def forecast(
 ) -> ForecastResult:
     """Forecast every entity with its registered model and write partitioned Parquet.
 
+    The forecasts replace the output folder as a whole, and only when no more entities failed
+    than the failure budget allows; otherwise the previous output stays as it was.
+
     Args:
         config: the job configuration.
         alias: the registry alias to use (``forecast.alias``, ``champion`` by default).
         version: a version number to use instead of an alias.
-        output: the output folder (``forecast.output`` by default); replaced atomically.
+        output: the output folder (``forecast.output`` by default): absent, empty, or an earlier
+            output of manymodels, apart from ``data.path``.
         horizon: periods to forecast (``horizon`` by default).
         progress: draw a progress bar on stderr.
 
@@ -71,12 +76,17 @@ def forecast(
         ``model_name`` and ``model_version``.
 
     Raises:
+        ConfigError: the output folder overlaps ``data.path`` or holds something manymodels did
+            not write (checked before anything runs).
         RegistryError: no model has the alias or version.
-        JobError: no entity could be forecast.
+        JobError: no entity could be forecast, or more failed than the failure budget allows;
+            nothing was published.
     """
     started = time.perf_counter()
     if version is None and alias is None:
         alias = config.forecast.alias
+    target = output or config.forecast.output
+    _check_target(config, target, "output" if output else "forecast.output")
     inputs = validate_inputs(config, needs_template=False)
     with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
@@ -87,47 +97,78 @@ def forecast(
         items, orphans = _assign(inputs.partitions, refs, config)
         job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
         log_config(session, job.run_id, config, {"alias": alias, "version": version})
-        target = output or config.forecast.output
         staging = staging_path(target)
-        values: dict[str, set[str]] = defaultdict(set)
-        for keys, _ in refs.values():
-            for column, value in keys.items():
-                values[column].add(value)
         task = ForecastTask(
-            config, staging, horizon or config.horizon, key_types(values),
+            config, staging, horizon or config.horizon, _key_types(refs),
             session.target.tracking_uri,
         )  # fmt: skip
         try:
             results = _forecast_batches(items, task, config, progress, pending.client())
+            pending.release()
+            result = _result(job.job_id, job.run_id, target, results + orphans, started)
+            refusal = _refusal(result, config)
+            _publish(staging, target, refusal)
         except BaseException:
             session.client.set_terminated(job.run_id, status="KILLED")
             _remove(staging)
             raise
-        pending.release()
-        results.extend(orphans)
-        entities = pd.DataFrame([result.row() for result in results])
-        rows = int(sum(result.forecast_rows for result in results))
-        if rows:
-            replace_dir(staging, target)
-        else:
-            _remove(staging)
-        result = ForecastResult(job.job_id, job.run_id, target, entities, rows,
-                                time.perf_counter() - started)  # fmt: skip
-        _log(session, job.run_id, result)
-    if not rows:
-        raise JobError(f"{config.label()}: no entity could be forecast; see the failures of run "
-                       f"{job.run_id}. The previous output at {target} was left as it was.")  # fmt: skip
+        _log(session, job.run_id, result, config, published=refusal is None)
+    if refusal:
+        raise _not_published(result, config, refusal)
     return result
 
 
-def require_within_budget(result: ForecastResult, config: Config) -> None:
-    """Raise when more entities failed to forecast than the failure budget allows."""
+def _check_target(config: Config, target: str, what: str) -> None:
+    """Refuse, before anything runs, an output whose replacement would delete data."""
+    try:
+        check_output(target, what, {"data.path": config.data.path})
+    except ManyModelsError as exc:
+        raise type(exc)(f"{config.label()}: {exc}") from None
+
+
+def _key_types(refs: dict[str, tuple[dict[str, str], ModelRef]]) -> dict[str, str]:
+    values: dict[str, set[str]] = defaultdict(set)
+    for keys, _ in refs.values():
+        for column, value in keys.items():
+            values[column].add(value)
+    return key_types(values)
+
+
+def _result(
+    job_id: str, run_id: str, target: str, results: list[EntityResult], started: float
+) -> ForecastResult:
+    entities = pd.DataFrame([result.row() for result in results])
+    rows = int(sum(result.forecast_rows for result in results))
+    return ForecastResult(job_id, run_id, target, entities, rows, time.perf_counter() - started)
+
+
+def _refusal(result: ForecastResult, config: Config) -> str | None:
+    """Why the forecasts must not replace the previous output, or None when they may."""
+    if not result.rows:
+        return "no entity could be forecast"
     allowed = allowed_failures(config, result.total)
     if result.failed > allowed:
-        raise JobError(
+        return (
             f"{result.failed} of {result.total} entities failed to forecast, more than the "
-            f"{allowed} allowed; see failures.csv in run {result.run_id}."
+            f"{allowed} allowed"
         )
+    return None
+
+
+def _publish(staging: str, target: str, refusal: str | None) -> None:
+    if refusal is None:
+        replace_dir(staging, target)
+    else:
+        _remove(staging)
+
+
+def _not_published(result: ForecastResult, config: Config, refusal: str) -> JobError:
+    digest = result.failure_digest(limit=1)
+    common = f" Most common failure: {digest[0].rstrip('.')}." if digest else ""
+    return JobError(
+        f"{config.label()}: {refusal}, so nothing was published and the previous output at "
+        f"{result.output} was left as it was.{common} See failures.csv in run {result.run_id}."
+    )
 
 
 def entity_models(
@@ -245,15 +286,23 @@ def _task_failed(
     ]
 
 
-def _log(session: Tracking, run_id: str, result: ForecastResult) -> None:
+def _log(
+    session: Tracking, run_id: str, result: ForecastResult, config: Config, published: bool
+) -> None:
     client = session.client
     tracking.log_table(client, run_id, result.entities, "entity_results.parquet")
+    if result.failed:
+        failures = result.entities[result.entities["status"] == "failed"]
+        keep = [c for c in [*config.data.entity_cols, "model_name", "stage", "error_type",
+                            "error", "traceback"] if c in failures]  # fmt: skip
+        tracking.log_table(client, run_id, failures[keep], "failures.csv")
     metrics = {"entities_total": result.total, "entities_forecast": result.forecast,
                "entities_failed": result.failed, "rows": result.rows, "seconds": result.seconds,
                "entities_per_second": result.forecast / result.seconds if result.seconds else 0.0}  # fmt: skip
     tracking.log_metrics(client, run_id, metrics)
-    tracking.log_json(client, run_id, {**metrics, "output": result.output}, "summary.json")
-    client.set_terminated(run_id, status="FINISHED" if result.rows else "FAILED")
+    summary = {**metrics, "output": result.output, "published": published}
+    tracking.log_json(client, run_id, summary, "summary.json")
+    client.set_terminated(run_id, status="FINISHED" if published else "FAILED")
 
 
 def _remove(path: str) -> None:
