@@ -99,7 +99,7 @@ def train(config_path: str, overrides: tuple[str, ...], resume: str | None, fres
     An unfinished job of the same config (its driver killed) is resumed automatically.
     """
     from manymodels.config import load_config
-    from manymodels.jobs.training import require_within_budget
+    from manymodels.jobs.budget import require_within_budget
     from manymodels.jobs.training import train as train_job
     from manymodels.report import is_interactive, print_train_summary
 
@@ -125,7 +125,7 @@ def retrain(config_path: str, overrides: tuple[str, ...], force: bool, resume: s
             fresh: bool, quiet: bool) -> None:  # fmt: skip
     """Train challengers; promote those that beat the champion on the same holdout."""
     from manymodels.config import load_config
-    from manymodels.jobs.training import require_within_budget
+    from manymodels.jobs.budget import require_within_budget
     from manymodels.jobs.training import retrain as retrain_job
     from manymodels.report import is_interactive, print_train_summary
 

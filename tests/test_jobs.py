@@ -196,7 +196,7 @@ def test_failure_budget_sets_exit_status(make_config, tmp_path):
     with pytest.raises(
         manymodels.JobError, match="4 of 12 entities failed, more than the 1 allowed"
     ):
-        from manymodels.jobs.training import require_within_budget
+        from manymodels.jobs.budget import require_within_budget
 
         require_within_budget(result, config)
     assert mlflow.MlflowClient().get_run(result.run_id).info.status == "FAILED"

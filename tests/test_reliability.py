@@ -330,7 +330,7 @@ def test_systematic_failure_stops_the_job_early(tmp_path, forty, dask_scheduler)
     assert 20 <= result.failed < 40
     assert result.trained == 0
     assert mlflow.MlflowClient().get_run(result.run_id).info.status == "FAILED"
-    from manymodels.jobs.training import require_within_budget
+    from manymodels.jobs.budget import require_within_budget
 
     with pytest.raises(
         manymodels.JobError,

@@ -22,6 +22,7 @@ from manymodels.data import Partition, check_output, key_types, replace_dir, sta
 from manymodels.engine import cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
+from manymodels.jobs.budget import allowed_failures
 from manymodels.jobs.results import ForecastResult
 from manymodels.jobs.session import (
     Tracking,
@@ -31,7 +32,6 @@ from manymodels.jobs.session import (
     validate_inputs,
     worker_modules,
 )  # fmt: skip
-from manymodels.jobs.training import allowed_failures
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.planning import plan_batches
@@ -88,7 +88,9 @@ def forecast(
     target = output or config.forecast.output
     _check_target(config, target, "output" if output else "forecast.output")
     inputs = validate_inputs(config, needs_template=False)
-    with cluster_in_background(config.compute, worker_modules(config)) as pending:
+    with cluster_in_background(
+        config.compute, worker_modules(config, saves_models=False)
+    ) as pending:
         session = open_tracking(config)
         try:
             refs = entity_models(session.registry, config, alias, version)

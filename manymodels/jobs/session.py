@@ -120,11 +120,16 @@ def _check_writable(work_dir: str) -> None:
         )
 
 
-def worker_modules(config: Config, template: TemplateSource | None = None) -> tuple[str, ...]:
+def worker_modules(
+    config: Config, template: TemplateSource | None = None, saves_models: bool = True
+) -> tuple[str, ...]:
     """The modules each worker imports while the cluster starts: the template's, and MLflow's
-    unless the workers never touch it (a job bundle in the embedded, local artifact store)."""
+    unless the workers never touch it. Workers save MLflow model folders for ``per_entity``
+    registration and talk to a tracking server's artifact store; they read models from a local
+    store, and write a job bundle's shards into one, without MLflow."""
     modules = [template.module] if template is not None and template.module else []
-    if config.tracking.registration == "per_entity" or config.tracking.uri:
+    saves_folders = saves_models and config.tracking.registration == "per_entity"
+    if saves_folders or config.tracking.uri:
         modules.extend(MLFLOW_MODULES)
     return tuple(modules)
 

@@ -8,7 +8,6 @@ the first); ``retrain`` also scores the current champion on the challenger's hol
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from typing import Any
@@ -19,9 +18,9 @@ from manymodels import tracking
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.engine import PendingCluster, cluster_in_background, map_batches, worker_count
-from manymodels.errors import JobError
 from manymodels.flavor import requirements
 from manymodels.guard import failure_from
+from manymodels.jobs.budget import allowed_failures, systematic_failure
 from manymodels.jobs.registrars import BundleRegistrar, EntityRegistrar, open_registrar
 from manymodels.jobs.results import TrainResult
 from manymodels.jobs.session import (
@@ -45,9 +44,6 @@ from manymodels.tasks import TrainTask, train_batch
 __all__ = ["train", "retrain"]
 
 Registrar = EntityRegistrar | BundleRegistrar
-
-# Stop early only on clear evidence of a systematic failure, not on a few bad entities.
-_EARLY_STOP_MIN_FAILED = 20
 
 
 def train(
@@ -163,7 +159,7 @@ def _train_partitions(
             rows.extend(new_rows)
             failed = sum(row["status"] == "failed" for row in new_rows)
             bar.advance(len(batch), len(new_rows) - failed, failed)
-            if _budget_spent(config, rows, len(inputs.partitions), len(todo)):
+            if systematic_failure(config, rows, len(inputs.partitions)):
                 return True
     return False
 
@@ -191,21 +187,6 @@ def _finished_partitions(
         if row["status"] == "failed"
     }
     return [partition.keys for partition in batch if partition.keys not in failed]
-
-
-def allowed_failures(config: Config, total: int) -> int:
-    """How many failed entities the failure budget allows out of ``total``."""
-    if config.failures.max_count is not None:
-        return config.failures.max_count
-    return math.floor(config.failures.max_share * total + 1e-9)
-
-
-def _budget_spent(config: Config, rows: list[dict[str, Any]], partitions: int, todo: int) -> bool:
-    failed = sum(row["status"] == "failed" for row in rows)
-    if failed < _EARLY_STOP_MIN_FAILED or failed < 0.5 * len(rows):
-        return False
-    expected_total = max(len(rows), partitions)
-    return failed > allowed_failures(config, expected_total)
 
 
 def _finish(
@@ -256,24 +237,3 @@ def _ui_hint(target: tracking.TrackingTarget, job: JobRun) -> str | None:
         base = target.describe().rstrip("/")
         return f"{base}/#/experiments/{job.run.info.experiment_id}/runs/{job.run_id}"
     return None
-
-
-def require_within_budget(result: TrainResult, config: Config) -> None:
-    """Raise when a job's failures exceed the budget (the CLI's exit status).
-
-    Raises:
-        JobError: naming how many failed, the budget, and where the failures are listed.
-    """
-    if not result.budget_exceeded:
-        return
-    where = f"see failures.csv in run {result.run_id}, fix the data or template, then rerun"
-    if result.stopped_early:
-        raise JobError(
-            f"stopped early: {result.failed} of the first {result.total} entities failed, which "
-            f"looks systematic rather than a few bad entities; {where} to resume."
-        )
-    allowed = allowed_failures(config, result.total)
-    raise JobError(
-        f"{result.failed} of {result.total} entities failed, more than the {allowed} allowed "
-        f"by failures.max_share/max_count; {where} to retry the failed ones."
-    )
