@@ -252,10 +252,11 @@ class ForecastConfig(_Section):
     alias: str = Field(
         default="champion", min_length=1, description="registry alias to forecast with"
     )
-    partition_by: list[str] = Field(
-        default_factory=list,
-        description="hive partition columns of the output, taken from the entity columns; [] "
-        "writes one file per task (one folder per entity means one small file per entity)",
+    partition_by: list[str] | None = Field(
+        default=None,
+        description="hive partition columns of the output, taken from the entity columns; "
+        "by default all of them (a folder per entity); [] writes one file per task, fewer and "
+        "bigger files for very many entities",
     )
 
 
@@ -305,7 +306,7 @@ class Config(_Section):
         cls, value: ForecastConfig, info: ValidationInfo
     ) -> ForecastConfig:
         data = info.data.get("data")
-        if data is not None:
+        if data is not None and value.partition_by is not None:
             unknown = [col for col in value.partition_by if col not in data.entity_cols]
             if unknown:
                 # Checked here, where data is known; the error still names the nested key.
@@ -317,6 +318,12 @@ class Config(_Section):
                                f"output; {unknown[0]!r} is not one"},
                 )  # fmt: skip
         return value
+
+    @property
+    def output_partitions(self) -> list[str]:
+        """The hive partition columns of the forecast output (``forecast.partition_by``)."""
+        chosen = self.forecast.partition_by
+        return list(self.data.entity_cols if chosen is None else chosen)
 
     @property
     def holdout(self) -> int:

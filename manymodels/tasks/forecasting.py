@@ -78,7 +78,7 @@ def forecast_batch(
     if rows.count:
         output = rows.frame(config, task.key_types)
         data_io.write_partitioned(
-            output, task.staging, config.forecast.partition_by, f"part-{batch_id}"
+            output, task.staging, config.output_partitions, f"part-{batch_id}"
         )
     return results
 
