@@ -180,7 +180,7 @@ def forecast(config_path: str, overrides: tuple[str, ...], alias: str | None, ve
 @_friendly
 def prepare(input_path: str, partition_by: str, output: str) -> None:
     """Partition a flat CSV or Parquet file into hive-style Parquet (store=1/brand=x/)."""
-    from manymodels.data import prepare as prepare_data
+    from manymodels.prepare import prepare as prepare_data
 
     columns = [column.strip() for column in partition_by.split(",") if column.strip()]
     if not columns:

@@ -1,46 +1,37 @@
 """Hive-partitioned Parquet: discovering partitions, reading one, writing many.
 
 The driver only lists files (:func:`discover_partitions`) and reads one footer
-(:func:`check_columns`); workers read their own partitions (:func:`read_partition`). Outputs
-are written to a temporary folder and swapped into place by renames (:func:`replace_dir`), so a
-reader never sees half of them; a folder is replaced only when manymodels wrote it
-(:func:`check_output`).
+(:func:`check_columns`); workers read their own partitions (:func:`read_partition`). How a
+whole output folder is published is :mod:`manymodels.outputs`; partitioning a flat file is
+:mod:`manymodels.prepare`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import posixpath
 import urllib.parse
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from manymodels.errors import ConfigError, DataError, UnreadableFileError
+from manymodels.errors import DataError, UnreadableFileError
 
 __all__ = [
-    "OUTPUT_MARKER",
     "Partition",
     "check_columns",
-    "check_output",
     "discover_partitions",
     "fingerprint",
     "key_types",
-    "prepare",
     "read_partition",
-    "replace_dir",
     "write_partitioned",
 ]
 
@@ -238,141 +229,6 @@ def _write_file(table: pa.Table, path: str) -> None:
         pq.write_table(table, handle)
 
 
-OUTPUT_MARKER = ".manymodels-output"
-"""The file that marks a folder as an output of manymodels, which it may replace."""
-
-_MARKER_TEXT = (
-    "manymodels wrote this folder and replaces it as a whole when it writes here again.\n"
-    "Delete this file to keep manymodels from replacing the folder.\n"
-)
-
-
-def check_output(path: str, what: str, inputs: Mapping[str, str] | None = None) -> None:
-    """Fail unless an output of manymodels may be written to ``path``, replacing what is there.
-
-    It may when ``path`` is absent, an empty folder, or a folder that manymodels wrote (it holds
-    the :data:`OUTPUT_MARKER` file), and when it neither is, holds nor lies inside an input.
-    Call it before a job does anything, so that a wrong path writes and deletes nothing.
-
-    Args:
-        path: the output folder (a local path or an fsspec URL).
-        what: how errors name it, e.g. ``forecast.output``.
-        inputs: what the job reads, by the name errors give it, e.g. ``{"data.path": path}``.
-
-    Raises:
-        ConfigError: ``path`` overlaps an input, or holds something that manymodels did not write.
-    """
-    for name, source in (inputs or {}).items():
-        relation = _overlap(path, source)
-        if relation:
-            raise ConfigError(
-                f"{what}: {path} {relation} {name} {source}; replacing it would delete or corrupt "
-                f"that input. Hint: choose another output folder, apart from {source}."
-            )
-    _check_replaceable(path, what)
-
-
-def replace_dir(staging: str, final: str) -> None:
-    """Publish the folder ``staging`` as ``final``, replacing an earlier output of manymodels.
-
-    ``staging`` gets the :data:`OUTPUT_MARKER` file, then two renames swap it in (on object
-    stores, copies): ``final`` is missing only between them. When the second fails, the earlier
-    ``final`` is put back and the error propagates; ``staging`` is left to the caller.
-
-    Raises:
-        DataError: ``staging`` is not a folder (nothing to publish); ``final`` is left as it was.
-        ConfigError: ``final`` holds something that manymodels did not write (see
-            :func:`check_output`); nothing is moved.
-    """
-    fs, final_path = fsspec.core.url_to_fs(final)
-    _, staged = fsspec.core.url_to_fs(staging)
-    if not fs.isdir(staged):
-        raise DataError(
-            f"{staging}: the folder to publish as {final} does not exist; {final} was left as it was."
-        )
-    _check_replaceable(final, "output")
-    fs.pipe_file(posixpath.join(staged, OUTPUT_MARKER), _MARKER_TEXT.encode())
-    retired = _retire(fs, final_path)
-    try:
-        fs.mv(staged, final_path, recursive=True)
-    except BaseException as exc:
-        _restore(fs, retired, final_path, exc)
-        raise
-    if retired is not None:
-        _discard(fs, retired)
-
-
-def _check_replaceable(path: str, what: str) -> None:
-    fs, local = fsspec.core.url_to_fs(path)
-    if not fs.exists(local):
-        return
-    if not fs.isdir(local):
-        raise ConfigError(
-            f"{what}: {path} is a file, and writing the output folder there would delete it. "
-            "Hint: remove it yourself, or choose another folder."
-        )
-    if fs.ls(local) and not fs.exists(posixpath.join(local, OUTPUT_MARKER)):
-        raise ConfigError(
-            f"{what}: {path} is a folder that manymodels did not write (it has no "
-            f"{OUTPUT_MARKER} file), and replacing it would delete what it holds. Hint: remove "
-            "it yourself, or choose another folder."
-        )
-
-
-def _overlap(path: str, other: str) -> str | None:
-    """How ``path`` overlaps ``other``, in words, or None when they are apart."""
-    (protocol, mine), (other_protocol, theirs) = _location(path), _location(other)
-    if protocol != other_protocol:
-        return None
-    if mine == theirs:
-        return "is"
-    if theirs in mine.parents:
-        return "is inside"
-    if mine in theirs.parents:
-        return "contains"
-    return None
-
-
-def _location(path: str) -> tuple[str, PurePath]:
-    # Parsed, not opened: opening a remote filesystem may need a driver or credentials that a
-    # mere comparison should not. Local paths are resolved, so that a symlink cannot hide one.
-    protocol, sep, rest = path.partition("://")
-    if not sep or protocol == "file":
-        return "file", Path(os.path.realpath(rest if sep else path))
-    return protocol, PurePosixPath(posixpath.normpath("/" + rest))
-
-
-def _retire(fs: Any, final_path: str) -> str | None:
-    """Move the earlier output aside, to a sibling name; None when there was none."""
-    if not fs.exists(final_path):
-        return None
-    retired = f"{final_path.rstrip('/')}.old-{uuid.uuid4().hex[:8]}"
-    fs.mv(final_path, retired, recursive=True)
-    return retired
-
-
-def _restore(fs: Any, retired: str | None, final_path: str, exc: BaseException) -> None:
-    """Undo a failed swap: whatever is at ``final_path`` now is a partial copy of the new output
-    (a move across filesystems copies, then deletes), so it goes, and the earlier output returns."""
-    try:
-        if fs.exists(final_path):
-            fs.rm(final_path, recursive=True)
-        if retired is not None:
-            fs.mv(retired, final_path, recursive=True)
-    except OSError as failed:
-        raise DataError(
-            f"{final_path}: publishing the new output failed ({exc}), and so did putting the "
-            f"previous one back ({failed}); the previous output is at {retired}."
-        ) from exc
-
-
-def _discard(fs: Any, retired: str) -> None:
-    # The new output is in place: failing now would report a published output as a failure,
-    # and a leftover copy of the old one loses nothing.
-    with contextlib.suppress(OSError):
-        fs.rm(retired, recursive=True)
-
-
 def key_types(values: Mapping[str, Iterable[str]]) -> dict[str, str]:
     """``int`` for key columns whose every value is an integer, else ``str``.
 
@@ -388,104 +244,6 @@ def key_types(values: Mapping[str, Iterable[str]]) -> dict[str, str]:
 def _is_int(value: str) -> bool:
     text = value[1:] if value.startswith("-") else value
     return text.isdigit() and len(text) < 19
-
-
-def staging_path(final: str) -> str:
-    """A fresh sibling of ``final`` to write into before :func:`replace_dir`."""
-    parent, name = posixpath.split(final.rstrip("/"))
-    return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
-
-
-def prepare(input_path: str, partition_by: Sequence[str], output: str) -> int:
-    """Partition a flat CSV or Parquet file into the hive layout that jobs read.
-
-    An input under 1 GiB is partitioned in memory; a bigger one streams through pyarrow, so it
-    need not fit in memory. The output appears complete or not at all.
-
-    Args:
-        input_path: a ``.csv`` or ``.parquet`` file (or a folder of them).
-        partition_by: the columns to partition by, outermost first.
-        output: the folder to create. An earlier output of manymodels there is replaced;
-            anything else there, or an output that overlaps the input, is refused.
-
-    Returns:
-        The number of partitions written.
-
-    Raises:
-        DataError: the input is missing, unreadable or has no rows, or lacks a partition column.
-        ConfigError: ``output`` overlaps the input, or holds something manymodels did not write;
-            checked before anything is written.
-    """
-    if not os.path.exists(input_path) and "://" not in input_path:
-        raise DataError(f"{input_path}: input file not found. Hint: give a CSV or Parquet file.")
-    check_output(output, "--output", {"the input": input_path})
-    source = _open_source(input_path, partition_by)
-    staging = staging_path(output)
-    try:
-        _partition_into(source, partition_by, staging, input_path)
-        replace_dir(staging, output)
-    except BaseException:
-        _remove_dir(staging)
-        raise
-    return len(discover_partitions(output, partition_by))
-
-
-def _open_source(input_path: str, partition_by: Sequence[str]) -> ds.FileSystemDataset:
-    fmt = "csv" if input_path.lower().endswith((".csv", ".csv.gz")) else "parquet"
-    try:
-        source = ds.dataset(input_path, format=fmt)
-        names = source.schema.names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{input_path}: cannot read it as {fmt} ({exc}).") from None
-    missing = [col for col in partition_by if col not in names]
-    if missing:
-        raise DataError(
-            f"--partition-by: column '{missing[0]}' is not in {input_path}. Hint: available "
-            f"columns are {', '.join(names)}."
-        )
-    return source
-
-
-def _partition_into(
-    source: ds.FileSystemDataset, partition_by: Sequence[str], staging: str, input_path: str
-) -> None:
-    try:
-        if _fits_in_memory(source):
-            write_partitioned(source.to_table(), staging, partition_by, "part")
-        else:
-            partitioning = ds.partitioning(
-                pa.schema([source.schema.field(col) for col in partition_by]), flavor="hive"
-            )
-            ds.write_dataset(
-                source, staging, format="parquet", partitioning=partitioning,
-                basename_template="part-{i}.parquet", max_partitions=1_000_000,
-                max_open_files=512,
-            )  # fmt: skip
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{input_path}: could not partition it ({exc}).") from None
-    fs, local = fsspec.core.url_to_fs(staging)
-    if not fs.exists(local) or not fs.find(local):
-        raise DataError(
-            f"{input_path}: has no rows, so there is nothing to partition. Hint: check that it "
-            "is the file you meant."
-        )
-
-
-def _remove_dir(path: str) -> None:
-    fs, local = fsspec.core.url_to_fs(path)
-    if fs.exists(local):
-        fs.rm(local, recursive=True)
-
-
-_IN_MEMORY_BYTES = 1 << 30
-
-
-def _fits_in_memory(source: ds.FileSystemDataset) -> bool:
-    """Small inputs are partitioned in memory (fast); big or remote ones are streamed."""
-    try:
-        return sum(os.path.getsize(name) for name in source.files) < _IN_MEMORY_BYTES
-    except OSError:
-        return False
 
 
 def _parse_hive_dirs(

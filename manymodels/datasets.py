@@ -18,7 +18,8 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from manymodels.data import check_output, replace_dir, staging_path, write_partitioned
+from manymodels.data import write_partitioned
+from manymodels.outputs import check_output, replace_dir, staging_path
 
 __all__ = ["BRANDS", "oj_sales", "write_oj_sales"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from manymodels.config import load_config
-from manymodels.data import check_output
 from manymodels.datasets import write_oj_sales
 from manymodels.errors import ConfigError
 from manymodels.jobs.budget import require_within_budget
 from manymodels.jobs.forecasting import forecast
 from manymodels.jobs.training import train
+from manymodels.outputs import check_output
 from manymodels.report import print_forecast_summary, print_train_summary, stdout
 
 __all__ = ["DEMO_CONFIG", "DEMO_MARKER", "demo_config_text", "run_demo", "write_demo_config"]

@@ -9,19 +9,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import manymodels.data as data
+import manymodels.prepare as preparing
 from manymodels.data import (
     check_columns,
     discover_partitions,
     fingerprint,
     key_types,
-    prepare,
     read_partition,
-    replace_dir,
-    staging_path,
     write_partitioned,
 )
 from manymodels.errors import DataError
+from manymodels.outputs import replace_dir, staging_path
+from manymodels.prepare import prepare
 
 
 @pytest.fixture
@@ -141,7 +140,7 @@ def test_key_types_restore_integers():
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
 def test_prepare_round_trips_a_flat_file(tmp_path, frame, monkeypatch, in_memory, suffix):
     if not in_memory:
-        monkeypatch.setattr(data, "_IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr(preparing, "_IN_MEMORY_BYTES", 0)
     flat = tmp_path / f"flat.{suffix}"
     frame.assign(store=frame["store"].astype(int)).to_csv(
         flat, index=False

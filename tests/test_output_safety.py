@@ -20,12 +20,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import manymodels
-import manymodels.data as data
-from manymodels.data import OUTPUT_MARKER, check_output, prepare, replace_dir, staging_path
+import manymodels.outputs as outputs
+import manymodels.prepare as preparing
 from manymodels.demo import DEMO_MARKER, claim_workdir, run_demo
 from manymodels.errors import ConfigError, DataError, JobError
+from manymodels.outputs import OUTPUT_MARKER, check_output, replace_dir, staging_path
+from manymodels.prepare import prepare
 
-MARKER_TEXT = data._MARKER_TEXT
+MARKER_TEXT = outputs._MARKER_TEXT
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
@@ -285,7 +287,7 @@ def test_prepare_of_a_file_without_rows_names_it_and_keeps_the_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool, suffix: str
 ) -> None:
     if not in_memory:
-        monkeypatch.setattr(data, "_IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr(preparing, "_IN_MEMORY_BYTES", 0)
     empty = tmp_path / f"empty.{suffix}"
     if suffix == "csv":
         empty.write_text("store,week,sales\n", encoding="utf-8")

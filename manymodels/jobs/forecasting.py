@@ -18,7 +18,7 @@ import pandas as pd
 from manymodels import tracking
 from manymodels.bundle import bundle_name, read_manifest
 from manymodels.config import Config
-from manymodels.data import Partition, check_output, key_types, replace_dir, staging_path
+from manymodels.data import Partition, key_types
 from manymodels.engine import cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
@@ -34,6 +34,7 @@ from manymodels.jobs.session import (
 )  # fmt: skip
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
+from manymodels.outputs import check_output, replace_dir, staging_path
 from manymodels.planning import plan_batches
 from manymodels.registry import Registry
 from manymodels.report import progress_bar

@@ -1,0 +1,170 @@
+"""Publishing an output folder whole, and never over what manymodels did not write.
+
+Jobs write into a staging folder (:func:`staging_path`) and swap it in by renames
+(:func:`replace_dir`), so a reader never sees half an output. A folder is replaced only when it
+is absent, empty, or carries the :data:`OUTPUT_MARKER` file that every published output gets,
+and never when it overlaps what the job reads (:func:`check_output`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import uuid
+from collections.abc import Mapping
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any
+
+import fsspec
+
+from manymodels.errors import ConfigError, DataError
+
+__all__ = ["OUTPUT_MARKER", "check_output", "remove_dir", "replace_dir", "staging_path"]
+
+OUTPUT_MARKER = ".manymodels-output"
+"""The file that marks a folder as an output of manymodels, which it may replace."""
+
+_MARKER_TEXT = (
+    "manymodels wrote this folder and replaces it as a whole when it writes here again.\n"
+    "Delete this file to keep manymodels from replacing the folder.\n"
+)
+
+
+def check_output(path: str, what: str, inputs: Mapping[str, str] | None = None) -> None:
+    """Fail unless an output of manymodels may be written to ``path``, replacing what is there.
+
+    It may when ``path`` is absent, an empty folder, or a folder that manymodels wrote (it holds
+    the :data:`OUTPUT_MARKER` file), and when it neither is, holds nor lies inside an input.
+    Call it before a job does anything, so that a wrong path writes and deletes nothing.
+
+    Args:
+        path: the output folder (a local path or an fsspec URL).
+        what: how errors name it, e.g. ``forecast.output``.
+        inputs: what the job reads, by the name errors give it, e.g. ``{"data.path": path}``.
+
+    Raises:
+        ConfigError: ``path`` overlaps an input, or holds something that manymodels did not write.
+    """
+    for name, source in (inputs or {}).items():
+        relation = _overlap(path, source)
+        if relation:
+            raise ConfigError(
+                f"{what}: {path} {relation} {name} {source}; replacing it would delete or corrupt "
+                f"that input. Hint: choose another output folder, apart from {source}."
+            )
+    _check_replaceable(path, what)
+
+
+def replace_dir(staging: str, final: str) -> None:
+    """Publish the folder ``staging`` as ``final``, replacing an earlier output of manymodels.
+
+    ``staging`` gets the :data:`OUTPUT_MARKER` file, then two renames swap it in (on object
+    stores, copies): ``final`` is missing only between them. When the second fails, the earlier
+    ``final`` is put back and the error propagates; ``staging`` is left to the caller.
+
+    Raises:
+        DataError: ``staging`` is not a folder (nothing to publish); ``final`` is left as it was.
+        ConfigError: ``final`` holds something that manymodels did not write (see
+            :func:`check_output`); nothing is moved.
+    """
+    fs, final_path = fsspec.core.url_to_fs(final)
+    _, staged = fsspec.core.url_to_fs(staging)
+    if not fs.isdir(staged):
+        raise DataError(
+            f"{staging}: the folder to publish as {final} does not exist; {final} was left as it was."
+        )
+    _check_replaceable(final, "output")
+    fs.pipe_file(posixpath.join(staged, OUTPUT_MARKER), _MARKER_TEXT.encode())
+    retired = _retire(fs, final_path)
+    try:
+        fs.mv(staged, final_path, recursive=True)
+    except BaseException as exc:
+        _restore(fs, retired, final_path, exc)
+        raise
+    if retired is not None:
+        _discard(fs, retired)
+
+
+def _check_replaceable(path: str, what: str) -> None:
+    fs, local = fsspec.core.url_to_fs(path)
+    if not fs.exists(local):
+        return
+    if not fs.isdir(local):
+        raise ConfigError(
+            f"{what}: {path} is a file, and writing the output folder there would delete it. "
+            "Hint: remove it yourself, or choose another folder."
+        )
+    if fs.ls(local) and not fs.exists(posixpath.join(local, OUTPUT_MARKER)):
+        raise ConfigError(
+            f"{what}: {path} is a folder that manymodels did not write (it has no "
+            f"{OUTPUT_MARKER} file), and replacing it would delete what it holds. Hint: remove "
+            "it yourself, or choose another folder."
+        )
+
+
+def _overlap(path: str, other: str) -> str | None:
+    """How ``path`` overlaps ``other``, in words, or None when they are apart."""
+    (protocol, mine), (other_protocol, theirs) = _location(path), _location(other)
+    if protocol != other_protocol:
+        return None
+    if mine == theirs:
+        return "is"
+    if theirs in mine.parents:
+        return "is inside"
+    if mine in theirs.parents:
+        return "contains"
+    return None
+
+
+def _location(path: str) -> tuple[str, PurePath]:
+    # Parsed, not opened: opening a remote filesystem may need a driver or credentials that a
+    # mere comparison should not. Local paths are resolved, so that a symlink cannot hide one.
+    protocol, sep, rest = path.partition("://")
+    if not sep or protocol == "file":
+        return "file", Path(os.path.realpath(rest if sep else path))
+    return protocol, PurePosixPath(posixpath.normpath("/" + rest))
+
+
+def _retire(fs: Any, final_path: str) -> str | None:
+    """Move the earlier output aside, to a sibling name; None when there was none."""
+    if not fs.exists(final_path):
+        return None
+    retired = f"{final_path.rstrip('/')}.old-{uuid.uuid4().hex[:8]}"
+    fs.mv(final_path, retired, recursive=True)
+    return retired
+
+
+def _restore(fs: Any, retired: str | None, final_path: str, exc: BaseException) -> None:
+    """Undo a failed swap: whatever is at ``final_path`` now is a partial copy of the new output
+    (a move across filesystems copies, then deletes), so it goes, and the earlier output returns."""
+    try:
+        if fs.exists(final_path):
+            fs.rm(final_path, recursive=True)
+        if retired is not None:
+            fs.mv(retired, final_path, recursive=True)
+    except OSError as failed:
+        raise DataError(
+            f"{final_path}: publishing the new output failed ({exc}), and so did putting the "
+            f"previous one back ({failed}); the previous output is at {retired}."
+        ) from exc
+
+
+def _discard(fs: Any, retired: str) -> None:
+    # The new output is in place: failing now would report a published output as a failure,
+    # and a leftover copy of the old one loses nothing.
+    with contextlib.suppress(OSError):
+        fs.rm(retired, recursive=True)
+
+
+def staging_path(final: str) -> str:
+    """A fresh sibling of ``final`` to write into before :func:`replace_dir`."""
+    parent, name = posixpath.split(final.rstrip("/"))
+    return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def remove_dir(path: str) -> None:
+    """Remove a folder (a staging folder after a failure) if it exists."""
+    fs, local = fsspec.core.url_to_fs(path)
+    if fs.exists(local):
+        fs.rm(local, recursive=True)
