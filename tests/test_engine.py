@@ -128,3 +128,26 @@ def test_a_failing_task_is_reported_not_raised(dask_scheduler):
         outcomes = dict(map_batches(client, explode, [1, 2, 3], name="explode", retries=0))
     assert outcomes[1] == 10 and outcomes[3] == 30
     assert isinstance(outcomes[2], RuntimeError)
+
+
+def test_local_and_distributed_paths_give_the_same_models_and_forecasts(
+    tmp_path, oj_data, separate_cluster
+):
+    outcomes = {}
+    for path, compute in {"local": {"n_workers": 2},
+                          "distributed": {"scheduler": separate_cluster}}.items():  # fmt: skip
+        config = manymodels.config_from_dict(base_config(oj_data, tmp_path / path, compute=compute))
+        trained = manymodels.train(config)
+        forecast = manymodels.forecast(config)
+        metrics = trained.entities.set_index("model_name")[["mae", "rmse", "smape", "mase"]]
+        predictions = pd.read_parquet(forecast.output)[["store", "brand", "week", "prediction"]]
+        predictions = predictions.astype({"store": str, "brand": str})
+        outcomes[path] = (
+            metrics.sort_index(),
+            predictions.sort_values(["store", "brand", "week"]).reset_index(drop=True),
+        )
+
+    (local_metrics, local_forecasts), (remote_metrics, remote_forecasts) = outcomes.values()
+    assert len(local_metrics) == 12 and len(local_forecasts) == 12 * 4
+    pd.testing.assert_frame_equal(local_metrics, remote_metrics)
+    pd.testing.assert_frame_equal(local_forecasts, remote_forecasts)
