@@ -230,7 +230,7 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
     config = load_config(config_path, list(overrides))
     inputs = validate_inputs(config)
     click.echo(f"{config_path}: ok ({len(inputs.partitions)} partitions, "
-               f"template {inputs.template.name})")  # fmt: skip
+               f"template {inputs.trained_template.name})")  # fmt: skip
 
 
 @main.command(context_settings=CONTEXT)

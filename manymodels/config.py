@@ -461,11 +461,7 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     if isinstance(resolved["forecast"], dict):
         resolved["forecast"].setdefault("output", ForecastConfig.model_fields["output"].default)
     for keys in _PATH_KEYS:
-        node = resolved
-        for key in keys[:-1]:
-            node = node.get(key) if isinstance(node.get(key), dict) else None
-            if node is None:
-                break
+        node = _section_at(resolved, keys[:-1])
         if node is None:
             continue
         value = node.get(keys[-1])
@@ -474,6 +470,17 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         if isinstance(value, str) and _is_relative_local(value, keys):
             node[keys[-1]] = str((base_dir / value).resolve())
     return resolved
+
+
+def _section_at(raw: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The nested mapping at ``keys``, or None where a level is missing or not a mapping."""
+    node = raw
+    for key in keys:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            return None
+        node = child
+    return node
 
 
 def _is_relative_local(value: str, keys: tuple[str, ...]) -> bool:
@@ -489,7 +496,7 @@ def _describe(exc: ValidationError, label: str) -> str:
     # An unknown key is usually a misspelt known one, which then also shows up as missing:
     # naming the unknown key (with its nearest valid spelling) is the more useful message.
     errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
-    message = _describe_one(errors[0], label)
+    message = _describe_one(dict(errors[0]), label)
     if len(errors) > 1:
         message += (
             f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)"

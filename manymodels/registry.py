@@ -127,7 +127,7 @@ class Registry:
                 filter_string=" AND ".join(filters), max_results=50_000, page_token=token
             )
             result.extend(
-                VersionRef(v.name, int(v.version), v.source, v.run_id, dict(v.tags or {}))
+                VersionRef(v.name, int(v.version), v.source or "", v.run_id, dict(v.tags or {}))
                 for v in page
                 if v.name.startswith(f"{self.prefix}.")
             )

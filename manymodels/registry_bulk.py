@@ -113,8 +113,9 @@ class BulkRegistry:
             rows = query.all()
             tags = self._like(session.query(tag.name, tag.version, tag.key, tag.value), tag,
                               prefix).all()  # fmt: skip
-        found = {(name, int(number)): (name, int(number), source, run_id, {})
-                 for name, number, source, run_id in rows if name.startswith(prefix)}  # fmt: skip
+        found: dict[tuple[str, int], tuple[str, int, str, str | None, dict[str, str]]] = {
+            (name, int(number)): (name, int(number), source, run_id, {})
+            for name, number, source, run_id in rows if name.startswith(prefix)}  # fmt: skip
         for name, number, key, value in tags:
             entry = found.get((name, int(number)))
             if entry is not None:

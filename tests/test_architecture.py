@@ -80,3 +80,15 @@ def test_loading_a_model_does_not_import_dask():
             "print(any(m.split('.')[0] in ('distributed', 'dask') for m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_the_package_type_checks(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), "manymodels"],
+        cwd=PACKAGE.parent, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr

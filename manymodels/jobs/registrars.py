@@ -220,7 +220,7 @@ class BundleRegistrar(_Registrar):
         source = write_bundle(self.job.artifact_uri, pd.DataFrame(entries),
                               self.config.data.entity_cols, requirements())  # fmt: skip
         tags = {f"{TAG_PREFIX}job_id": self.job.job_id, f"{TAG_PREFIX}entities": str(len(entries)),
-                f"{TAG_PREFIX}template": self.inputs.template.name,
+                f"{TAG_PREFIX}template": self.inputs.trained_template.name,
                 **self.config.tracking.tags}  # fmt: skip
         known = {self.name: self.record} if self.record else {}
         ref = registry.register(Registration(self.name, {}, source, tags), self.job.run_id, known)
@@ -248,7 +248,7 @@ def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str)
 
     ``digest`` is :func:`~manymodels.tasks.params_digest` of the job, computed once.
     """
-    template = inputs.template
+    template = inputs.trained_template
     return {
         f"{TAG_PREFIX}job_id": job_id,
         f"{TAG_PREFIX}template": template.name,

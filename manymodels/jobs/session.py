@@ -57,6 +57,13 @@ class Inputs:
     params: dict[str, Any]
     partitions: list[Partition]
 
+    @property
+    def trained_template(self) -> Template:
+        """The template of a training job (validated with ``needs_template=True``)."""
+        if self.template is None:
+            raise TypeError("these inputs were validated without a template")
+        return self.template
+
 
 @dataclass
 class Tracking:

@@ -100,13 +100,13 @@ def _run(
 ) -> TrainResult:  # fmt: skip
     started = time.perf_counter()
     inputs = validate_inputs(config)
-    modules = worker_modules(config, inputs.template.source)
+    modules = worker_modules(config, inputs.trained_template.source)
     with cluster_in_background(config.compute, modules) as pending:
         session = open_tracking(config)
         # The cluster is usually up by now; an unreachable scheduler must fail here, before a
         # job run exists that the next command would take for an interrupted job.
         pending.client()
-        digest = config_hash(config, kind, inputs.template.source.digest)
+        digest = config_hash(config, kind, inputs.trained_template.source.digest)
         job = open_job_run(session, config, kind, digest, resume, fresh)
         registrar = open_registrar(session, job, inputs, kind, promote)
         ledger = Ledger(config.work_dir, job.job_id)
@@ -114,11 +114,11 @@ def _run(
         rows = registrar.reconcile(rows)
         resumed_with = len(rows) if job.resumed else None
         if not job.resumed:
-            log_config(session, job.run_id, config, {"template": inputs.template.name,
+            log_config(session, job.run_id, config, {"template": inputs.trained_template.name,
                                                       "partitions": len(inputs.partitions)})  # fmt: skip
         todo = [partition for partition in inputs.partitions if partition.keys not in done]
         task = TrainTask(
-            config=config, template=inputs.template.source, params=inputs.params,
+            config=config, template=inputs.trained_template.source, params=inputs.params,
             artifact_uri=job.artifact_uri, pip_requirements=requirements(),
             artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
             tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),

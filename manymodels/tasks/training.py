@@ -127,7 +127,7 @@ def _train_entity(
                                            config.evaluation.metric,
                                            config.retrain.min_improvement)  # fmt: skip
         stage = "save"
-        if outcome.wins is False and sink.carries_champions:
+        if outcome.wins is False and champion is not None and sink.carries_champions:
             # A job bundle holds the better model of each entity: here, the champion's.
             outcome.artifact_path = sink.add(slug, loader.load(champion.location))
             outcome.kept = "champion"

@@ -14,6 +14,7 @@ state on the new history.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,7 +79,7 @@ def predict(
 
 
 def _specification(
-    params: dict[str, Any], length: int, season_length: int, values: np.ndarray
+    params: Mapping[str, Any], length: int, season_length: int, values: np.ndarray
 ) -> dict[str, Any]:
     seasonal = params["seasonal"]
     if seasonal == "auto":
