@@ -38,7 +38,10 @@ __all__ = [
 
 # Dask needs the port; the protocol defaults to tcp.
 _SCHEDULER_ADDRESS = re.compile(r"^(?:[a-z]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
-_MEMORY_LIMIT = re.compile(r"^(?:auto|\d+(?:\.\d+)?(?:e\d+)?\s*(?:[kmgtp]i?b?|b)?)$", re.IGNORECASE)
+# Dask reads a bare number up to 1 as a share of the machine's memory and any other as bytes.
+_MEMORY_LIMIT = re.compile(
+    r"^(?:auto|0|0?\.\d+|1(?:\.0*)?|\d+|\d+(?:\.\d+)?\s*(?i:[kmgtp]i?b?|b))$"
+)
 
 
 class _Section(BaseModel):

@@ -9,8 +9,10 @@ and never when it overlaps what the job reads (:func:`check_output`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import posixpath
+import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path, PurePath, PurePosixPath
@@ -61,7 +63,8 @@ def replace_dir(staging: str, final: str) -> None:
 
     ``staging`` gets the :data:`OUTPUT_MARKER` file, then two renames swap it in (on object
     stores, copies): ``final`` is missing only between them. When the second fails, the earlier
-    ``final`` is put back and the error propagates; ``staging`` is left to the caller.
+    ``final`` is put back and the error propagates; ``staging`` is left to the caller. Two jobs
+    publishing to the same local folder at once take turns; the later output wins whole.
 
     Raises:
         DataError: ``staging`` is not a folder (nothing to publish); ``final`` is left as it was.
@@ -74,16 +77,31 @@ def replace_dir(staging: str, final: str) -> None:
         raise DataError(
             f"{staging}: the folder to publish as {final} does not exist; {final} was left as it was."
         )
-    _check_replaceable(final, "output")
-    fs.pipe_file(posixpath.join(staged, OUTPUT_MARKER), _MARKER_TEXT.encode())
-    retired = _retire(fs, final_path)
-    try:
-        fs.mv(staged, final_path, recursive=True)
-    except BaseException as exc:
-        _restore(fs, retired, final_path, exc)
-        raise
+    with _publishing_lock(final):
+        _check_replaceable(final, "output")
+        fs.pipe_file(posixpath.join(staged, OUTPUT_MARKER), _MARKER_TEXT.encode())
+        retired = _retire(fs, final_path)
+        try:
+            fs.mv(staged, final_path, recursive=True)
+        except BaseException as exc:
+            _restore(fs, retired, final_path, exc)
+            raise
     if retired is not None:
         _discard(fs, retired)
+
+
+def _publishing_lock(final: str) -> contextlib.AbstractContextManager[object]:
+    """A lock per local output folder, kept in the temporary folder rather than beside the
+    output; remote outputs (object stores have no such locks) go without."""
+    protocol, location = _location(final)
+    if protocol != "file":
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    digest = hashlib.sha256(str(location).encode("utf-8")).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "manymodels-locks"
+    folder.mkdir(exist_ok=True)
+    return FileLock(str(folder / f"{digest}.lock"), timeout=600)
 
 
 def _check_replaceable(path: str, what: str) -> None:

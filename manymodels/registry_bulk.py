@@ -139,8 +139,10 @@ class BulkRegistry:
                 rows = self._of_pairs(session.query(*columns), version, chunk).filter(
                     version.current_stage != STAGE_DELETED_INTERNAL
                 )
+                wanted = set(chunk)
                 for name, number, source, run_id in rows.all():
-                    found[(name, int(number))] = (name, int(number), source, run_id, {})
+                    if (name, int(number)) in wanted:
+                        found[(name, int(number))] = (name, int(number), source, run_id, {})
                 tags = self._of_pairs(
                     session.query(tag.name, tag.version, tag.key, tag.value), tag, chunk
                 )
@@ -151,10 +153,11 @@ class BulkRegistry:
         return list(found.values())
 
     def _of_pairs(self, query: Any, table: Any, pairs: list[tuple[str, int]]) -> Any:
-        from sqlalchemy import tuple_
-
+        # Names IN and versions IN rather than a row-value IN, which SQL Server lacks; the
+        # caller keeps only the exact pairs (a chunk rarely holds more than a few versions).
         return query.filter(
-            tuple_(table.name, table.version).in_(pairs),
+            table.name.in_(sorted({name for name, _ in pairs})),
+            table.version.in_(sorted({number for _, number in pairs})),
             *self.store._get_workspace_clauses(table),
         )
 

@@ -84,7 +84,8 @@ def _is_schema(path: Path) -> bool:
     """Whether a file is an intact SQLite database with MLflow's tables (a truncated or
     foreign file is not: it is dropped, and the next store is created the slow way)."""
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        read_only = f"{path.resolve().as_uri()}?mode=ro"  # quoted: '#' or '?' in a path is fine
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as db:
             if db.execute("PRAGMA quick_check").fetchone() != ("ok",):
                 return False
             rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")

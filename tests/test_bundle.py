@@ -111,3 +111,22 @@ def test_retrain_bundle_skips_unchanged_but_keeps_them(bundle_config, registry_o
     assert sorted(versions) == [1, 2]
     assert len(read_manifest(versions[2].source)) == N_ENTITIES
     assert manymodels.forecast(config).forecast == N_ENTITIES
+
+
+def test_bundle_forecast_batches_stay_within_a_shard_and_the_batch_size():
+    from manymodels.data import Partition
+    from manymodels.jobs.forecasting import _by_shard
+
+    items = [
+        (Partition((("store", str(index)),), (f"f{index}",), 1),
+         {f"m{index}": (f"m{index}", 1, f"shards/{index % 2}.pkl#m{index}")})
+        for index in range(10)
+    ]  # fmt: skip
+
+    batches = _by_shard(items, size=2)
+
+    assert sorted(len(batch) for batch in batches) == [1, 1, 2, 2, 2, 2]
+    for batch in batches:
+        shards = {next(iter(refs.values()))[2].partition("#")[0] for _, refs in batch}
+        assert len(shards) == 1
+    assert sorted(p.keys for batch in batches for p, _ in batch) == sorted(p.keys for p, _ in items)

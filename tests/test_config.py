@@ -586,3 +586,17 @@ def test_config_from_dict_leaves_its_input_alone(tmp_path):
 
 def test_config_class_is_exported():
     assert isinstance(config_from_dict(minimal_dict()), Config)
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [("auto", True), ("0", True), ("0.5", True), ("1", True), ("4GiB", True), ("2.5 gb", True),
+     ("1024", True), ("AUTO", False), ("2.5", False), ("lots", False)],
+)  # fmt: skip
+def test_memory_limits_are_those_dask_reads(value, accepted):
+    # A bare number above 1 is bytes to Dask: 2.5 would be 2 bytes, so it is refused.
+    if accepted:
+        assert config_from_dict(minimal_dict(compute={"memory_limit": value}))
+    else:
+        with pytest.raises(ConfigError, match="compute.memory_limit.*not a memory size"):
+            config_from_dict(minimal_dict(compute={"memory_limit": value}))

@@ -439,3 +439,34 @@ def test_force_uses_a_foreign_folder_without_marking_it(tmp_path: Path) -> None:
 
     claim_workdir(workdir, force=True)
     assert snapshot(workdir) == {"notes.txt": b"mine"}
+
+
+def test_two_publishes_to_one_folder_take_turns(tmp_path: Path) -> None:
+    import threading
+
+    final = tmp_path / "out"
+    stagings = [staged(final, **{f"{name}.txt": name}) for name in ("first", "second")]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def publish(staging: str) -> None:
+        start.wait()
+        try:
+            replace_dir(staging, str(final))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(staging,)) for staging in stagings]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    content = snapshot(final)
+    # One whole output, never the other one's staging folder moved inside it.
+    assert content in (
+        {OUTPUT_MARKER: MARKER_TEXT.encode(), "first.txt": b"first"},
+        {OUTPUT_MARKER: MARKER_TEXT.encode(), "second.txt": b"second"},
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]

@@ -10,9 +10,9 @@ import pytest
 from manymodels import schema_cache, tracking
 
 
-@pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
+@pytest.fixture(params=["cache", "cache #1?"], ids=["plain", "odd-characters"])
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Path:
+    folder = tmp_path / request.param
     monkeypatch.setenv("MANYMODELS_CACHE_DIR", str(folder))
     return folder
 

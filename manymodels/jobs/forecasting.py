@@ -8,6 +8,7 @@ than the failure budget allows.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import defaultdict
@@ -35,7 +36,7 @@ from manymodels.jobs.session import (
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.outputs import check_output, replace_dir, staging_path
-from manymodels.planning import plan_batches
+from manymodels.planning import TASKS_PER_WORKER, plan_batches
 from manymodels.registry import Registry
 from manymodels.report import progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
@@ -256,7 +257,8 @@ def _batches(
     items: list[tuple[Partition, ModelRefs]], workers: int, config: Config
 ) -> list[list[tuple[Partition, ModelRefs]]]:
     if config.tracking.registration == "per_job":
-        return _by_shard(items)
+        size = config.compute.batch_size or math.ceil(len(items) / (workers * TASKS_PER_WORKER))
+        return _by_shard(items, max(1, size))
     refs_of = {partition.keys: refs for partition, refs in items}
     planned = plan_batches(
         [partition for partition, _ in items], workers, config.compute.batch_size
@@ -265,15 +267,18 @@ def _batches(
 
 
 def _by_shard(
-    items: list[tuple[Partition, ModelRefs]],
+    items: list[tuple[Partition, ModelRefs]], size: int
 ) -> list[list[tuple[Partition, ModelRefs]]]:
-    """One batch per bundle shard: each task then unpickles one shard, not a piece of every
-    shard (a shard holds the models of one training task)."""
+    """Batches of at most ``size`` partitions whose models share a bundle shard: each task
+    then unpickles one shard, not a piece of every shard (a shard holds the models of one
+    training task, which may have had other batch settings or another cluster)."""
     groups: dict[str, list[tuple[Partition, ModelRefs]]] = defaultdict(list)
     for partition, refs in items:
         location = next(iter(refs.values()))[2] if refs else ""
         groups[location.partition("#")[0]].append((partition, refs))
-    return sorted(groups.values(), key=len, reverse=True)
+    batches = [group[start : start + size] for group in groups.values()
+               for start in range(0, len(group), size)]  # fmt: skip
+    return sorted(batches, key=len, reverse=True)
 
 
 def _task_failed(

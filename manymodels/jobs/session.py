@@ -94,7 +94,8 @@ def validate_inputs(config: Config, needs_template: bool = True) -> Inputs:
         required.update({col: "data.exog_cols" for col in data.exog_cols})
         required.update({data.time_col: "data.time_col", data.target_col: "data.target_col"})
         _check_columns(partitions, required, [data.target_col, *data.exog_cols], config)
-        _check_writable(config.work_dir)
+        if needs_template or not config.tracking.uri:  # the ledger, or the embedded store
+            _check_writable(config.work_dir)
     except ManyModelsError as exc:
         raise type(exc)(f"{config.label()}: {exc}") from None
     return Inputs(config, template, params, partitions)
