@@ -13,10 +13,20 @@ from collections.abc import Sequence
 
 from manymodels.data import Partition
 
-__all__ = ["plan_batches", "TASKS_PER_WORKER", "MAX_PARTITIONS_PER_TASK"]
+__all__ = ["batch_count", "plan_batches", "TASKS_PER_WORKER", "MAX_PARTITIONS_PER_TASK"]
 
 TASKS_PER_WORKER = 16
 MAX_PARTITIONS_PER_TASK = 250
+
+
+def batch_count(count: int, workers: int, batch_size: int | None = None) -> int:
+    """How many batches ``count`` partitions make: ``batch_size`` each when given, else several
+    per worker and at most ``MAX_PARTITIONS_PER_TASK`` each (at least one, at most ``count``)."""
+    if batch_size:
+        wanted = math.ceil(count / batch_size)
+    else:
+        wanted = max(workers * TASKS_PER_WORKER, math.ceil(count / MAX_PARTITIONS_PER_TASK))
+    return max(1, min(count, wanted))
 
 
 def plan_batches(
@@ -31,12 +41,7 @@ def plan_batches(
     """
     if not partitions:
         return []
-    count = len(partitions)
-    if batch_size:
-        n_batches = math.ceil(count / batch_size)
-    else:
-        n_batches = max(workers * TASKS_PER_WORKER, math.ceil(count / MAX_PARTITIONS_PER_TASK))
-    n_batches = min(count, n_batches)
+    n_batches = batch_count(len(partitions), workers, batch_size)
     capacity = batch_size or MAX_PARTITIONS_PER_TASK
     heap = [(0, index) for index in range(n_batches)]
     batches: list[list[Partition]] = [[] for _ in range(n_batches)]

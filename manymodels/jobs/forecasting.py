@@ -24,7 +24,7 @@ from manymodels.engine import cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
 from manymodels.jobs.budget import allowed_failures
-from manymodels.jobs.results import ForecastResult
+from manymodels.jobs.results import ForecastResult, failures_table
 from manymodels.jobs.session import (
     Tracking,
     log_config,
@@ -35,8 +35,8 @@ from manymodels.jobs.session import (
 )  # fmt: skip
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
-from manymodels.outputs import check_output, replace_dir, staging_path
-from manymodels.planning import TASKS_PER_WORKER, plan_batches
+from manymodels.outputs import check_output, remove_dir, replace_dir, staging_path
+from manymodels.planning import batch_count, plan_batches
 from manymodels.registry import Registry
 from manymodels.report import progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
@@ -114,7 +114,7 @@ def forecast(
             _publish(staging, target, refusal)
         except BaseException:
             session.client.set_terminated(job.run_id, status="KILLED")
-            _remove(staging)
+            remove_dir(staging)
             raise
         _log(session, job.run_id, result, config, published=refusal is None)
     if refusal:
@@ -163,7 +163,7 @@ def _publish(staging: str, target: str, refusal: str | None) -> None:
     if refusal is None:
         replace_dir(staging, target)
     else:
-        _remove(staging)
+        remove_dir(staging)
 
 
 def _not_published(result: ForecastResult, config: Config, refusal: str) -> JobError:
@@ -257,8 +257,8 @@ def _batches(
     items: list[tuple[Partition, ModelRefs]], workers: int, config: Config
 ) -> list[list[tuple[Partition, ModelRefs]]]:
     if config.tracking.registration == "per_job":
-        size = config.compute.batch_size or math.ceil(len(items) / (workers * TASKS_PER_WORKER))
-        return _by_shard(items, max(1, size))
+        batches = batch_count(len(items), workers, config.compute.batch_size)
+        return _by_shard(items, math.ceil(len(items) / batches))
     refs_of = {partition.keys: refs for partition, refs in items}
     planned = plan_batches(
         [partition for partition, _ in items], workers, config.compute.batch_size
@@ -300,10 +300,8 @@ def _log(
     client = session.client
     tracking.log_table(client, run_id, result.entities, "entity_results.parquet")
     if result.failed:
-        failures = result.entities[result.entities["status"] == "failed"]
-        keep = [c for c in [*config.data.entity_cols, "model_name", "stage", "error_type",
-                            "error", "traceback"] if c in failures]  # fmt: skip
-        tracking.log_table(client, run_id, failures[keep], "failures.csv")
+        failures = failures_table(result.entities, config.data.entity_cols)
+        tracking.log_table(client, run_id, failures, "failures.csv")
     metrics = {"entities_total": result.total, "entities_forecast": result.forecast,
                "entities_failed": result.failed, "rows": result.rows, "seconds": result.seconds,
                "entities_per_second": result.forecast / result.seconds if result.seconds else 0.0}  # fmt: skip
@@ -311,11 +309,3 @@ def _log(
     summary = {**metrics, "output": result.output, "published": published}
     tracking.log_json(client, run_id, summary, "summary.json")
     client.set_terminated(run_id, status="FINISHED" if published else "FAILED")
-
-
-def _remove(path: str) -> None:
-    import fsspec
-
-    fs, local = fsspec.core.url_to_fs(path)
-    if fs.exists(local):
-        fs.rm(local, recursive=True)

@@ -9,6 +9,17 @@ import pandas as pd
 
 from manymodels.metrics import METRICS
 
+# The columns of a job run's failures.csv, after the entity's key columns.
+FAILURE_COLUMNS = ("model_name", "stage", "error_type", "error", "traceback")
+
+
+def failures_table(entities: pd.DataFrame, entity_cols: list[str]) -> pd.DataFrame:
+    """The failed entities of a job, as its run's ``failures.csv`` lists them."""
+    failed = entities[entities["status"] == "failed"] if "status" in entities else entities
+    keep = [col for col in [*entity_cols, *FAILURE_COLUMNS] if col in failed]
+    return (failed[keep] if keep else failed).reset_index(drop=True)
+
+
 __all__ = ["ForecastResult", "TrainResult"]
 
 

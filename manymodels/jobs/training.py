@@ -22,7 +22,7 @@ from manymodels.flavor import requirements
 from manymodels.guard import failure_from
 from manymodels.jobs.budget import allowed_failures, systematic_failure
 from manymodels.jobs.registrars import BundleRegistrar, EntityRegistrar, open_registrar
-from manymodels.jobs.results import TrainResult
+from manymodels.jobs.results import TrainResult, failures_table
 from manymodels.jobs.session import (
     Inputs,
     JobRun,
@@ -211,10 +211,8 @@ def _finish(
     result.budget_exceeded = stopped_early or result.failed > allowed_failures(config, result.total)
     client, run_id = session.client, job.run_id
     tracking.log_table(client, run_id, entities, "entity_results.parquet")
-    failures = result.failures
-    keep = [c for c in [*config.data.entity_cols, "model_name", "stage", "error_type", "error",
-                        "traceback"] if c in failures]  # fmt: skip
-    tracking.log_table(client, run_id, failures[keep] if keep else failures, "failures.csv")
+    failures = failures_table(entities, config.data.entity_cols)
+    tracking.log_table(client, run_id, failures, "failures.csv")
     metrics = {
         "entities_total": result.total, "entities_trained": result.trained,
         "entities_failed": result.failed, "entities_skipped": result.skipped,
