@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from manymodels.flavor import PyfuncEntityModel
+from manymodels.flavor import PyfuncEntityModel, write_pyfunc_files
 from manymodels.model_store import BUNDLE_DATA, BUNDLE_DIR, SHARDS_DIR, load_members
 
 __all__ = ["MANIFEST", "PyfuncBundle", "bundle_name", "read_manifest", "write_bundle"]
@@ -48,20 +48,17 @@ def write_bundle(
     Returns:
         The bundle's artifact URI, to register as the version's source.
     """
-    import mlflow
-
     from manymodels.tracking import upload_dir
 
     local = manifest.copy()
     local["location"] = [_relative(location) for location in local["location"]]
     with tempfile.TemporaryDirectory(prefix="manymodels-bundle-") as scratch:
-        data = Path(scratch) / BUNDLE_DATA
-        data.mkdir()
+        model_dir = Path(scratch) / "model"
+        data = model_dir / "data" / BUNDLE_DATA
+        data.mkdir(parents=True)
         local.to_parquet(data / MANIFEST, index=False)
         (data / _SPEC).write_text(json.dumps({"key_cols": key_cols}))
-        model_dir = Path(scratch) / "model"
-        mlflow.pyfunc.save_model(str(model_dir), loader_module=__name__, data_path=str(data),
-                                 pip_requirements=pip_requirements)  # fmt: skip
+        write_pyfunc_files(model_dir, __name__, f"data/{BUNDLE_DATA}", pip_requirements)
         upload_dir(artifact_uri, str(model_dir), BUNDLE_DIR)
     return f"{artifact_uri}/{BUNDLE_DIR}"
 

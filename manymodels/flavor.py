@@ -15,7 +15,9 @@ The output has the time column and ``prediction``.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +29,14 @@ import yaml
 
 from manymodels.entity_model import EntityModel
 
-__all__ = ["ModelWriter", "load_entity_model", "PyfuncEntityModel", "requirements"]
+__all__ = [
+    "ModelWriter",
+    "PyfuncEntityModel",
+    "environment_files",
+    "load_entity_model",
+    "requirements",
+    "write_pyfunc_files",
+]
 
 _DATA_FILE = "entity_model.pkl"
 _ENV_FILES = ("conda.yaml", "python_env.yaml", "requirements.txt")
@@ -48,7 +57,7 @@ def requirements() -> list[str]:
 
 
 class ModelWriter:
-    """Writes many entity models quickly: the environment files are made once and copied.
+    """Writes many entity models quickly: the environment files are made once per process.
 
     Args:
         pip_requirements: from :func:`requirements`, computed once per job.
@@ -56,60 +65,92 @@ class ModelWriter:
 
     def __init__(self, pip_requirements: list[str]) -> None:
         self.pip_requirements = pip_requirements
-        self._env_dir: str | None = None
 
     def save(self, model: EntityModel, path: str | os.PathLike[str]) -> None:
         """Save one model as an MLflow pyfunc model folder at ``path`` (replacing it)."""
-        import mlflow
-        from mlflow.models import Model
-
         target = Path(path)
         if target.exists():
             shutil.rmtree(target)
-        if self._env_dir is None:
-            self._save_first(model, target)
-            return
         (target / "data").mkdir(parents=True)
         _dump(model, target / "data" / _DATA_FILE)
-        for name in _ENV_FILES:
-            shutil.copyfile(os.path.join(self._env_dir, name), target / name)
-        mlflow_model = Model()
-        mlflow.pyfunc.add_to_model(
-            mlflow_model,
-            loader_module=__name__,
-            data=f"data/{_DATA_FILE}",
-            conda_env="conda.yaml",
-            python_env="python_env.yaml",
-        )
-        _write_mlmodel(mlflow_model, target / "MLmodel")
-
-    def _save_first(self, model: EntityModel, target: Path) -> None:
-        import mlflow
-
-        with tempfile.TemporaryDirectory() as scratch:
-            data_file = Path(scratch) / _DATA_FILE
-            _dump(model, data_file)
-            mlflow.pyfunc.save_model(
-                str(target),
-                loader_module=__name__,
-                data_path=str(data_file),
-                pip_requirements=self.pip_requirements,
-            )
-        self._env_dir = tempfile.mkdtemp(prefix="manymodels-env-")
-        for name in _ENV_FILES:
-            shutil.copyfile(target / name, os.path.join(self._env_dir, name))
+        write_pyfunc_files(target, __name__, f"data/{_DATA_FILE}", self.pip_requirements)
 
     def close(self) -> None:
-        """Remove the cached environment files."""
-        if self._env_dir:
-            shutil.rmtree(self._env_dir, ignore_errors=True)
-            self._env_dir = None
+        """Nothing to release; kept so that a writer can be used as a context manager."""
 
     def __enter__(self) -> ModelWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def write_pyfunc_files(
+    target: Path, loader_module: str, data: str, pip_requirements: list[str]
+) -> None:
+    """Write the ``MLmodel`` and environment files of a pyfunc model folder whose data (at
+    ``data``, relative to ``target``) is already in place: what ``mlflow.pyfunc.save_model``
+    writes, without its cost."""
+    from mlflow.models import Model
+    from mlflow.pyfunc import add_to_model
+
+    for name, text in environment_files(tuple(pip_requirements)).items():
+        (target / name).write_text(text, encoding="utf-8")
+    mlflow_model = Model()
+    add_to_model(mlflow_model, loader_module=loader_module, data=data,
+                 conda_env="conda.yaml", python_env="python_env.yaml")  # fmt: skip
+    _write_mlmodel(mlflow_model, target / "MLmodel")
+
+
+@functools.lru_cache(maxsize=4)
+def environment_files(pip_requirements: tuple[str, ...]) -> dict[str, str]:
+    """The text of ``conda.yaml``, ``python_env.yaml`` and ``requirements.txt`` for a saved
+    model, computed once per process.
+
+    ``mlflow.pyfunc.save_model`` makes the same files, but first compares each requirement with
+    the installed packages by listing the files of every installed distribution: about 1.5 s of
+    CPU in each process that saves a model, on the driver's critical path for a job bundle.
+    MLflow's own environment helpers make the files without that scan; where a future MLflow
+    lacks them, a throwaway ``save_model`` makes them instead.
+    """
+    try:
+        return _environment_files_from_helpers(list(pip_requirements))
+    except (ImportError, AttributeError, TypeError):
+        return _environment_files_from_save_model(list(pip_requirements))
+
+
+def _environment_files_from_helpers(pip_requirements: list[str]) -> dict[str, str]:
+    from mlflow.utils.environment import _mlflow_conda_env, _PythonEnv
+
+    conda = _mlflow_conda_env(additional_pip_deps=pip_requirements)
+    # As ``_PythonEnv.to_yaml`` writes it: empty entries left out, keys in their own order.
+    python_env = {key: value for key, value in _PythonEnv.current().to_dict().items() if value}
+    return {
+        "conda.yaml": yaml.safe_dump(conda, default_flow_style=False),
+        "python_env.yaml": yaml.safe_dump(python_env, sort_keys=False, default_flow_style=False),
+        "requirements.txt": "\n".join(_with_mlflow_pin(pip_requirements)),
+    }
+
+
+def _with_mlflow_pin(pip_requirements: list[str]) -> list[str]:
+    # As save_model does: a model's requirements always name MLflow.
+    names = {re.split(r"[^A-Za-z0-9._-]", line.strip(), maxsplit=1)[0].lower()
+             for line in pip_requirements}  # fmt: skip
+    if "mlflow" in names:
+        return pip_requirements
+    from importlib.metadata import version
+
+    return [f"mlflow=={version('mlflow')}", *pip_requirements]
+
+
+def _environment_files_from_save_model(pip_requirements: list[str]) -> dict[str, str]:
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="manymodels-env-") as scratch:
+        folder = Path(scratch) / "model"
+        mlflow.pyfunc.save_model(str(folder), loader_module=__name__,
+                                 pip_requirements=pip_requirements)  # fmt: skip
+        return {name: (folder / name).read_text(encoding="utf-8") for name in _ENV_FILES}
 
 
 def load_entity_model(path: str | os.PathLike[str]) -> EntityModel:

@@ -1,0 +1,63 @@
+"""Entity model folders: the files MLflow expects, and loading them back with MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from manymodels.datasets import oj_sales
+from manymodels.fitting import FitSpec, fit_entity
+from manymodels.flavor import (
+    ModelWriter,
+    _environment_files_from_save_model,
+    environment_files,
+    requirements,
+)
+from manymodels.templates import load_template, resolve_template
+
+
+@pytest.fixture(scope="module")
+def trained_entity_model():
+    """One entity's model, trained as a job's worker trains it."""
+    frame = oj_sales(n_entities=1, n_weeks=60, seed=1, short_share=0.0, intermittent_share=0.0)
+    template = load_template(resolve_template("seasonal_naive"))
+    spec = FitSpec(
+        template=template, params=template.validate_params({}), time_col="week",
+        target_col="sales", exog_cols=(), freq="W-SUN", fill_missing="interpolate", horizon=4,
+        holdout=4, refit=True, season_length=None,
+    )  # fmt: skip
+    return fit_entity(frame[["week", "sales"]], {"store": "1", "brand": "tropicana"}, spec).model
+
+
+def test_environment_files_match_what_mlflow_save_model_writes() -> None:
+    pins = requirements()
+    fast = environment_files(tuple(pins))
+    assert set(fast) == {"conda.yaml", "python_env.yaml", "requirements.txt"}
+    assert fast == _environment_files_from_save_model(pins)
+    assert fast["requirements.txt"].splitlines() == pins
+
+
+def test_environment_files_name_mlflow_when_the_requirements_do_not() -> None:
+    files = environment_files(("pandas",))
+    assert files["requirements.txt"].splitlines() == [f"mlflow=={mlflow.__version__}", "pandas"]
+    assert files == _environment_files_from_save_model(["pandas"])
+
+
+def test_a_written_entity_model_loads_with_mlflow_and_forecasts(
+    tmp_path: Path, trained_entity_model
+) -> None:
+    with ModelWriter(requirements()) as writer:
+        writer.save(trained_entity_model, tmp_path / "first")
+        writer.save(trained_entity_model, tmp_path / "second")
+    for folder in ("first", "second"):
+        files = sorted(path.name for path in (tmp_path / folder).iterdir())
+        assert files == ["MLmodel", "conda.yaml", "data", "python_env.yaml", "requirements.txt"]
+        loaded = mlflow.pyfunc.load_model(str(tmp_path / folder))
+        forecast = loaded.predict(pd.DataFrame())
+        assert len(forecast) == trained_entity_model.context.horizon
+        assert forecast["prediction"].notna().all()
+    dependencies = mlflow.pyfunc.get_model_dependencies(str(tmp_path / "first"))
+    assert Path(dependencies).read_text().splitlines() == requirements()
