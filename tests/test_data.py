@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import manymodels.data as data_module
 import manymodels.prepare as preparing
 from manymodels.data import (
     check_columns,
@@ -16,6 +17,7 @@ from manymodels.data import (
     fingerprint,
     key_types,
     read_partition,
+    read_partitions,
     write_partitioned,
 )
 from manymodels.errors import DataError
@@ -67,6 +69,45 @@ def test_several_files_of_a_partition_are_concatenated(tmp_path, frame):
     (partition,) = discover_partitions(str(tmp_path / "d"), ["store"])
     assert len(partition.files) == 2
     assert len(read_partition(partition, ["sales"])) == 16
+
+
+def _odd_partitions(tmp_path: Path, frame: pd.DataFrame) -> list:
+    """Six partitions: two alike, one with integer sales, one corrupt, two alike again."""
+    root = tmp_path / "d"
+    stores = [str(n) for n in range(6)]
+    rows = pd.concat([frame.iloc[:4].assign(store=store) for store in stores])
+    write_partitioned(rows, str(root), ["store"], "part")
+    integers = rows[rows["store"] == "2"].assign(sales=lambda f: f["sales"].astype("int64"))
+    write_partitioned(integers, str(root), ["store"], "part")
+    (root / "store=3" / "part-0.parquet").write_bytes(b"not parquet")
+    partitions = discover_partitions(str(root), ["store"])
+    return sorted(partitions, key=lambda p: p.key_dict["store"])
+
+
+@pytest.mark.parametrize("group_bytes", [1, 1 << 30], ids=["one-per-group", "one-group"])
+def test_read_partitions_gives_each_partition_what_read_partition_gives(
+    tmp_path, frame, monkeypatch, group_bytes
+):
+    monkeypatch.setattr(data_module, "_GROUP_BYTES", group_bytes)
+    partitions = _odd_partitions(tmp_path, frame)
+    read = list(read_partitions(partitions, ["week", "sales"], with_keys=False))
+    assert [partition for partition, _ in read] == partitions
+    for partition, rows in read:
+        if partition.key_dict["store"] == "3":
+            assert isinstance(rows, Exception), "the corrupt file fails its own partition"
+            continue
+        alone = read_partition(partition, ["week", "sales"], with_keys=False)
+        pd.testing.assert_frame_equal(rows, alone)
+        assert fingerprint(rows, ["week", "sales"]) == fingerprint(alone, ["week", "sales"])
+    assert read[2][1]["sales"].dtype == "int64", "a partition keeps its own column types"
+
+
+def test_read_partitions_adds_keys_when_asked(tmp_path, frame):
+    partitions = _odd_partitions(tmp_path, frame)
+    for partition, rows in read_partitions(partitions, ["sales"]):
+        if not isinstance(rows, Exception):
+            assert set(rows["store"]) == {partition.key_dict["store"]}
+            assert len(rows) == 4
 
 
 def test_hidden_and_marker_files_are_ignored(tmp_path, frame):

@@ -44,12 +44,12 @@ def iter_entities(
     data = config.data
     extra = [col for col in data.entity_cols if col not in data.partition_by]
     columns = [*extra, data.time_col, data.target_col, *data.exog_cols]
-    for partition in partitions:
+    # Partition keys are known from the folder names; the frames do not need them.
+    read = data_io.read_partitions(partitions, columns, data.storage_options, with_keys=False)
+    for partition, frame in read:
         try:
-            # Partition keys are known from the folder names; the frame does not need them.
-            frame = data_io.read_partition(
-                partition, columns, data.storage_options, with_keys=False
-            )
+            if isinstance(frame, Exception):
+                raise frame
             missing = [col for col in columns if col not in frame.columns]
             if missing:
                 raise DataError(f"column '{missing[0]}' is missing from this partition's files")
