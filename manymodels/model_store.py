@@ -36,7 +36,12 @@ SHARDS_DIR = f"{BUNDLE_DIR}/data/{BUNDLE_DATA}/shards"
 
 
 class EntityFolders:
-    """Saves each model as its own MLflow model folder, uploaded per batch."""
+    """Saves each model as its own MLflow model folder.
+
+    Into a local artifact store, folders are written beside their final place and renamed into
+    it, each whole or not at all; into a remote one, they are staged locally and uploaded in
+    one artifact call per batch.
+    """
 
     carries_champions = False
 
@@ -48,26 +53,52 @@ class EntityFolders:
 
         self.artifact_uri, self.artifact_dir = artifact_uri, artifact_dir
         self.tracking_uri = tracking_uri
-        self._staging = tempfile.mkdtemp(prefix="manymodels-")
+        local_root = _local_path(artifact_uri)
+        self._final = os.path.join(local_root, artifact_dir) if local_root is not None else None
+        if self._final is not None:
+            # On the same filesystem as the final folders, so that moving one is a rename.
+            self._staging = os.path.join(self._final, f".partial-{uuid.uuid4().hex}")
+            os.makedirs(self._staging)
+        else:
+            self._staging = tempfile.mkdtemp(prefix="manymodels-")
         self._writer = ModelWriter(pip_requirements)
-        self._count = 0
+        self._slugs: list[str] = []
 
     def add(self, slug: str, model: EntityModel) -> str:
         """Save one model; returns its path relative to the run's artifact root."""
         self._writer.save(model, os.path.join(self._staging, slug))
-        self._count += 1
+        self._slugs.append(slug)
         return f"{self.artifact_dir}/{slug}"
 
     def upload(self) -> None:
-        """Upload everything saved so far in one artifact call."""
-        if self._count:
+        """Put everything saved so far in place: renamed locally, or one artifact call."""
+        if not self._slugs:
+            return
+        if self._final is None:
             from manymodels.tracking import upload_dir
 
             upload_dir(self.artifact_uri, self._staging, self.artifact_dir, self.tracking_uri)
+            return
+        for slug in self._slugs:
+            _move_into_place(os.path.join(self._staging, slug), os.path.join(self._final, slug))
 
     def close(self) -> None:
         self._writer.close()
         shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def _move_into_place(folder: str, final: str) -> None:
+    """Rename ``folder`` to ``final``, replacing what a repeated task put there before."""
+    try:
+        os.rename(folder, final)
+    except OSError:
+        if not os.path.isdir(final):
+            raise
+        # A folder is not renamed over a non-empty one: the earlier copy goes aside first.
+        retired = f"{folder}.old"
+        os.rename(final, retired)
+        os.rename(folder, final)
+        shutil.rmtree(retired, ignore_errors=True)
 
 
 class Shard:

@@ -16,6 +16,7 @@ from manymodels.flavor import (
     environment_files,
     requirements,
 )
+from manymodels.model_store import EntityFolders
 from manymodels.templates import load_template, resolve_template
 
 
@@ -61,3 +62,30 @@ def test_a_written_entity_model_loads_with_mlflow_and_forecasts(
         assert forecast["prediction"].notna().all()
     dependencies = mlflow.pyfunc.get_model_dependencies(str(tmp_path / "first"))
     assert Path(dependencies).read_text().splitlines() == requirements()
+
+
+def test_folders_in_a_local_store_replace_a_repeated_task_s_and_leave_nothing_partial(
+    tmp_path: Path, trained_entity_model
+) -> None:
+    store = tmp_path / "artifacts"
+    for _attempt in range(2):  # a task that Dask runs twice writes the same folders again
+        sink = EntityFolders(store.as_uri(), "models/abc", requirements())
+        try:
+            assert sink.add("store=1", trained_entity_model) == "models/abc/store=1"
+            sink.add("store=2", trained_entity_model)
+            sink.upload()
+        finally:
+            sink.close()
+        assert sorted(p.name for p in (store / "models/abc").iterdir()) == ["store=1", "store=2"]
+    loaded = mlflow.pyfunc.load_model(str(store / "models/abc/store=2"))
+    assert len(loaded.predict(pd.DataFrame())) == trained_entity_model.context.horizon
+
+
+def test_a_task_that_fails_before_uploading_leaves_no_folders(
+    tmp_path: Path, trained_entity_model
+) -> None:
+    store = tmp_path / "artifacts"
+    sink = EntityFolders(store.as_uri(), "models/abc", requirements())
+    sink.add("store=1", trained_entity_model)
+    sink.close()
+    assert list((store / "models/abc").iterdir()) == []
