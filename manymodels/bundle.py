@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from manymodels.flavor import PyfuncEntityModel, write_pyfunc_files
+from manymodels.flavor import ModelFiles, PyfuncEntityModel
 from manymodels.model_store import BUNDLE_DATA, BUNDLE_DIR, SHARDS_DIR, load_members
 
 __all__ = ["MANIFEST", "PyfuncBundle", "bundle_name", "read_manifest", "write_bundle"]
@@ -58,7 +58,7 @@ def write_bundle(
         data.mkdir(parents=True)
         local.to_parquet(data / MANIFEST, index=False)
         (data / _SPEC).write_text(json.dumps({"key_cols": key_cols}))
-        write_pyfunc_files(model_dir, __name__, f"data/{BUNDLE_DATA}", pip_requirements)
+        ModelFiles.make(__name__, f"data/{BUNDLE_DATA}", pip_requirements).write(model_dir)
         upload_dir(artifact_uri, str(model_dir), BUNDLE_DIR)
     return f"{artifact_uri}/{BUNDLE_DIR}"
 

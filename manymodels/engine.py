@@ -32,8 +32,8 @@ __all__ = [
 
 Batch = TypeVar("Batch")
 
-# What every task imports. MLflow is added only for jobs whose workers write or read MLflow
-# models (see ``worker_modules``): importing it costs each worker about a second of CPU.
+# What every task imports. MLflow is added only for jobs whose workers talk to a tracking server
+# (see ``worker_modules``): importing it costs each worker about two seconds of CPU.
 _TASK_MODULES = ("manymodels.tasks", "manymodels.model_store")
 MLFLOW_MODULES = ("manymodels.flavor", "mlflow.pyfunc", "mlflow.store.artifact.local_artifact_repo")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",

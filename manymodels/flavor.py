@@ -20,6 +20,9 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +33,18 @@ import yaml
 from manymodels.entity_model import EntityModel
 
 __all__ = [
+    "ModelFiles",
     "ModelWriter",
     "PyfuncEntityModel",
+    "entity_model_files",
     "environment_files",
     "load_entity_model",
     "requirements",
-    "write_pyfunc_files",
 ]
 
 _DATA_FILE = "entity_model.pkl"
 _ENV_FILES = ("conda.yaml", "python_env.yaml", "requirements.txt")
+_PER_MODEL_FIELDS = ("model_uuid", "utc_time_created")
 
 
 def requirements() -> list[str]:
@@ -56,15 +61,60 @@ def requirements() -> list[str]:
     return pins
 
 
-class ModelWriter:
-    """Writes many entity models quickly: the environment files are made once per process.
+@dataclass(frozen=True)
+class ModelFiles:
+    """What every pyfunc model folder of a job holds besides its data: the ``MLmodel`` content
+    and the environment files.
 
-    Args:
-        pip_requirements: from :func:`requirements`, computed once per job.
+    Made once with MLflow (on the driver, :meth:`make`), then written into each folder
+    without it (:meth:`write`): workers that save thousands of models need not import MLflow,
+    which costs each of them seconds of start-up, and only the model's id and creation time
+    differ from one folder to the next.
     """
 
-    def __init__(self, pip_requirements: list[str]) -> None:
-        self.pip_requirements = pip_requirements
+    mlmodel: dict[str, Any]
+    environment: dict[str, str]
+
+    @classmethod
+    def make(cls, loader_module: str, data: str, pip_requirements: list[str]) -> ModelFiles:
+        """The files of models loaded by ``loader_module`` from ``data`` (a path inside the
+        folder), as ``mlflow.pyfunc.save_model`` would write them."""
+        from mlflow.models import Model
+        from mlflow.pyfunc import add_to_model
+
+        mlflow_model = Model()
+        add_to_model(mlflow_model, loader_module=loader_module, data=data, conda_env="conda.yaml",
+                     python_env="python_env.yaml", streamable=False)  # fmt: skip
+        mlmodel = mlflow_model.to_dict()
+        mlmodel["flavors"]["python_function"].setdefault("code", None)  # as save_model records
+        for key in _PER_MODEL_FIELDS:
+            mlmodel.pop(key, None)
+        return cls(mlmodel, environment_files(tuple(pip_requirements)))
+
+    def write(self, target: Path) -> None:
+        """Write the files into ``target``, whose data is already in place."""
+        for name, text in self.environment.items():
+            (target / name).write_text(text, encoding="utf-8")
+        # What MLflow stamps on each new model: a fresh id, and the UTC time without a zone.
+        created = datetime.now(UTC).replace(tzinfo=None)
+        mlmodel = {**self.mlmodel, "model_uuid": uuid.uuid4().hex, "utc_time_created": str(created)}
+        _write_mlmodel(mlmodel, target / "MLmodel")
+
+
+def entity_model_files(pip_requirements: list[str]) -> ModelFiles:
+    """The :class:`ModelFiles` of entity model folders (see :class:`ModelWriter`)."""
+    return ModelFiles.make(__name__, f"data/{_DATA_FILE}", pip_requirements)
+
+
+class ModelWriter:
+    """Saves entity models as MLflow pyfunc model folders, without importing MLflow.
+
+    Args:
+        files: from :func:`entity_model_files`, made once per job.
+    """
+
+    def __init__(self, files: ModelFiles) -> None:
+        self.files = files
 
     def save(self, model: EntityModel, path: str | os.PathLike[str]) -> None:
         """Save one model as an MLflow pyfunc model folder at ``path`` (replacing it)."""
@@ -73,7 +123,7 @@ class ModelWriter:
             shutil.rmtree(target)
         (target / "data").mkdir(parents=True)
         _dump(model, target / "data" / _DATA_FILE)
-        write_pyfunc_files(target, __name__, f"data/{_DATA_FILE}", self.pip_requirements)
+        self.files.write(target)
 
     def close(self) -> None:
         """Nothing to release; kept so that a writer can be used as a context manager."""
@@ -83,23 +133,6 @@ class ModelWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def write_pyfunc_files(
-    target: Path, loader_module: str, data: str, pip_requirements: list[str]
-) -> None:
-    """Write the ``MLmodel`` and environment files of a pyfunc model folder whose data (at
-    ``data``, relative to ``target``) is already in place: what ``mlflow.pyfunc.save_model``
-    writes, without its cost."""
-    from mlflow.models import Model
-    from mlflow.pyfunc import add_to_model
-
-    for name, text in environment_files(tuple(pip_requirements)).items():
-        (target / name).write_text(text, encoding="utf-8")
-    mlflow_model = Model()
-    add_to_model(mlflow_model, loader_module=loader_module, data=data,
-                 conda_env="conda.yaml", python_env="python_env.yaml")  # fmt: skip
-    _write_mlmodel(mlflow_model, target / "MLmodel")
 
 
 @functools.lru_cache(maxsize=4)
@@ -192,12 +225,12 @@ def _load_pyfunc(data_path: str) -> PyfuncEntityModel:
     return PyfuncEntityModel(load_entity_model(data_path))
 
 
-def _write_mlmodel(mlflow_model: Any, path: Path) -> None:
+def _write_mlmodel(payload: dict[str, Any], path: Path) -> None:
     # What ``Model.save`` writes, through PyYAML's C emitter when it is built: the pure-Python
     # one MLflow uses costs about 2 ms a model, more than pickling the model itself.
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     with open(path, "w", encoding="utf-8") as out:
-        yaml.dump(mlflow_model.to_dict(), out, Dumper=dumper, default_flow_style=False)
+        yaml.dump(payload, out, Dumper=dumper, default_flow_style=False)
 
 
 def _dump(model: EntityModel, path: Path) -> None:

@@ -21,12 +21,15 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import cloudpickle
 
 from manymodels.entity_model import EntityModel
+
+if TYPE_CHECKING:
+    from manymodels.flavor import ModelFiles
 
 __all__ = ["BUNDLE_DIR", "SHARDS_DIR", "ModelLoader", "EntityFolders", "Shard", "open_sink"]
 
@@ -46,7 +49,7 @@ class EntityFolders:
     carries_champions = False
 
     def __init__(
-        self, artifact_uri: str, artifact_dir: str, pip_requirements: list[str],
+        self, artifact_uri: str, artifact_dir: str, files: ModelFiles,
         tracking_uri: str | None = None,
     ) -> None:  # fmt: skip
         from manymodels.flavor import ModelWriter
@@ -61,7 +64,7 @@ class EntityFolders:
             os.makedirs(self._staging)
         else:
             self._staging = tempfile.mkdtemp(prefix="manymodels-")
-        self._writer = ModelWriter(pip_requirements)
+        self._writer = ModelWriter(files)
         self._slugs: list[str] = []
 
     def add(self, slug: str, model: EntityModel) -> str:
@@ -136,7 +139,7 @@ class Shard:
 
 
 def open_sink(
-    registration: str, artifact_uri: str, artifact_dir: str, pip_requirements: list[str],
+    registration: str, artifact_uri: str, artifact_dir: str, files: ModelFiles,
     batch_key: str, tracking_uri: str | None = None,
 ) -> EntityFolders | Shard:  # fmt: skip
     """The model sink of one task for the configured registration mode.
@@ -148,7 +151,7 @@ def open_sink(
         session = artifact_dir.rsplit("/", 1)[-1]
         digest = hashlib.sha256(batch_key.encode("utf-8")).hexdigest()[:16]
         return Shard(artifact_uri, f"{session}-{digest}.pkl", tracking_uri)
-    return EntityFolders(artifact_uri, artifact_dir, pip_requirements, tracking_uri)
+    return EntityFolders(artifact_uri, artifact_dir, files, tracking_uri)
 
 
 class ModelLoader:

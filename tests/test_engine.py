@@ -151,3 +151,33 @@ def test_local_and_distributed_paths_give_the_same_models_and_forecasts(
     assert len(local_metrics) == 12 and len(local_forecasts) == 12 * 4
     pd.testing.assert_frame_equal(local_metrics, remote_metrics)
     pd.testing.assert_frame_equal(local_forecasts, remote_forecasts)
+
+
+_SPY_TEMPLATE = """
+import sys
+
+import numpy as np
+
+
+def train(history, context):
+    # Whether the worker process that trained this entity had imported MLflow.
+    return "mlflow" in sys.modules
+
+
+def predict(model, history, future, context):
+    return np.full(len(future), 1.0 if model else 0.0)
+"""
+
+
+@pytest.mark.parametrize("registration", ["per_entity", "per_job"])
+def test_workers_of_an_embedded_store_job_never_import_mlflow(tmp_path, oj_data, registration):
+    template = tmp_path / "spy.py"
+    template.write_text(_SPY_TEMPLATE, encoding="utf-8")
+    config = manymodels.config_from_dict(base_config(
+        oj_data, tmp_path / "work", model={"template": str(template), "params": {}},
+        compute={"n_workers": 1}, tracking={"registration": registration},
+    ))  # fmt: skip
+    assert manymodels.train(config).trained == 12
+    forecasts = pd.read_parquet(manymodels.forecast(config).output)
+    assert len(forecasts) == 12 * 4
+    assert (forecasts["prediction"] == 0.0).all(), "a worker imported MLflow to train"

@@ -13,6 +13,7 @@ from manymodels.fitting import FitSpec, fit_entity
 from manymodels.flavor import (
     ModelWriter,
     _environment_files_from_save_model,
+    entity_model_files,
     environment_files,
     requirements,
 )
@@ -50,7 +51,7 @@ def test_environment_files_name_mlflow_when_the_requirements_do_not() -> None:
 def test_a_written_entity_model_loads_with_mlflow_and_forecasts(
     tmp_path: Path, trained_entity_model
 ) -> None:
-    with ModelWriter(requirements()) as writer:
+    with ModelWriter(entity_model_files(requirements())) as writer:
         writer.save(trained_entity_model, tmp_path / "first")
         writer.save(trained_entity_model, tmp_path / "second")
     for folder in ("first", "second"):
@@ -69,7 +70,7 @@ def test_folders_in_a_local_store_replace_a_repeated_task_s_and_leave_nothing_pa
 ) -> None:
     store = tmp_path / "artifacts"
     for _attempt in range(2):  # a task that Dask runs twice writes the same folders again
-        sink = EntityFolders(store.as_uri(), "models/abc", requirements())
+        sink = EntityFolders(store.as_uri(), "models/abc", entity_model_files(requirements()))
         try:
             assert sink.add("store=1", trained_entity_model) == "models/abc/store=1"
             sink.add("store=2", trained_entity_model)
@@ -85,7 +86,27 @@ def test_a_task_that_fails_before_uploading_leaves_no_folders(
     tmp_path: Path, trained_entity_model
 ) -> None:
     store = tmp_path / "artifacts"
-    sink = EntityFolders(store.as_uri(), "models/abc", requirements())
+    sink = EntityFolders(store.as_uri(), "models/abc", entity_model_files(requirements()))
     sink.add("store=1", trained_entity_model)
     sink.close()
     assert list((store / "models/abc").iterdir()) == []
+
+
+def test_mlmodel_matches_what_mlflow_save_model_writes_but_for_id_and_time(
+    tmp_path: Path, trained_entity_model
+) -> None:
+    import yaml
+
+    with ModelWriter(entity_model_files(requirements())) as writer:
+        writer.save(trained_entity_model, tmp_path / "ours")
+    data = tmp_path / "ours" / "data" / "entity_model.pkl"
+    mlflow.pyfunc.save_model(str(tmp_path / "theirs"), loader_module="manymodels.flavor",
+                             data_path=str(data), pip_requirements=requirements())  # fmt: skip
+    ours, theirs = (yaml.safe_load((tmp_path / name / "MLmodel").read_text())
+                    for name in ("ours", "theirs"))  # fmt: skip
+    assert ours["model_uuid"] != theirs["model_uuid"]
+    for payload in (ours, theirs):
+        payload.pop("model_uuid")
+        payload.pop("utc_time_created")
+        payload.pop("model_size_bytes", None)  # measured by save_model after copying the data
+    assert ours == theirs

@@ -90,9 +90,7 @@ def forecast(
     target = output or config.forecast.output
     _check_target(config, target, "output" if output else "forecast.output")
     inputs = validate_inputs(config, needs_template=False)
-    with cluster_in_background(
-        config.compute, worker_modules(config, saves_models=False)
-    ) as pending:
+    with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
         try:
             refs = entity_models(session.registry, config, alias, version)

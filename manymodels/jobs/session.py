@@ -128,16 +128,12 @@ def _check_writable(work_dir: str) -> None:
         )
 
 
-def worker_modules(
-    config: Config, template: TemplateSource | None = None, saves_models: bool = True
-) -> tuple[str, ...]:
+def worker_modules(config: Config, template: TemplateSource | None = None) -> tuple[str, ...]:
     """The modules each worker imports while the cluster starts: the template's, and MLflow's
-    unless the workers never touch it. Workers save MLflow model folders for ``per_entity``
-    registration and talk to a tracking server's artifact store; they read models from a local
-    store, and write a job bundle's shards into one, without MLflow."""
+    when the job talks to a tracking server, whose artifact store may be remote. With a local
+    artifact store, workers write and read model folders and job bundles without MLflow."""
     modules = [template.module] if template is not None and template.module else []
-    saves_folders = saves_models and config.tracking.registration == "per_entity"
-    if saves_folders or config.tracking.uri:
+    if config.tracking.uri:
         modules.extend(MLFLOW_MODULES)
     return tuple(modules)
 

@@ -18,7 +18,7 @@ from manymodels import tracking
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.engine import PendingCluster, cluster_in_background, map_batches, worker_count
-from manymodels.flavor import requirements
+from manymodels.flavor import entity_model_files, requirements
 from manymodels.guard import failure_from
 from manymodels.jobs.budget import allowed_failures, systematic_failure
 from manymodels.jobs.registrars import BundleRegistrar, EntityRegistrar, open_registrar
@@ -119,7 +119,7 @@ def _run(
         todo = [partition for partition in inputs.partitions if partition.keys not in done]
         task = TrainTask(
             config=config, template=inputs.trained_template.source, params=inputs.params,
-            artifact_uri=job.artifact_uri, pip_requirements=requirements(),
+            artifact_uri=job.artifact_uri, model_files=entity_model_files(requirements()),
             artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
             tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),
             champions={} if kind == "train" else registrar.champions(),

@@ -17,6 +17,7 @@ from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.entity_model import EntityModel
 from manymodels.fitting import EntityFit, FitSpec, fit_entity, score_model
+from manymodels.flavor import ModelFiles
 from manymodels.guard import call_with_limits, failure_from
 from manymodels.model_store import EntityFolders, ModelLoader, Shard, open_sink
 from manymodels.naming import entity_slug, model_name
@@ -44,7 +45,7 @@ class TrainTask:
     template: TemplateSource
     params: Mapping[str, Any]
     artifact_uri: str
-    pip_requirements: list[str]
+    model_files: ModelFiles
     artifact_dir: str = "models"
     tracking_uri: str | None = None
     skip: frozenset[str] = frozenset()
@@ -62,7 +63,7 @@ def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResu
     spec = fit_spec(config, task.template, task.params)
     batch_key = repr(sorted(partition.keys for partition in partitions))
     sink = open_sink(config.tracking.registration, task.artifact_uri, task.artifact_dir,
-                     task.pip_requirements, batch_key, task.tracking_uri)  # fmt: skip
+                     task.model_files, batch_key, task.tracking_uri)  # fmt: skip
     loader = ModelLoader(task.tracking_uri)
     results: list[EntityResult] = []
     try:
