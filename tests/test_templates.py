@@ -613,3 +613,18 @@ def test_template_sees_a_clean_history_and_its_context(weekly, write_template):
     assert seen["context"].keys == KEYS
     assert seen["context"].season_length == 52
     assert seen["context"].freq == "W-SUN"
+
+
+@pytest.mark.parametrize("estimator", ["linear", "ridge", "lasso", "elastic_net",
+                                       "sklearn.linear_model.PoissonRegressor", "gradient_boosting"])  # fmt: skip
+def test_sklearn_lags_one_row_prediction_is_the_estimators_own(estimator):
+    from manymodels.templates.sklearn_lags import _row_predictor, make_estimator
+
+    rng = np.random.default_rng(0)
+    features = rng.random((80, 6))
+    target = features @ rng.random(6) + 3.0
+    fitted = make_estimator(estimator, {}).fit(features, target)
+    predict_row = _row_predictor(fitted)
+    for row in rng.random((5, 6)):
+        assert predict_row(row) == pytest.approx(float(fitted.predict(row[np.newaxis, :])[0]),
+                                                 rel=1e-12, abs=1e-12)  # fmt: skip
