@@ -310,7 +310,12 @@ def write_partitioned(
         )
         _write_file(payload.take(pa.array(rows)), posixpath.join(path, folder, name))
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    if "://" not in path:
+        # Local files: threads would only add contention for the worker's one core.
+        for item in groups.items():
+            write(item)
+        return len(groups)
+    with ThreadPoolExecutor(max_workers=4) as pool:  # remote stores: overlap their latency
         list(pool.map(write, groups.items()))
     return len(groups)
 
