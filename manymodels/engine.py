@@ -8,6 +8,7 @@ only module that imports ``dask.distributed``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import logging
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+from distributed.utils import silence_logging_cmgr
 
 from manymodels.config import ComputeConfig
 from manymodels.errors import ManyModelsError
@@ -90,6 +92,11 @@ def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Cli
         finally:
             client.close()
         return
+    with _QUIET_LOGS.while_running():
+        yield from _local_cluster(compute, preload)
+
+
+def _local_cluster(compute: ComputeConfig, preload: Sequence[str]) -> Iterator[Client]:
     environment = {variable: "1" for variable in _THREAD_VARIABLES}
     local = LocalCluster(
         n_workers=compute.n_workers or os.cpu_count() or 1,
@@ -111,6 +118,37 @@ def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Cli
             client.close()
     finally:
         local.close()
+
+
+class _QuietLogs:
+    """Dask's log output in this process, silenced while any local cluster lives.
+
+    Each LocalCluster silences it too, but restores the level it found when it closes: a
+    cluster that shuts down in the background after the next job's cluster started would
+    turn the logs back on in the middle of that job.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clusters = 0
+        self._restore = contextlib.ExitStack()
+
+    @contextlib.contextmanager
+    def while_running(self) -> Iterator[None]:
+        with self._lock:
+            if self._clusters == 0:
+                self._restore.enter_context(silence_logging_cmgr(logging.CRITICAL))
+            self._clusters += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._clusters -= 1
+                if self._clusters == 0:
+                    self._restore.close()
+
+
+_QUIET_LOGS = _QuietLogs()
 
 
 class PendingCluster:
@@ -147,29 +185,43 @@ class PendingCluster:
         """Start shutting the cluster down in the background (the driver has more to do)."""
         if self._closer is None:
             self._closer = threading.Thread(target=self._shut_down, daemon=True)
+            _SHUTTING_DOWN.add(self._closer)
             self._closer.start()
 
-    def close(self) -> None:
-        """Shut the cluster down and wait until it is down."""
-        self.release()
-        assert self._closer is not None
-        self._closer.join()
-
     def _shut_down(self) -> None:
-        self._thread.join()
-        self._stack.close()
+        try:
+            self._thread.join()
+            self._stack.close()
+        finally:
+            _SHUTTING_DOWN.discard(threading.current_thread())
 
 
 @contextlib.contextmanager
 def cluster_in_background(
     compute: ComputeConfig, preload: Sequence[str] = ()
 ) -> Iterator[PendingCluster]:
-    """Start the cluster now, use it later with ``pending.client()``; closed on exit."""
+    """Start the cluster now, use it later with ``pending.client()``.
+
+    On exit the cluster shuts down in the background: a job's results are safe by then, and
+    stopping worker processes takes a few tenths of a second that the caller need not wait
+    for. The interpreter waits for every shutdown still running before it exits.
+    """
     pending = PendingCluster(compute, preload)
     try:
         yield pending
     finally:
-        pending.close()
+        pending.release()
+
+
+# Shutdowns still running; joined when the interpreter exits (registered after distributed's
+# own exit hook, so it runs first and that hook finds the clusters closed).
+_SHUTTING_DOWN: set[threading.Thread] = set()
+
+
+@atexit.register
+def _finish_shutdowns() -> None:
+    for thread in list(_SHUTTING_DOWN):
+        thread.join(timeout=60)
 
 
 def worker_count(client: Client) -> int:

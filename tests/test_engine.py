@@ -181,3 +181,19 @@ def test_workers_of_an_embedded_store_job_never_import_mlflow(tmp_path, oj_data,
     forecasts = pd.read_parquet(manymodels.forecast(config).output)
     assert len(forecasts) == 12 * 4
     assert (forecasts["prediction"] == 0.0).all(), "a worker imported MLflow to train"
+
+
+def test_back_to_back_jobs_keep_dask_quiet_while_the_first_cluster_shuts_down(tmp_path, oj_data):
+    # The first job's cluster shuts down in the background while the second job's runs; its
+    # shutdown must not turn Dask's logging back on for the second.
+    raw = base_config(oj_data, tmp_path / "work", compute={"n_workers": 1})
+    code = (
+        "import json, sys, manymodels, pandas\n"
+        "config = manymodels.config_from_dict(json.loads(sys.argv[1]))\n"
+        "assert manymodels.train(config).trained == 12\n"
+        "assert len(pandas.read_parquet(manymodels.forecast(config).output)) == 48\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(raw)], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "distributed" not in done.stderr, done.stderr
