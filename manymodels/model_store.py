@@ -8,7 +8,9 @@ Two layouts, one per ``tracking.registration`` mode:
   ``bundle/data/bundle/shards/<name>.pkl``, inside the job's single bundle model.
 
 A model's *location* is a folder URI, or ``<shard URI>#<entity slug>`` for a shard member.
-A task writes locally and uploads once, so a batch costs one artifact call, not one per model.
+Into a local artifact store a task writes in place, each folder or shard appearing whole (by a
+rename); into a remote one it writes locally and uploads once, one artifact call per batch.
+Only the upload needs MLflow on the worker.
 """
 
 from __future__ import annotations
