@@ -125,15 +125,6 @@ class ModelWriter:
         _dump(model, target / "data" / _DATA_FILE)
         self.files.write(target)
 
-    def close(self) -> None:
-        """Nothing to release; kept so that a writer can be used as a context manager."""
-
-    def __enter__(self) -> ModelWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
 
 @functools.lru_cache(maxsize=4)
 def environment_files(pip_requirements: tuple[str, ...]) -> dict[str, str]:

@@ -88,7 +88,6 @@ class EntityFolders:
             _move_into_place(os.path.join(self._staging, slug), os.path.join(self._final, slug))
 
     def close(self) -> None:
-        self._writer.close()
         shutil.rmtree(self._staging, ignore_errors=True)
 
 

@@ -51,9 +51,9 @@ def test_environment_files_name_mlflow_when_the_requirements_do_not() -> None:
 def test_a_written_entity_model_loads_with_mlflow_and_forecasts(
     tmp_path: Path, trained_entity_model
 ) -> None:
-    with ModelWriter(entity_model_files(requirements())) as writer:
-        writer.save(trained_entity_model, tmp_path / "first")
-        writer.save(trained_entity_model, tmp_path / "second")
+    writer = ModelWriter(entity_model_files(requirements()))
+    writer.save(trained_entity_model, tmp_path / "first")
+    writer.save(trained_entity_model, tmp_path / "second")
     for folder in ("first", "second"):
         files = sorted(path.name for path in (tmp_path / folder).iterdir())
         assert files == ["MLmodel", "conda.yaml", "data", "python_env.yaml", "requirements.txt"]
@@ -97,8 +97,7 @@ def test_mlmodel_matches_what_mlflow_save_model_writes_but_for_id_and_time(
 ) -> None:
     import yaml
 
-    with ModelWriter(entity_model_files(requirements())) as writer:
-        writer.save(trained_entity_model, tmp_path / "ours")
+    ModelWriter(entity_model_files(requirements())).save(trained_entity_model, tmp_path / "ours")
     data = tmp_path / "ours" / "data" / "entity_model.pkl"
     mlflow.pyfunc.save_model(str(tmp_path / "theirs"), loader_module="manymodels.flavor",
                              data_path=str(data), pip_requirements=requirements())  # fmt: skip

@@ -41,7 +41,6 @@ from manymodels.registry import Registry
 from manymodels.report import progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
 from manymodels.tasks.forecasting import ModelRef
-from manymodels.templates import BUILTIN_TEMPLATES, TemplateSource, resolve_template
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -91,9 +90,7 @@ def forecast(
     target = output or config.forecast.output
     _check_target(config, target, "output" if output else "forecast.output")
     inputs = validate_inputs(config, needs_template=False)
-    with cluster_in_background(
-        config.compute, worker_modules(config, _likely_template(config))
-    ) as pending:
+    with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
         try:
             refs = entity_models(session.registry, config, alias, version)
@@ -121,13 +118,6 @@ def forecast(
     if refusal:
         raise _not_published(result, config, refusal)
     return result
-
-
-def _likely_template(config: Config) -> TemplateSource | None:
-    """The built-in template the models were most likely trained with: its imports (scikit-learn,
-    statsmodels, seconds of CPU) then happen while the workers start, not in their first task."""
-    spec = config.model.template
-    return resolve_template(spec) if spec in BUILTIN_TEMPLATES else None
 
 
 def _check_target(config: Config, target: str, what: str) -> None:

@@ -24,7 +24,7 @@ from manymodels.engine import MLFLOW_MODULES
 from manymodels.errors import ManyModelsError, ResumeError, UnreadableFileError
 from manymodels.registry import Registry
 from manymodels.secrets import remember_config, scrub
-from manymodels.templates import Template, TemplateSource, load_template, resolve_template
+from manymodels.templates import BUILTIN_TEMPLATES, Template, load_template, resolve_template
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -128,11 +128,15 @@ def _check_writable(work_dir: str) -> None:
         )
 
 
-def worker_modules(config: Config, template: TemplateSource | None = None) -> tuple[str, ...]:
-    """The modules each worker imports while the cluster starts: the template's, and MLflow's
-    when the job talks to a tracking server, whose artifact store may be remote. With a local
-    artifact store, workers write and read model folders and job bundles without MLflow."""
-    modules = [template.module] if template is not None and template.module else []
+def worker_modules(config: Config) -> tuple[str, ...]:
+    """The modules each worker imports while the cluster starts, not inside its first task:
+    the configured built-in template's (scikit-learn, statsmodels; a forecast's models were most
+    likely trained with it), and MLflow's when the job talks to a tracking server, whose
+    artifact store may be remote. With a local artifact store, workers write and read model
+    folders and job bundles without MLflow. A user's template travels inside the task."""
+    spec = config.model.template
+    builtin = resolve_template(spec).module if spec in BUILTIN_TEMPLATES else None
+    modules = [builtin] if builtin else []
     if config.tracking.uri:
         modules.extend(MLFLOW_MODULES)
     return tuple(modules)

@@ -100,8 +100,7 @@ def _run(
 ) -> TrainResult:  # fmt: skip
     started = time.perf_counter()
     inputs = validate_inputs(config)
-    modules = worker_modules(config, inputs.trained_template.source)
-    with cluster_in_background(config.compute, modules) as pending:
+    with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
         # The cluster is usually up by now; an unreachable scheduler must fail here, before a
         # job run exists that the next command would take for an interrupted job.
