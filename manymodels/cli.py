@@ -229,8 +229,10 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
 
     config = load_config(config_path, list(overrides))
     inputs = validate_inputs(config)
-    click.echo(f"{config_path}: ok ({len(inputs.partitions)} partitions, "
-               f"template {inputs.trained_template.name})")  # fmt: skip
+    plan = inputs.trained_plan
+    chosen = (f"auto among {', '.join(c.name for c in plan.candidates)}"
+              if plan.name == "auto" else f"template {plan.name}")  # fmt: skip
+    click.echo(f"{config_path}: ok ({len(inputs.partitions)} partitions, {chosen})")
 
 
 @main.command(context_settings=CONTEXT)

@@ -105,7 +105,7 @@ def _run(
         # The cluster is usually up by now; an unreachable scheduler must fail here, before a
         # job run exists that the next command would take for an interrupted job.
         pending.client()
-        digest = config_hash(config, kind, inputs.trained_template.source.digest)
+        digest = config_hash(config, kind, inputs.trained_plan.digest)
         job = open_job_run(session, config, kind, digest, resume, fresh)
         registrar = open_registrar(session, job, inputs, kind, promote)
         ledger = Ledger(config.work_dir, job.job_id)
@@ -113,11 +113,11 @@ def _run(
         rows = registrar.reconcile(rows)
         resumed_with = len(rows) if job.resumed else None
         if not job.resumed:
-            log_config(session, job.run_id, config, {"template": inputs.trained_template.name,
+            log_config(session, job.run_id, config, {"template": inputs.trained_plan.name,
                                                       "partitions": len(inputs.partitions)})  # fmt: skip
         todo = [partition for partition in inputs.partitions if partition.keys not in done]
         task = TrainTask(
-            config=config, template=inputs.trained_template.source, params=inputs.params,
+            config=config, template=inputs.trained_plan, params=inputs.params,
             artifact_uri=job.artifact_uri, model_files=entity_model_files(requirements()),
             artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
             tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),
