@@ -18,7 +18,7 @@ import pandas as pd
 
 from manymodels.entity_model import checked_predictions
 from manymodels.errors import EntityError
-from manymodels.metrics import mase_scale, metrics_with_scale
+from manymodels.metrics import METRICS, mase_scale, metrics_with_scale
 from manymodels.templates import Template, TrainContext
 
 __all__ = ["Backtest", "Candidate", "Windows", "plan_windows", "run_backtest"]
@@ -118,14 +118,15 @@ def run_backtest(
         scale = mase_scale(values[:cutoff], context.season_length, observed[:cutoff])
         per_window.append(metrics_with_scale(values[cutoff : cutoff + len(future)][keep],
                                              predicted[keep], scale))  # fmt: skip
-    return Backtest(candidate.name, np.vstack(rows), per_window, mean_metrics(per_window),
+    predictions = np.vstack(rows) if rows else np.empty((0, windows.length))
+    return Backtest(candidate.name, predictions, per_window, mean_metrics(per_window),
                     first, model)  # fmt: skip
 
 
 def mean_metrics(per_window: list[dict[str, float]]) -> dict[str, float]:
     """Each metric's mean over the windows where it is defined (``nan`` where it never is)."""
     if not per_window:
-        return {}
+        return dict.fromkeys(METRICS, float("nan"))
     names = per_window[0]
     means = {}
     for name in names:

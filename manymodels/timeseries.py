@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from manymodels.errors import EntityError
+from manymodels.errors import EntityError, FutureValuesError
 
 __all__ = ["Series", "regularize", "season_length_for", "future_frame"]
 
@@ -110,9 +110,15 @@ def future_frame(
     exog_cols: list[str],
     freq: str,
     horizon: int,
+    carry_forward: bool = True,
 ) -> pd.DataFrame:
     """The ``horizon`` periods after ``history``: known future rows where present, else the
-    next grid timestamps with exogenous values carried forward from the last observation."""
+    next grid timestamps with exogenous values carried forward from the last observation.
+
+    Raises:
+        FutureValuesError: ``carry_forward`` is off and an exogenous value of a forecast period
+            is not known.
+    """
     times = _next_periods(history[time_col].iloc[-1], freq, horizon)
     future = pd.DataFrame({time_col: times})
     if not exog_cols:
@@ -127,7 +133,10 @@ def future_frame(
             values = known_future.set_index(time_col)[col].reindex(times).to_numpy(dtype=float)
         else:
             values = np.full(horizon, np.nan)
-        future[col] = np.where(np.isnan(values), carried, values)
+        missing = np.isnan(values)
+        if missing.any() and not carry_forward:
+            raise FutureValuesError(col, int(missing.sum()), horizon)
+        future[col] = np.where(missing, carried, values)
     return future
 
 

@@ -146,6 +146,9 @@ def _result(
 
 def _refusal(result: ForecastResult, config: Config) -> str | None:
     """Why the forecasts must not replace the previous output, or None when they may."""
+    missing = _missing_future(result.entities)
+    if missing:
+        return missing
     if not result.rows:
         return "no entity could be forecast"
     allowed = allowed_failures(config, result.total)
@@ -155,6 +158,21 @@ def _refusal(result: ForecastResult, config: Config) -> str | None:
             f"{allowed} allowed"
         )
     return None
+
+
+def _missing_future(entities: pd.DataFrame) -> str | None:
+    """One line on the entities whose forecast periods lack exogenous values, if any."""
+    if "error_type" not in entities:
+        return None
+    lacking = entities[entities["error_type"] == "FutureValuesError"]
+    if lacking.empty:
+        return None
+    columns = sorted(set(lacking["error"].str.extract(r"no future value of '([^']*)'")[0].dropna()))
+    return (
+        f"{len(lacking)} entities lack future values of {', '.join(columns)} for the forecast "
+        "periods (give them as rows after the last observed target or in forecast.future_path, "
+        "or set data.future_exog: carry_forward)"
+    )
 
 
 def _publish(staging: str, target: str, refusal: str | None) -> None:

@@ -15,6 +15,7 @@ from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.entity_model import PREDICTION_COL, EntityModel
 from manymodels.guard import failure_from
+from manymodels.intervals import level_label
 from manymodels.model_store import ModelLoader
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult, failed
@@ -83,6 +84,11 @@ def forecast_batch(
     return results
 
 
+def interval_names(levels: list[float]) -> list[str]:
+    """The output's interval columns, ``lo-80``, ``hi-80``, ... in level order."""
+    return [f"{side}-{level_label(level)}" for level in sorted(levels) for side in ("lo", "hi")]
+
+
 def _forecast_entity(
     model: EntityModel, frame: pd.DataFrame, config: Config, horizon: int
 ) -> pd.DataFrame:
@@ -90,8 +96,9 @@ def _forecast_entity(
     series = regularize(frame, data.time_col, data.target_col, list(data.exog_cols),
                         model.context.freq, data.fill_missing)  # fmt: skip
     future = future_frame(series.history, series.future, data.time_col, list(data.exog_cols),
-                          series.freq, horizon)  # fmt: skip
-    return model.forecast(history=series.history, future=future)
+                          series.freq, horizon,
+                          carry_forward=data.future_exog == "carry_forward")  # fmt: skip
+    return model.forecast(history=series.history, future=future, levels=config.forecast.levels)
 
 
 class _Rows:
@@ -103,6 +110,7 @@ class _Rows:
         self.lengths: list[int] = []
         self.times: list[Any] = []
         self.values: list[Any] = []
+        self.bounds: list[dict[str, Any]] = []
         self.refs: list[ModelRef] = []
 
     @property
@@ -114,6 +122,7 @@ class _Rows:
         self.lengths.append(len(predictions))
         self.times.append(predictions.iloc[:, 0])
         self.values.append(predictions[PREDICTION_COL].to_numpy())
+        self.bounds.append({col: predictions[col].to_numpy() for col in predictions.columns[2:]})
         self.refs.append(ref)
 
     def frame(self, config: Config, key_types: Mapping[str, str]) -> pd.DataFrame:
@@ -125,6 +134,12 @@ class _Rows:
         # Concatenated as Series, so that time zones survive.
         columns[config.data.time_col] = pd.concat(self.times, ignore_index=True).array
         columns[PREDICTION_COL] = np.concatenate(self.values)
+        for column in interval_names(config.forecast.levels):
+            # A model saved before intervals existed has none: its rows get nulls.
+            columns[column] = np.concatenate([
+                bounds.get(column, np.full(length, np.nan))
+                for bounds, length in zip(self.bounds, self.lengths, strict=True)
+            ])  # fmt: skip
         columns["model_name"] = np.repeat([ref[0] for ref in self.refs], repeat)
         columns["model_version"] = np.repeat([ref[1] for ref in self.refs], repeat)
         return pd.DataFrame(columns)
