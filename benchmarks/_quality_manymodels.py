@@ -52,13 +52,17 @@ class JobRun:
 
     Attributes:
         name: ``auto`` or the candidate's name.
-        backtest_mase: mean over entities of the job's recorded backtest MASE.
+        backtest_mase: the backtest MASE scored here from the job's backtest table (for
+            ``auto``, each entity's winner's predictions), like the baselines'.
+        recorded_backtest_mase: mean over entities of the MASE the job recorded.
         final: scores on the final window.
         cpu_seconds: train's CPU time (driver and cluster processes).
         wall_seconds: train's wall time.
         entities: entities trained; ``failed`` those that failed.
         winners: for ``auto``, how many entities each candidate won.
         candidate_backtest: for ``auto``, each candidate's mean backtest MASE as recorded.
+        fit_seconds_per_entity: CPU seconds per entity of the fitting alone (backtest, choice,
+            refit), measured in this process on ``fit_timed_entities`` entities.
         error: why the job could not run, if it could not.
     """
 
@@ -72,6 +76,9 @@ class JobRun:
     failed: int = 0
     winners: Counter[str] = field(default_factory=Counter)
     candidate_backtest: dict[str, float] = field(default_factory=dict)
+    recorded_backtest_mase: float | None = None
+    fit_seconds_per_entity: float | None = None
+    fit_timed_entities: int = 0
     fallbacks: int = 0
     error: str | None = None
 
@@ -98,8 +105,12 @@ def candidate_label(candidate: dict[str, Any]) -> str:
 # --- data and configs --------------------------------------------------------------------
 
 
-def write_dataset(split: Split, path: Path) -> Path:
-    """The pre-final data as hive Parquet, plus the next ``horizon`` periods' covariates."""
+def write_dataset(split: Split, path: Path) -> pd.DataFrame:
+    """Write the pre-final data as hive Parquet, plus the next ``horizon`` periods' covariates.
+
+    Returns:
+        The rows written (with the key columns).
+    """
     import pandas as pd
 
     from manymodels.data import write_partitioned
@@ -116,7 +127,7 @@ def write_dataset(split: Split, path: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
     write_partitioned(frame, str(path), keys, "part")
-    return path
+    return frame
 
 
 def config_dict(split: Split, data: Path, work_dir: Path, model: dict[str, Any],
@@ -183,7 +194,8 @@ class CpuMeter:
 
 
 def run_job(split: Split, name: str, model: dict[str, Any], data: Path, root: Path,
-            registration: str) -> JobRun:  # fmt: skip
+            registration: str, frame: pd.DataFrame | None = None,
+            fit_timing: int = 0) -> JobRun:  # fmt: skip
     """Train and forecast one configuration; failures are recorded, not raised."""
     import manymodels
 
@@ -203,6 +215,7 @@ def run_job(split: Split, name: str, model: dict[str, Any], data: Path, root: Pa
         run.cpu_seconds = meter.seconds
         run.entities, run.failed = int(trained.trained), int(trained.failed)
         _read_selection(run, trained.entities)
+        run.backtest_mase = score_backtest(split, work_dir, trained.run_id, trained.entities)
         started = time.perf_counter()
         manymodels.forecast(config)
         run.forecast_seconds = time.perf_counter() - started
@@ -210,6 +223,9 @@ def run_job(split: Split, name: str, model: dict[str, Any], data: Path, root: Pa
         scales = mase_scales(split.train, split.panel.keys, split.panel.season)
         forecasts = forecasts.merge(scales[[*split.panel.keys, "cutoff"]], on=split.panel.keys)
         run.final = score(forecasts, split.test, scales, split.panel.keys)
+        if frame is not None and fit_timing:
+            run.fit_seconds_per_entity, run.fit_timed_entities = fit_only(
+                split, frame, config, fit_timing)  # fmt: skip
     except Exception as exc:  # recorded in the table; the other rows still count
         run.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         say(f"{split.panel.name}: manymodels {name} failed: {run.error}")
@@ -228,7 +244,7 @@ def _read_selection(run: JobRun, entities: pd.DataFrame) -> None:
     ok = entities[entities["status"] != "failed"] if "status" in entities else entities
     for column in ("mase", "metric_mase", "backtest_mase", "holdout_mase"):
         if column in ok:
-            run.backtest_mase = _mean(pd.to_numeric(ok[column], errors="coerce"))
+            run.recorded_backtest_mase = _mean(pd.to_numeric(ok[column], errors="coerce"))
             break
     if "winner" in ok:
         run.winners = Counter(ok["winner"].dropna().astype(str))
@@ -238,6 +254,63 @@ def _read_selection(run: JobRun, entities: pd.DataFrame) -> None:
         if column.startswith("mase_"):
             run.candidate_backtest[column[len("mase_"):]] = _mean(
                 pd.to_numeric(ok[column], errors="coerce"))  # fmt: skip
+
+
+def score_backtest(split: Split, work_dir: Path, run_id: str,
+                   entities: pd.DataFrame) -> float | None:  # fmt: skip
+    """The job's backtest table scored like the baselines' backtest (winners only for auto)."""
+    import pandas as pd
+
+    panel, keys = split.panel, split.panel.keys
+    found = sorted(work_dir.glob(f"**/{run_id}/**/backtest.parquet")) or sorted(
+        work_dir.glob("**/backtest.parquet"))  # fmt: skip
+    if not found:
+        return None
+    table = pd.read_parquet(found[0])
+    for key in keys:
+        table[key] = table[key].astype(str)
+    if "winner" in entities and table["candidate"].nunique() > 1:
+        winners = entities[[*keys, "winner"]].dropna().astype(str)
+        table = table.merge(winners, on=keys)
+        table = table[table["candidate"] == table["winner"]]
+    table["period"] = panel.periods(table["time"])
+    table["cutoff"] = panel.periods(table["cutoff"])
+    observed = table[[*keys, "period", "cutoff"]].drop_duplicates().merge(
+        split.train[[*keys, "period", "y"]], on=[*keys, "period"])  # fmt: skip
+    scales = mase_scales(split.train, keys, panel.season,
+                         observed[[*keys, "cutoff"]].drop_duplicates())  # fmt: skip
+    return score(table[[*keys, "period", "cutoff", "prediction"]], observed, scales, keys).mase
+
+
+def fit_only(split: Split, frame: pd.DataFrame, config: Any, limit: int) -> tuple[float, int]:
+    """CPU seconds per entity of manymodels' per-entity fitting alone, in this process.
+
+    Backtest of every candidate, choice, refit and intervals, as a worker does it, without
+    Dask, Parquet or MLflow; one entity is fitted first, untimed (imports, compilation).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from manymodels.candidates import plan_models
+    from manymodels.fitting import fit_entity
+    from manymodels.tasks.entities import fit_spec
+
+    keys = split.panel.keys
+    spec = fit_spec(config, plan_models(config.model))
+    groups = [(dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+               group.drop(columns=keys)) for key, group in frame.groupby(keys, sort=True)]  # fmt: skip
+    if len(groups) > limit:
+        step = len(groups) / limit
+        groups = [groups[int(i * step)] for i in range(limit)]
+    with threadpool_limits(1):
+        fit_entity(groups[0][1], groups[0][0], spec)
+        started = time.process_time()
+        for keys_of, rows in groups:
+            try:
+                fit_entity(rows, keys_of, spec)
+            except Exception:  # a failing entity costs what it cost, as in a job
+                pass
+        seconds = time.process_time() - started
+    return seconds / len(groups), len(groups)
 
 
 def _mean(values: pd.Series) -> float | None:
@@ -262,10 +335,14 @@ def read_forecasts(split: Split, output: Path) -> pd.DataFrame:
 
 
 def run_panel(split: Split, root: Path, candidates: list[dict[str, Any]],
-              registration: str = "per_entity",
-              only: list[str] | None = None) -> list[JobRun]:  # fmt: skip
-    """Every candidate alone, then ``auto`` with all of them, on one panel."""
-    data = write_dataset(split, root / f"{split.panel.name}-data")
+              registration: str = "per_entity", only: list[str] | None = None,
+              fit_timing: int = 64) -> list[JobRun]:  # fmt: skip
+    """Every candidate alone, then ``auto`` with all of them, on one panel.
+
+    ``auto``'s fitting alone is also timed in this process on up to ``fit_timing`` entities.
+    """
+    data = root / f"{split.panel.name}-data"
+    frame = write_dataset(split, data)
     runs = []
     for candidate in candidates:
         label = candidate_label(candidate)
@@ -275,5 +352,5 @@ def run_panel(split: Split, root: Path, candidates: list[dict[str, Any]],
                             data, root, registration))  # fmt: skip
     if only is None or "auto" in only:
         runs.append(run_job(split, "auto", {"template": "auto", "candidates": candidates},
-                            data, root, registration))  # fmt: skip
+                            data, root, registration, frame, fit_timing))  # fmt: skip
     return runs

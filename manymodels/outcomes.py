@@ -118,6 +118,7 @@ class EntityResult:
     wins: bool | None = None
     kept: str | None = None
     forecast_rows: int = 0
+    carried_forward: bool = False
     selection: Selection | None = None
     backtest: Any = field(default=None, repr=False)
 
@@ -141,6 +142,8 @@ class EntityResult:
             row["filled_share"] = self.filled / self.observations
         if self.wins is not None:
             row["challenger_wins"] = self.wins
+        if self.carried_forward:
+            row["carried_forward"] = True
         if self.failure:
             row.update(stage=self.failure.stage, error_type=self.failure.error_type,
                        error=self.failure.message, traceback=self.failure.traceback)  # fmt: skip

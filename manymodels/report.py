@@ -128,6 +128,10 @@ def print_forecast_summary(result: ForecastResult) -> None:
         + f" of {result.total}"
     )
     out.print(f"  {result.rows} rows written to {result.output}")
+    if result.carried_forward:
+        out.print(f"  [yellow]note:[/yellow] {result.carried_forward} entities had exogenous "
+                  "values carried forward into forecast periods that lacked them "
+                  "(data.future_exog: carry_forward)")  # fmt: skip
     if result.failed:
         for line in result.failure_digest(limit=5):
             out.print(f"    {line}")

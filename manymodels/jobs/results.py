@@ -187,6 +187,14 @@ class ForecastResult:
         return int((self.entities["status"] == "failed").sum()) if self.total else 0
 
     @property
+    def carried_forward(self) -> int:
+        """Entities whose missing future exogenous values were carried forward
+        (``data.future_exog: carry_forward``)."""
+        if not self.total or "carried_forward" not in self.entities:
+            return 0
+        return int(self.entities["carried_forward"].fillna(False).astype(bool).sum())
+
+    @property
     def without_model(self) -> int:
         """Entities with data but no registered model under the alias or version."""
         return int((self.entities["status"] == "no_model").sum()) if self.total else 0

@@ -14,6 +14,7 @@ from manymodels import data as data_io
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.entity_model import PREDICTION_COL, EntityModel
+from manymodels.errors import FutureValuesError
 from manymodels.guard import failure_from
 from manymodels.intervals import level_label
 from manymodels.model_store import ModelLoader
@@ -64,7 +65,9 @@ def forecast_batch(
         else:
             started = time.perf_counter()
             try:
-                predictions = _forecast_entity(loader.load(ref[2]), frame, config, task.horizon)
+                predictions, carried = _forecast_entity(
+                    loader.load(ref[2]), frame, config, task.horizon
+                )
             except BaseException as exc:  # noqa: BLE001 - one entity's failure is recorded
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
@@ -73,7 +76,8 @@ def forecast_batch(
             rows.add(keys, predictions, ref)
             results.append(
                 EntityResult(
-                    keys, name, "ok", time.perf_counter() - started, forecast_rows=len(predictions)
+                    keys, name, "ok", time.perf_counter() - started, forecast_rows=len(predictions),
+                    carried_forward=carried,
                 )
             )
     if rows.count:
@@ -91,14 +95,22 @@ def interval_names(levels: list[float]) -> list[str]:
 
 def _forecast_entity(
     model: EntityModel, frame: pd.DataFrame, config: Config, horizon: int
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, bool]:
+    """The entity's forecast, and whether exogenous values were carried forward into it."""
     data = config.data
     series = regularize(frame, data.time_col, data.target_col, list(data.exog_cols),
                         model.context.freq, data.fill_missing)  # fmt: skip
-    future = future_frame(series.history, series.future, data.time_col, list(data.exog_cols),
-                          series.freq, horizon,
-                          carry_forward=data.future_exog == "carry_forward")  # fmt: skip
-    return model.forecast(history=series.history, future=future, levels=config.forecast.levels)
+    arguments = (series.history, series.future, data.time_col, list(data.exog_cols),
+                 series.freq, horizon)  # fmt: skip
+    carried = False
+    try:
+        future = future_frame(*arguments, carry_forward=False)
+    except FutureValuesError:
+        if data.future_exog != "carry_forward":
+            raise
+        future, carried = future_frame(*arguments, carry_forward=True), True
+    forecast = model.forecast(history=series.history, future=future, levels=config.forecast.levels)
+    return forecast, carried
 
 
 class _Rows:
