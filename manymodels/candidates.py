@@ -24,14 +24,16 @@ __all__ = ["AUTO", "DEFAULT_CANDIDATES", "ModelPlan", "load_candidates", "plan_m
 AUTO = "auto"
 
 # Strong and fast on the development panels (see benchmarks/quality.py): the two naive
-# baselines, automatic ETS, Theta and ARIMA, and a ridge regression on one season of lags
-# (with the exogenous columns), which is the only one that uses covariates besides ARIMA.
+# baselines, automatic ETS, Theta and ARIMA, Croston (SBA) for intermittent demand, and a ridge
+# regression on one season of lags (with the exogenous columns), which is the only one besides
+# ARIMA that uses covariates.
 DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = (
     {"template": "naive"},
     {"template": "seasonal_naive"},
     {"template": "auto_ets"},
     {"template": "theta"},
     {"template": "auto_arima"},
+    {"template": "croston"},
     {"name": "lags", "template": "sklearn_lags",
      "params": {"estimator": "ridge", "lags": "season", "fourier_terms": 0, "scale": True}},
 )  # fmt: skip

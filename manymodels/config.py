@@ -209,6 +209,11 @@ class EvaluationConfig(_Section):
     metric: Literal["mae", "rmse", "smape", "mase", "wape"] = Field(
         default="mase", description="the metric that chooses among candidates and decides promotion"
     )
+    intermittent_metric: Literal["mae", "rmse", "smape", "mase", "wape"] | None = Field(
+        default="rmse",
+        description="the metric that chooses among candidates for intermittent entities (at "
+        "least 30% zeros), where MAE-based metrics reward forecasting zero; null: metric",
+    )
     keep_predictions: bool = Field(
         default=True,
         description="log every backtest prediction of every candidate as a table in the job run",

@@ -30,6 +30,8 @@ from manymodels.timeseries import Series, regularize, season_length_for
 __all__ = ["Candidate", "EntityFit", "FitSpec", "fit_entity", "score_model"]
 
 BASELINE = "seasonal_naive"
+# The share of zero periods from which a series counts as intermittent.
+INTERMITTENT_ZEROS = 0.3
 # The fewest periods before a backtest window: one to forecast from, one more for a scale.
 _MIN_BEFORE_WINDOW = 2
 
@@ -57,6 +59,7 @@ class FitSpec:
     windows: int = 1
     step: int | None = None
     metric: str = "mase"
+    intermittent_metric: str | None = None
     levels: tuple[float, ...] = ()
     fallback: str | None = "naive"
     keep_predictions: bool = True
@@ -85,6 +88,8 @@ class EntityFit:
             candidate, window.
         errors: candidates that raised, with their error message.
         warnings: library warnings raised while fitting (silenced, counted).
+        selected_by: the metric that chose the winner (``intermittent_metric`` for an
+            intermittent series).
     """
 
     model: EntityModel
@@ -102,6 +107,7 @@ class EntityFit:
     backtest: pd.DataFrame | None = None
     errors: dict[str, str] = field(default_factory=dict)
     warnings: int = 0
+    selected_by: str = "mase"
 
 
 def fit_entity(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityFit:
@@ -133,10 +139,12 @@ def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityF
     )
     history = series.history
     context = _context(keys, spec, series.freq)
-    windows, candidates, fallback = _windows_and_candidates(len(history), spec, context)
+    suited = _suited(spec.candidates, history, context)
+    windows, candidates, fallback = _windows_and_candidates(len(history), suited, spec, context)
     results, errors = _backtest_all(candidates, series, context, windows, spec)
     baseline = results.get(BASELINE) or _baseline(series, context, windows, spec)
-    winner = _choose(results, spec.metric)
+    selected_by = _selection_metric(series, spec)
+    winner = _choose(results, selected_by)
     chosen = next(candidate for candidate in candidates if candidate.name == winner.candidate)
     model = _final_model(chosen, winner, history, context, windows, spec)
     errors_matrix = _errors(winner, history, series.observed, windows, spec.target_col)
@@ -158,25 +166,47 @@ def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityF
         if spec.keep_predictions
         else None,
         errors=errors,
+        selected_by=selected_by,
     )
 
 
+def _selection_metric(series: Series, spec: FitSpec) -> str:
+    """The job's metric, or ``intermittent_metric`` for a series with many zero periods: an
+    MAE-based metric is lowest for a forecast of zero there, whatever the demand rate."""
+    if spec.intermittent_metric is None:
+        return spec.metric
+    observed = series.history[spec.target_col].to_numpy(dtype=float)[series.observed]
+    if len(observed) and np.mean(observed == 0) >= INTERMITTENT_ZEROS:
+        return spec.intermittent_metric
+    return spec.metric
+
+
+def _suited(
+    candidates: tuple[Candidate, ...], history: pd.DataFrame, context: TrainContext
+) -> tuple[Candidate, ...]:
+    """The candidates whose templates suit the series (all of them for a single template)."""
+    if len(candidates) == 1:
+        return candidates
+    suited = tuple(c for c in candidates if c.template.suits(history, _with_params(context, c)))
+    return suited or candidates
+
+
 def _windows_and_candidates(
-    length: int, spec: FitSpec, context: TrainContext
+    length: int, candidates: tuple[Candidate, ...], spec: FitSpec, context: TrainContext
 ) -> tuple[Windows, list[Candidate], bool]:
     """The windows every usable candidate can be backtested on, the most windows first; the
     fallback candidate (on every window the series affords) when none is usable."""
     step = spec.step or spec.holdout
     widest = plan_windows(length, spec.holdout, spec.windows, step, _MIN_BEFORE_WINDOW)
-    needs = {c.name: c.template.min_history(_with_params(context, c)) for c in spec.candidates}
+    needs = {c.name: c.template.min_history(_with_params(context, c)) for c in candidates}
     for drop in range(len(widest)):
         windows = Windows(widest.cutoffs[drop:], widest.length)
-        usable = [c for c in spec.candidates if needs[c.name] <= windows.cutoffs[0]]
+        usable = [c for c in candidates if needs[c.name] <= windows.cutoffs[0]]
         if usable:
             return windows, usable, False
-    if len(widest) == 0 and length >= max(needs.values()) and len(spec.candidates) == 1:
+    if len(widest) == 0 and length >= max(needs.values()) and len(candidates) == 1:
         # Too short for a backtest window, long enough for the template: fit without scores.
-        return widest, list(spec.candidates), False
+        return widest, list(candidates), False
     if spec.fallback is None:
         needed = min(needs.values())
         raise EntityError(

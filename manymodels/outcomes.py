@@ -44,6 +44,7 @@ class Selection:
         coverage: empirical interval coverage over the backtest, by level.
         warnings: library warnings raised while fitting (silenced).
         errors: candidates that failed, with their error.
+        selected_by: the metric that chose the winner (``metric``, or the intermittent one).
     """
 
     winner: str
@@ -56,6 +57,7 @@ class Selection:
     coverage: dict[float, float]
     warnings: int
     errors: dict[str, str]
+    selected_by: str = ""
 
     def margins(self, metrics: Mapping[str, float]) -> dict[str, float]:
         """The winner's relative margin over the runner-up and over seasonal naive on the
@@ -71,7 +73,8 @@ class Selection:
         """The columns of the job's results table that describe the selection."""
         row: dict[str, Any] = {"winner": self.winner, "template": self.template,
                                "windows": self.windows, "fallback": self.fallback,
-                               "warnings": self.warnings}  # fmt: skip
+                               "warnings": self.warnings,
+                               "selected_by": self.selected_by or self.metric}  # fmt: skip
         row.update({f"baseline_{name}": value for name, value in self.baseline.items()})
         for name in ("mase", "mae", "rmse", "wape"):
             row[f"skill_{name}"] = _relative(metrics.get(name, math.nan),

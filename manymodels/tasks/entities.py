@@ -35,6 +35,7 @@ def fit_spec(config: Config, plan: ModelPlan) -> FitSpec:
         windows=evaluation.windows,
         step=evaluation.step,
         metric=evaluation.metric,
+        intermittent_metric=evaluation.intermittent_metric,
         levels=tuple(config.forecast.levels),
         fallback=plan.fallback,
         keep_predictions=evaluation.keep_predictions,

@@ -160,6 +160,7 @@ def _challenger(
         scores={cand: scores.get(spec.metric, math.nan) for cand, scores in fit.scores.items()},
         baseline=fit.baseline, windows=fit.windows, fallback=fit.fallback,
         coverage=fit.coverage, warnings=fit.warnings, errors=fit.errors,
+        selected_by=fit.selected_by,
     )  # fmt: skip
     return EntityResult(
         keys=keys, name=name, status="ok", metrics=fit.metrics, fingerprint=fingerprint,

@@ -18,6 +18,8 @@ and optionally::
     class PARAMS(pydantic.BaseModel): ...              # validates and defaults ``model.params``
     def update(model, history, context) -> object:    # fit again on other data, keeping the
                                                        # specification that train() chose
+    def suits(history, context) -> bool:              # automatic selection: whether to try
+                                                       # this template on the series at all
 
 ``update`` matters for templates that choose a specification (ETS components, ARIMA orders):
 the backtest fits ``train`` at the first window's cutoff and ``update`` at the later ones and
@@ -59,6 +61,7 @@ __all__ = [
 
 BUILTIN_TEMPLATES = (
     "sklearn_lags", "ets", "seasonal_naive", "naive", "auto_ets", "auto_arima", "theta",
+    "croston",
 )  # fmt: skip
 
 
@@ -114,6 +117,7 @@ class Template:
     params_model: type[BaseModel] | None = None
     min_history_fn: Callable[[TrainContext], int] | None = None
     update_fn: Callable[[Any, pd.DataFrame, TrainContext], Any] | None = None
+    suits_fn: Callable[[pd.DataFrame, TrainContext], bool] | None = None
 
     @property
     def name(self) -> str:
@@ -126,6 +130,11 @@ class Template:
     def min_history(self, context: TrainContext) -> int:
         """Fewest observed rows ``train`` can fit (1 when the template does not say)."""
         return int(self.min_history_fn(context)) if self.min_history_fn else 1
+
+    def suits(self, history: pd.DataFrame, context: TrainContext) -> bool:
+        """Whether automatic selection should try the template on ``history`` (always, when
+        the template does not say)."""
+        return bool(self.suits_fn(history, context)) if self.suits_fn else True
 
     def refit(self, model: Any, history: pd.DataFrame, context: TrainContext) -> Any:
         """Fit again on ``history`` with the specification ``model`` was given by ``train``
@@ -211,7 +220,10 @@ def _load_cached(source: TemplateSource) -> Template:
     update = getattr(module, "update", None)
     if update is not None:
         update = _required_function(module, "update", 3, label)
-    return Template(source, train, predict, module, params_model, min_history, update)
+    suits = getattr(module, "suits", None)
+    if suits is not None:
+        suits = _required_function(module, "suits", 2, label)
+    return Template(source, train, predict, module, params_model, min_history, update, suits)
 
 
 def _import_builtin(source: TemplateSource) -> types.ModuleType:
