@@ -449,3 +449,50 @@ def test_both_registry_paths_write_the_same_registry(make_config, registry_of, b
     assert sorted(second) == sorted(models) and {ref.version for ref in second.values()} == {2}
     loaded = mlflow.pyfunc.load_model(f"models:/{next(iter(models))}@champion")
     assert len(loaded.predict(pd.DataFrame())) == config.horizon
+
+
+def test_auto_selects_per_entity_and_records_the_backtest(make_config, registry_of):
+    config = make_config(model={"template": "auto", "params": {},
+                                "candidates": [{"template": "naive"}, {"template": "auto_ets"},
+                                               {"name": "ridge", "template": "sklearn_lags",
+                                                "params": {"lags": 4}}]})  # fmt: skip
+    result = manymodels.train(config)
+    assert result.trained == N_ENTITIES
+    table = result.entities
+    assert set(table["winner"]) <= {"naive", "auto_ets", "ridge"}
+    assert {"mase_naive", "mase_auto_ets", "mase_ridge", "baseline_mase", "skill_mase",
+            "coverage_80", "coverage_95", "windows", "filled_share", "selected_by"} <= set(table)
+    # The winner's score is the best candidate's.
+    best = table[["mase_naive", "mase_auto_ets", "mase_ridge"]].min(axis=1)
+    assert np.allclose(table["mase"], best)
+    summary = result.selection_summary()
+    assert summary["scored_against_seasonal_naive"] == N_ENTITIES
+    assert 0 <= summary["beats_seasonal_naive"] <= N_ENTITIES
+
+    backtest = pd.read_parquet(mlflow.artifacts.download_artifacts(
+        run_id=result.run_id, artifact_path="backtest.parquet"))  # fmt: skip
+    assert {"store", "brand", "cutoff", "week", "actual", "prediction", "candidate",
+            "window"} <= set(backtest)  # fmt: skip
+    assert set(backtest["candidate"]) == {"naive", "auto_ets", "ridge", "seasonal_naive"}
+    per_entity = backtest.groupby(["store", "brand", "candidate"]).size()
+    assert (per_entity == 3 * config.horizon).all()
+    pd.testing.assert_frame_equal(
+        result.backtest().sort_values(list(backtest.columns)).reset_index(drop=True),
+        backtest.sort_values(list(backtest.columns)).reset_index(drop=True),
+    )
+
+    for ref in registry_of(config).versions():
+        row = table[table["model_name"] == ref.name].iloc[0]
+        assert ref.tags["manymodels.plan"] == "auto"
+        assert ref.tags["manymodels.winner"] == row["winner"]
+        assert ref.tags["manymodels.backtest_windows"] == "3"
+        assert float(ref.tags["manymodels.metric.mase"]) == pytest.approx(row["mase"])
+        assert "manymodels.margin.runner_up" in ref.tags
+        assert "manymodels.margin.seasonal_naive" in ref.tags
+
+    forecast = pd.read_parquet(manymodels.forecast(config).output)
+    assert {"prediction", "lo-80", "hi-80", "lo-95", "hi-95"} <= set(forecast)
+    assert (forecast["lo-95"] <= forecast["lo-80"]).all()
+    assert (forecast["lo-80"] <= forecast["prediction"]).all()
+    assert (forecast["prediction"] <= forecast["hi-80"]).all()
+    assert (forecast["hi-80"] <= forecast["hi-95"]).all()
