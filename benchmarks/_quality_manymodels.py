@@ -76,6 +76,7 @@ class JobRun:
     failed: int = 0
     winners: Counter[str] = field(default_factory=Counter)
     candidate_backtest: dict[str, float] = field(default_factory=dict)
+    first_failure: str | None = None
     recorded_backtest_mase: float | None = None
     fit_seconds_per_entity: float | None = None
     fit_timed_entities: int = 0
@@ -214,6 +215,10 @@ def run_job(split: Split, name: str, model: dict[str, Any], data: Path, root: Pa
         run.wall_seconds = time.perf_counter() - started
         run.cpu_seconds = meter.seconds
         run.entities, run.failed = int(trained.trained), int(trained.failed)
+        if run.failed:
+            run.first_failure = _first_failure(trained.entities)
+        if not run.entities:
+            raise RuntimeError(f"train fitted no entity; first failure: {run.first_failure}")
         _read_selection(run, trained.entities)
         run.backtest_mase = score_backtest(split, work_dir, trained.run_id, trained.entities)
         started = time.perf_counter()
@@ -311,6 +316,14 @@ def fit_only(split: Split, frame: pd.DataFrame, config: Any, limit: int) -> tupl
                 pass
         seconds = time.process_time() - started
     return seconds / len(groups), len(groups)
+
+
+def _first_failure(entities: pd.DataFrame) -> str | None:
+    if "error" not in entities:
+        return None
+    errors = entities["error"].dropna().astype(str)
+    errors = errors[errors != ""]
+    return errors.iloc[0].splitlines()[0][:300] if len(errors) else None
 
 
 def _mean(values: pd.Series) -> float | None:

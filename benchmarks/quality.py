@@ -181,7 +181,8 @@ def _panel_notes(result: PanelResult) -> list[str]:
         if j.error is not None:
             notes.append(f"manymodels {j.name} failed: {j.error}")
         elif j.failed:
-            notes.append(f"manymodels {j.name}: {j.failed} entities failed")
+            notes.append(f"manymodels {j.name}: {j.failed} entities failed, the first with: "
+                         f"{j.first_failure}")  # fmt: skip
         if j.final is not None and j.final.unmatched:
             notes.append(f"manymodels {j.name}: {j.final.unmatched} final-window values had "
                          f"no forecast")  # fmt: skip

@@ -40,16 +40,18 @@ data:
   freq: W-SUN
 
 model:
-  template: sklearn_lags        # or ets, seasonal_naive, or a path to your own .py file
-  params:
-    estimator: ridge
-    estimator_params: {{alpha: 1.0}}
-    lags: 8                     # lags 1..8 of sales
-    fourier_terms: 3            # yearly seasonality
+  template: auto                # backtest every candidate per entity and keep the best; or one
+                                # template: auto_ets, theta, auto_arima, sklearn_lags, a .py file
+  # candidates:                 # the default set: naive, seasonal_naive, auto_ets, theta,
+  #   - template: auto_ets      # auto_arima, croston (intermittent series only), and a ridge
+  #   - name: ridge             # regression on one season of lags and the exogenous columns
+  #     template: sklearn_lags
+  #     params: {{lags: 8, fourier_terms: 3}}
 
 evaluation:
-  metric: mase                  # decides champion promotion on retrain
-  refit: true                   # refit on all data after scoring the holdout
+  windows: 3                    # rolling-origin backtest windows, each `horizon` weeks long
+  metric: mase                  # chooses among the candidates, and decides promotion on retrain
+  refit: true                   # refit the winner on all data after the backtest
 
 tracking:
   experiment: oj-demo
@@ -60,6 +62,7 @@ failures:
 
 forecast:
   output: {forecast_output}          # batch forecasts, replaced as a whole by each forecast job
+  levels: [80, 95]              # prediction intervals: lo-80, hi-80, lo-95, hi-95 columns
 
 work_dir: {work_dir}                     # the MLflow store (mlflow.db, mlartifacts/) and job ledgers
 """

@@ -73,7 +73,8 @@ def test_demo_config_loads():
     assert config.data.entity_cols == ["store", "brand"]
     assert config.data.exog_cols == ["price", "deal"]
     assert config.data.freq == "W-SUN"
-    assert config.model.params["estimator_params"] == {"alpha": 1.0}
+    assert (config.model.template, config.evaluation.windows) == ("auto", 3)
+    assert config.forecast.levels == [80.0, 95.0]
     assert config.tracking.model_prefix == "oj"
     assert config.source == str(CONFIGS / "demo.yaml")
 
