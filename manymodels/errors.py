@@ -52,18 +52,19 @@ class FutureValuesError(EntityError):
     """A forecast period lacks the known future value of an exogenous column.
 
     Attributes:
-        column: the exogenous column.
-        missing: how many of the forecast periods lack it.
+        columns: the exogenous columns with missing values.
+        missing: how many of the forecast periods lack one or more of them.
     """
 
-    def __init__(self, column: str, missing: int, horizon: int) -> None:
-        self.column, self.missing, self.horizon = column, missing, horizon
+    def __init__(self, columns: list[str], missing: int, horizon: int) -> None:
+        self.columns, self.missing, self.horizon = list(columns), missing, horizon
+        named = ", ".join(f"'{column}'" for column in self.columns)
         super().__init__(
-            f"no future value of '{column}' for {missing} of {horizon} forecast periods; give "
+            f"no future values of {named} for {missing} of {horizon} forecast periods; give "
             "them as rows after the last observed target or in forecast.future_path, or set "
             "data.future_exog: carry_forward"
         )
 
-    def __reduce__(self) -> tuple[type, tuple[str, int, int]]:
+    def __reduce__(self) -> tuple[type, tuple[list[str], int, int]]:
         # Raised on a worker and pickled back: rebuild from the arguments, not the message.
-        return (type(self), (self.column, self.missing, self.horizon))
+        return (type(self), (self.columns, self.missing, self.horizon))

@@ -124,6 +124,7 @@ def future_frame(
     if not exog_cols:
         return future
     known_times = known_future[time_col].to_numpy() if len(known_future) else None
+    lacking, periods = [], np.zeros(horizon, dtype=bool)
     for col in exog_cols:
         carried = history[col].iloc[-1]
         if known_times is not None and np.array_equal(known_times[:horizon], times.to_numpy()):
@@ -134,9 +135,12 @@ def future_frame(
         else:
             values = np.full(horizon, np.nan)
         missing = np.isnan(values)
-        if missing.any() and not carry_forward:
-            raise FutureValuesError(col, int(missing.sum()), horizon)
+        if missing.any():
+            lacking.append(col)
+            periods |= missing
         future[col] = np.where(missing, carried, values)
+    if lacking and not carry_forward:
+        raise FutureValuesError(lacking, int(periods.sum()), horizon)
     return future
 
 

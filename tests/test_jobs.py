@@ -496,3 +496,41 @@ def test_auto_selects_per_entity_and_records_the_backtest(make_config, registry_
     assert (forecast["lo-80"] <= forecast["prediction"]).all()
     assert (forecast["prediction"] <= forecast["hi-80"]).all()
     assert (forecast["hi-80"] <= forecast["hi-95"]).all()
+
+
+def test_future_exogenous_values_from_a_dataset_of_their_own(
+    make_config, oj_frame, tmp_path
+):
+    from manymodels.data import write_partitioned
+
+    history = oj_frame[oj_frame["sales"].notna()]
+    plans = oj_frame[oj_frame["sales"].isna()].drop(columns=["sales"])
+    write_partitioned(history, str(tmp_path / "history"), ["store", "brand"], basename="part")
+    write_partitioned(plans, str(tmp_path / "plans"), ["store", "brand"], basename="part")
+    together = make_config()  # the data itself carries the future rows
+    manymodels.train(together)
+    expected = pd.read_parquet(manymodels.forecast(together).output)
+
+    apart = make_config(data_path=tmp_path / "history",
+                        forecast={"future_path": str(tmp_path / "plans"),
+                                  "output": str(tmp_path / "apart")})  # fmt: skip
+    manymodels.train(apart)
+    got = pd.read_parquet(manymodels.forecast(apart).output)
+    columns = ["store", "brand", "week", "prediction", "lo-80", "hi-95"]
+    order = ["store", "brand", "week"]
+    pd.testing.assert_frame_equal(
+        got[columns].sort_values(order).reset_index(drop=True),
+        expected[columns].sort_values(order).reset_index(drop=True),
+    )
+
+    without = make_config(data_path=tmp_path / "history",
+                          forecast={"output": str(tmp_path / "none")})  # fmt: skip
+    with pytest.raises(manymodels.JobError, match=r"12 entities lack future values of deal, "
+                                                  r"price for the forecast periods"):  # fmt: skip
+        manymodels.forecast(without)
+    assert not (tmp_path / "none").exists()
+    carried = manymodels.forecast(make_config(
+        data_path=tmp_path / "history", data={"future_exog": "carry_forward"},
+        forecast={"output": str(tmp_path / "carried")},
+    ))  # fmt: skip
+    assert carried.carried_forward == N_ENTITIES

@@ -9,6 +9,7 @@ than the failure budget allows.
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -19,7 +20,7 @@ import pandas as pd
 from manymodels import tracking
 from manymodels.bundle import bundle_name, read_manifest
 from manymodels.config import Config
-from manymodels.data import Partition, key_types
+from manymodels.data import Partition, check_columns, discover_partitions, key_types
 from manymodels.engine import cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
@@ -90,6 +91,7 @@ def forecast(
     target = output or config.forecast.output
     _check_target(config, target, "output" if output else "forecast.output")
     inputs = validate_inputs(config, needs_template=False)
+    future = _future_partitions(config)
     with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
         try:
@@ -102,7 +104,7 @@ def forecast(
         staging = staging_path(target)
         task = ForecastTask(
             config, staging, horizon or config.horizon, _key_types(refs),
-            session.target.tracking_uri,
+            session.target.tracking_uri, future_partitions=future,
         )  # fmt: skip
         try:
             results = _forecast_batches(items, task, config, progress, pending.client())
@@ -118,6 +120,22 @@ def forecast(
     if refusal:
         raise _not_published(result, config, refusal)
     return result
+
+
+def _future_partitions(config: Config) -> dict[tuple[tuple[str, str], ...], Partition] | None:
+    """The partitions of ``forecast.future_path`` by their keys, checked like the data's."""
+    path = config.forecast.future_path
+    if path is None:
+        return None
+    data = config.data
+    try:
+        partitions = discover_partitions(path, data.partition_by, data.storage_options)
+        required = {col: "data.exog_cols" for col in data.exog_cols}
+        required[data.time_col] = "data.time_col"
+        check_columns(partitions[0], required, list(data.exog_cols), data.storage_options)
+    except ManyModelsError as exc:
+        raise type(exc)(f"{config.label()}: forecast.future_path: {exc}") from None
+    return {partition.keys: partition for partition in partitions}
 
 
 def _check_target(config: Config, target: str, what: str) -> None:
@@ -170,7 +188,8 @@ def _missing_future(entities: pd.DataFrame) -> str | None:
     lacking = entities[entities["error_type"] == "FutureValuesError"]
     if lacking.empty:
         return None
-    columns = sorted(set(lacking["error"].str.extract(r"no future value of '([^']*)'")[0].dropna()))
+    named = lacking["error"].str.extract(r"no future values of ((?:'[^']*'(?:, )?)+)")[0].dropna()
+    columns = sorted({column for text in named for column in re.findall(r"'([^']*)'", text)})
     return (
         f"{len(lacking)} {_LACKING} {', '.join(columns)} for the forecast "
         "periods (give them as rows after the last observed target or in forecast.future_path, "

@@ -21,6 +21,7 @@ from manymodels.model_store import ModelLoader
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult, failed
 from manymodels.tasks.entities import iter_entities
+from manymodels.tasks.future import FutureRows
 from manymodels.timeseries import future_frame, regularize
 
 __all__ = ["ForecastTask", "ModelRef", "forecast_batch"]
@@ -38,6 +39,7 @@ class ForecastTask:
     horizon: int
     key_types: Mapping[str, str] = field(default_factory=dict)
     tracking_uri: str | None = None
+    future_partitions: Mapping[tuple[tuple[str, str], ...], Partition] | None = None
 
 
 def forecast_batch(
@@ -55,6 +57,8 @@ def forecast_batch(
     results: list[EntityResult] = []
     rows = _Rows()
     refs = {name: ref for _, models in items for name, ref in models.items()}
+    future = FutureRows(task.future_partitions, config) if task.future_partitions is not None \
+        else None
     for keys, frame, failure in iter_entities([partition for partition, _ in items], config):
         name = model_name(config.tracking.model_prefix, keys)
         ref = refs.get(name)
@@ -65,6 +69,8 @@ def forecast_batch(
         else:
             started = time.perf_counter()
             try:
+                if future is not None:
+                    frame = future.attach(keys, frame)
                 predictions, carried = _forecast_entity(
                     loader.load(ref[2]), frame, config, task.horizon
                 )
