@@ -7,10 +7,12 @@ user would, on a local cluster of two single-threaded workers. The forecasts are
 scored on the final window like the baselines; the backtest column is each job's own recorded
 backtest MASE (for ``auto``, that of the winner per entity).
 
-CPU time is the driver's ``time.process_time`` plus the CPU time of the cluster's processes,
-read from ``psutil`` every half second while the job runs (the last reading of each process
-counts, so at most half a second per process is missed): what the job costs on the machine,
-cluster start-up, tracking and registration included.
+By default every job runs on one cluster of two single-threaded worker processes that the
+benchmark starts once (``compute.scheduler``), so that some thirty jobs do not each pay for
+starting workers and importing libraries; ``--own-clusters`` gives each job its own, as a
+user's first run has. CPU time is the driver's ``time.process_time`` plus the CPU time of the
+worker processes (children of this process), read from ``psutil`` every half second while
+the job runs (the last reading counts, so at most half a second per process is missed).
 """
 
 from __future__ import annotations
@@ -132,9 +134,15 @@ def write_dataset(split: Split, path: Path) -> pd.DataFrame:
 
 
 def config_dict(split: Split, data: Path, work_dir: Path, model: dict[str, Any],
-                registration: str) -> dict[str, Any]:  # fmt: skip
-    """A job config for the panel: manymodels defaults except what the benchmark fixes."""
+                registration: str, scheduler: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """A job config for the panel: manymodels defaults except what the benchmark fixes.
+
+    With ``scheduler`` the job runs on that cluster (started once for the whole benchmark),
+    otherwise on its own local cluster of two single-threaded workers.
+    """
     panel = split.panel
+    compute = ({"scheduler": scheduler} if scheduler
+               else {"n_workers": N_WORKERS, "threads_per_worker": 1})  # fmt: skip
     return {
         "horizon": panel.horizon,
         "data": {
@@ -147,7 +155,7 @@ def config_dict(split: Split, data: Path, work_dir: Path, model: dict[str, Any],
         },
         "model": model,
         "evaluation": {"windows": WINDOWS, "step": panel.horizon, "season_length": panel.season},
-        "compute": {"n_workers": N_WORKERS, "threads_per_worker": 1},
+        "compute": compute,
         "tracking": {"experiment": f"quality-{panel.name}", "model_prefix": "quality",
                      "registration": registration},  # fmt: skip
         "forecast": {"output": str(work_dir / "forecasts"), "levels": list(LEVELS)},
@@ -159,7 +167,11 @@ def config_dict(split: Split, data: Path, work_dir: Path, model: dict[str, Any],
 
 
 class CpuMeter:
-    """CPU seconds of this process and of every process it starts, while in use."""
+    """CPU seconds of this process and of its child processes while in use.
+
+    Children that already run (a shared cluster's workers) count from their CPU time at the
+    start; children started inside count from zero.
+    """
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
@@ -169,6 +181,8 @@ class CpuMeter:
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def __enter__(self) -> CpuMeter:
+        self._sample()
+        self._start = dict(self._seen)
         self._driver = time.process_time()
         self._thread.start()
         return self
@@ -177,7 +191,8 @@ class CpuMeter:
         self._stop.set()
         self._thread.join()
         self._sample()
-        self.seconds = time.process_time() - self._driver + sum(self._seen.values())
+        children = sum(v - self._start.get(pid, 0.0) for pid, v in self._seen.items())
+        self.seconds = time.process_time() - self._driver + children
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
@@ -195,7 +210,7 @@ class CpuMeter:
 
 
 def run_job(split: Split, name: str, model: dict[str, Any], data: Path, root: Path,
-            registration: str, frame: pd.DataFrame | None = None,
+            registration: str, scheduler: str | None = None, frame: pd.DataFrame | None = None,
             fit_timing: int = 0) -> JobRun:  # fmt: skip
     """Train and forecast one configuration; failures are recorded, not raised."""
     import manymodels
@@ -208,7 +223,7 @@ def run_job(split: Split, name: str, model: dict[str, Any], data: Path, root: Pa
         shutil.rmtree(work_dir)
     try:
         config = manymodels.config_from_dict(config_dict(split, data, work_dir, model,
-                                                         registration))  # fmt: skip
+                                                         registration, scheduler))  # fmt: skip
         started = time.perf_counter()
         with CpuMeter() as meter:
             trained = manymodels.train(config)
@@ -349,7 +364,7 @@ def read_forecasts(split: Split, output: Path) -> pd.DataFrame:
 
 def run_panel(split: Split, root: Path, candidates: list[dict[str, Any]],
               registration: str = "per_entity", only: list[str] | None = None,
-              fit_timing: int = 64) -> list[JobRun]:  # fmt: skip
+              fit_timing: int = 64, scheduler: str | None = None) -> list[JobRun]:  # fmt: skip
     """Every candidate alone, then ``auto`` with all of them, on one panel.
 
     ``auto``'s fitting alone is also timed in this process on up to ``fit_timing`` entities.
@@ -362,8 +377,8 @@ def run_panel(split: Split, root: Path, candidates: list[dict[str, Any]],
         if only is not None and label not in only:
             continue
         runs.append(run_job(split, label, {"template": "auto", "candidates": [candidate]},
-                            data, root, registration))  # fmt: skip
+                            data, root, registration, scheduler))  # fmt: skip
     if only is None or "auto" in only:
         runs.append(run_job(split, "auto", {"template": "auto", "candidates": candidates},
-                            data, root, registration, frame, fit_timing))  # fmt: skip
+                            data, root, registration, scheduler, frame, fit_timing))  # fmt: skip
     return runs

@@ -83,15 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="manymodels-quality-"))
     root.mkdir(parents=True, exist_ok=True)
     candidates = default_candidates()
+    say(f"manymodels from {_manymodels_path()}")
     say(f"working in {root}; panels {args.panels}; series {sizes}; candidates "
         f"{[candidate_label(c) for c in candidates]}")  # fmt: skip
     started = time.perf_counter()
     load_before = os.getloadavg()
     results = []
+    cluster = None
     try:
+        if not (args.own_clusters or args.baselines_only):
+            cluster = _start_cluster()
+            args.scheduler = cluster.scheduler_address
         for name in args.panels:
             results.append(_run_panel(name, sizes[name], root, candidates, args))
     finally:
+        if cluster is not None:
+            cluster.close()
         if args.keep:
             say(f"kept {root}")
         elif not args.work_dir:
@@ -120,9 +127,20 @@ def _run_panel(name: str, size: int | None, root: Path, candidates: list[dict[st
     if not args.baselines_only:
         only = args.only.split(",") if args.only else None
         result.jobs = run_panel(split, root, candidates, args.registration, only,
-                                args.fit_timing)  # fmt: skip
+                                args.fit_timing, args.scheduler)  # fmt: skip
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _start_cluster() -> Any:
+    """Two single-threaded worker processes shared by every manymodels job of the run."""
+    from dask.distributed import LocalCluster
+
+    started = time.perf_counter()
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None)  # fmt: skip
+    say(f"shared cluster at {cluster.scheduler_address} ({time.perf_counter() - started:.1f} s)")
+    return cluster
 
 
 # --- output ------------------------------------------------------------------------------
@@ -210,7 +228,7 @@ def _panel_notes(result: PanelResult) -> list[str]:
                  "backtest table; auto: each entity's winner, so optimistic by selection)")  # fmt: skip
     notes.append("fit s/entity: CPU of one fit per series (baselines) or of auto's whole "
                  "per-entity fitting, in this process; job s/entity: CPU of the train job "
-                 "(driver and workers: start-up, backtest, refit, tracking) per entity")  # fmt: skip
+                 "(driver and workers: backtest, refit, tracking, registration) per entity")  # fmt: skip
     return notes
 
 
@@ -285,11 +303,13 @@ def _write_json(path: Path, results: list[PanelResult], sizes: dict[str, Any],
     document = {
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick, "panels": args.panels, "series": sizes,
+        "shared_cluster": not args.own_clusters,
         "seconds": round(elapsed, 1),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(),
                     "packages": {name: version(name) for name in packages}},
         "git": _git_state(),
+        "manymodels_path": _manymodels_path(),
         "panels_measured": [asdict(r) for r in results],
         "checks": [asdict(c) for c in checklist(results)],
     }  # fmt: skip
@@ -297,6 +317,12 @@ def _write_json(path: Path, results: list[PanelResult], sizes: dict[str, Any],
     path.write_text(json.dumps(_plain(document), indent=2, default=str) + "\n",
                     encoding="utf-8")  # fmt: skip
     say(f"wrote {path}")
+
+
+def _manymodels_path() -> str:
+    import manymodels
+
+    return os.path.dirname(os.path.abspath(manymodels.__file__))
 
 
 def _plain(value: Any) -> Any:
@@ -335,10 +361,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="entities on which auto's fitting alone is timed (0: none)")  # fmt: skip
     parser.add_argument("--cv-jobs", type=int, default=2,
                         help="processes for statsforecast's (untimed) backtest")  # fmt: skip
+    parser.add_argument("--own-clusters", action="store_true",
+                        help="each manymodels job starts its own local cluster")  # fmt: skip
     parser.add_argument("--work-dir", default="", help="keep data and stores here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON file")
     args = parser.parse_args(argv)
+    args.scheduler = None
     args.panels = [p.strip() for p in args.panels.split(",") if p.strip()]
     unknown = [p for p in args.panels if p not in LOADERS]
     if unknown:

@@ -98,9 +98,8 @@ def run_backtest(
         EntityError: the template broke its contract (None model, wrong predictions).
         Exception: whatever the template raised.
     """
-    template, target = candidate.template, context.target_col
-    values = history[target].to_numpy(dtype=float)
-    rows, per_window = [], []
+    template = candidate.template
+    rows = []
     first = model = None
     for index, cutoff in enumerate(windows.cutoffs):
         train_part = history.iloc[:cutoff].reset_index(drop=True)
@@ -114,13 +113,29 @@ def run_backtest(
             template.predict(model, train_part, future, context), len(future)
         )
         rows.append(predicted)
-        keep = observed[cutoff : cutoff + windows.length]
-        scale = mase_scale(values[:cutoff], context.season_length, observed[:cutoff])
-        per_window.append(metrics_with_scale(values[cutoff : cutoff + len(future)][keep],
-                                             predicted[keep], scale))  # fmt: skip
     predictions = np.vstack(rows) if rows else np.empty((0, windows.length))
+    values = history[context.target_col].to_numpy(dtype=float)
+    per_window = score_windows(predictions, values, observed, windows, context.season_length)
     return Backtest(candidate.name, predictions, per_window, mean_metrics(per_window),
                     first, model)  # fmt: skip
+
+
+def score_windows(
+    predictions: np.ndarray, values: np.ndarray, observed: np.ndarray, windows: Windows,
+    season_length: int,
+) -> list[dict[str, float]]:  # fmt: skip
+    """The metrics of each window's predictions, on observed values only, each scaled (MASE) by
+    the series before its cutoff."""
+    per_window = []
+    for index, cutoff in enumerate(windows.cutoffs):
+        span = slice(cutoff, cutoff + windows.length)
+        keep = observed[span]
+        actual = values[span]
+        scale = mase_scale(values[:cutoff], season_length, observed[:cutoff])
+        per_window.append(
+            metrics_with_scale(actual[keep], predictions[index][: len(actual)][keep], scale)
+        )
+    return per_window
 
 
 def mean_metrics(per_window: list[dict[str, float]]) -> dict[str, float]:

@@ -173,6 +173,13 @@ class ModelConfig(_Section):
         description="the templates that compete per entity when template is auto; a strong, "
         "fast default set when absent",
     )
+    combine: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="with auto: also try the mean of the best k candidates per entity, and keep "
+        "it where its backtest is better; 1 keeps the single best",
+    )
     fallback: str | None = Field(
         default="naive",
         description="the built-in template of an entity too short for every candidate; null "

@@ -19,7 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from manymodels.backtesting import Backtest, Candidate, Windows, plan_windows, run_backtest
+from manymodels import ensembles
+from manymodels.backtesting import (
+    Backtest,
+    Candidate,
+    Windows,
+    mean_metrics,
+    plan_windows,
+    run_backtest,
+    score_windows,
+)
+from manymodels.ensembles import Ensemble, Member
 from manymodels.entity_model import EntityModel
 from manymodels.errors import EntityError
 from manymodels.intervals import coverage, fit_scores
@@ -30,6 +40,8 @@ from manymodels.timeseries import Series, regularize, season_length_for
 __all__ = ["Candidate", "EntityFit", "FitSpec", "fit_entity", "score_model"]
 
 BASELINE = "seasonal_naive"
+# The name of the mean of the best candidates (model.combine), in results and tags.
+COMBINATION = "combination"
 # The share of zero periods from which a series counts as intermittent.
 INTERMITTENT_ZEROS = 0.3
 # The fewest periods before a backtest window: one to forecast from, one more for a scale.
@@ -63,6 +75,7 @@ class FitSpec:
     levels: tuple[float, ...] = ()
     fallback: str | None = "naive"
     keep_predictions: bool = True
+    combine: int = 1
 
     @classmethod
     def for_template(cls, template: Template, params: Mapping[str, Any], **fields: Any) -> FitSpec:
@@ -145,8 +158,14 @@ def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityF
     baseline = results.get(BASELINE) or _baseline(series, context, windows, spec)
     selected_by = _selection_metric(series, spec)
     winner = _choose(results, selected_by)
-    chosen = next(candidate for candidate in candidates if candidate.name == winner.candidate)
-    model = _final_model(chosen, winner, history, context, windows, spec)
+    combination = _combination(results, winner, selected_by, series, context, windows, spec)
+    if combination is not None:
+        results[combination.candidate] = winner = combination
+        members = [c for c in candidates if c.name in combination.first_model]
+        model = _final_ensemble(members, results, history, context, windows, spec)
+    else:
+        chosen = next(candidate for candidate in candidates if candidate.name == winner.candidate)
+        model = _final_model(chosen, winner, history, context, windows, spec)
     errors_matrix = _errors(winner, history, series.observed, windows, spec.target_col)
     model.intervals = fit_scores(errors_matrix) if len(windows) else None
     return EntityFit(
@@ -267,6 +286,42 @@ def _choose(results: dict[str, Backtest], metric: str) -> Backtest:
         if scored:
             return min(scored, key=lambda r: r.metrics[name])
     return ordered[0]
+
+
+def _combination(
+    results: dict[str, Backtest], winner: Backtest, metric: str, series: Series,
+    context: TrainContext, windows: Windows, spec: FitSpec,
+) -> Backtest | None:  # fmt: skip
+    """The mean of the best ``spec.combine`` candidates, where its backtest beats the winner's.
+
+    Its ``first_model`` holds the names of its members."""
+    ranked = sorted(
+        (r for r in results.values() if math.isfinite(r.metrics.get(metric, math.nan))),
+        key=lambda r: r.metrics[metric],
+    )[: spec.combine]
+    if spec.combine < 2 or len(ranked) < 2 or not len(windows):
+        return None
+    predictions = np.mean([r.predictions for r in ranked], axis=0)
+    values = series.history[spec.target_col].to_numpy(dtype=float)
+    per_window = score_windows(predictions, values, series.observed, windows,
+                               context.season_length)  # fmt: skip
+    metrics = mean_metrics(per_window)
+    if not metrics[metric] < winner.metrics[metric]:
+        return None
+    names = [r.candidate for r in ranked]
+    return Backtest(COMBINATION, predictions, per_window, metrics, names, None)
+
+
+def _final_ensemble(
+    members: list[Candidate], results: dict[str, Backtest], history: pd.DataFrame,
+    context: TrainContext, windows: Windows, spec: FitSpec,
+) -> EntityModel:  # fmt: skip
+    fitted = [_final_model(member, results[member.name], history, context, windows, spec)
+              for member in members]  # fmt: skip
+    ensemble = Ensemble([Member(member.name, model.predict_fn, model.model, model.context)
+                         for member, model in zip(members, fitted, strict=True)])  # fmt: skip
+    return EntityModel(COMBINATION, ensembles.predict, ensemble, context, fitted[0].history,
+                       levels=spec.levels)  # fmt: skip
 
 
 def _final_model(

@@ -231,3 +231,32 @@ def _with_fill(spec, fill: str):
     from dataclasses import replace
 
     return replace(spec, fill_missing=fill)
+
+
+def test_combination_of_the_best_is_kept_only_where_it_backtests_better(tmp_path):
+    # Two forecasts biased in opposite directions: their mean is better than either.
+    for name, shift in (("high", 5.0), ("low", -5.0)):
+        (tmp_path / f"{name}.py").write_text(
+            "def train(history, context):\n    return None or {}\n\n"
+            "def predict(model, history, future, context):\n"
+            f"    return [float(history[context.target_col].mean()) + {shift}] * len(future)\n"
+        )
+    candidates = [{"template": str(tmp_path / "high.py")}, {"template": str(tmp_path / "low.py")}]
+    rng = np.random.default_rng(3)
+    values = 50 + rng.normal(0, 1, 80)
+    combined = fit_entity(series(values, "W-SUN"), KEYS,
+                          spec_for("W-SUN", 8, {"candidates": candidates, "combine": 2}))  # fmt: skip
+    assert combined.winner == "combination"
+    assert combined.model.model.names == ["high", "low"] or combined.model.model.names == [
+        "low", "high"]  # fmt: skip
+    assert combined.metrics["mase"] < min(combined.scores["high"]["mase"],
+                                          combined.scores["low"]["mase"])  # fmt: skip
+    forecast = combined.model.forecast()["prediction"].to_numpy()
+    assert forecast == pytest.approx(np.full(8, values.mean()))
+    assert "combination" in set(combined.backtest["candidate"])
+
+    single = fit_entity(series(values, "W-SUN"), KEYS,
+                        spec_for("W-SUN", 8, {"candidates": [{"template": "naive"},
+                                                             candidates[0]], "combine": 2}))  # fmt: skip
+    # naive alone beats its mean with a forecast that is 5 too high: the single best stays.
+    assert single.winner == "naive"

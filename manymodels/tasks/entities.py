@@ -39,6 +39,7 @@ def fit_spec(config: Config, plan: ModelPlan) -> FitSpec:
         levels=tuple(config.forecast.levels),
         fallback=plan.fallback,
         keep_predictions=evaluation.keep_predictions,
+        combine=config.model.combine,
     )
 
 

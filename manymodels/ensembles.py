@@ -1,0 +1,51 @@
+"""The mean of several fitted candidates, as one model (``model.combine``).
+
+A combination of a few good forecasts is often better than the best of them; whether it is,
+for one entity, the backtest says: the combination's backtest predictions are the mean of its
+members' on the same windows, scored like any candidate's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from manymodels.templates import TrainContext
+
+__all__ = ["Ensemble", "Member", "predict"]
+
+
+@dataclass
+class Member:
+    """One fitted candidate of a combination."""
+
+    name: str
+    predict_fn: Callable[..., Any]
+    model: Any
+    context: TrainContext
+
+
+@dataclass
+class Ensemble:
+    """Fitted candidates whose forecasts are averaged."""
+
+    members: list[Member]
+
+    @property
+    def names(self) -> list[str]:
+        return [member.name for member in self.members]
+
+
+def predict(
+    model: Ensemble, history: pd.DataFrame, future: pd.DataFrame, context: TrainContext
+) -> np.ndarray:
+    """The mean of the members' forecasts of ``future``."""
+    forecasts = [
+        np.asarray(member.predict_fn(member.model, history, future, member.context), dtype=float)
+        for member in model.members
+    ]
+    return np.mean(forecasts, axis=0)
