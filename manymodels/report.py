@@ -109,6 +109,10 @@ def _print_selection(out: Console, result: TrainResult) -> None:
     winners = result.winners()
     if len(winners) > 1 or (winners and "fallback" in result.entities):
         out.print("  chosen models: " + ", ".join(f"{name} {n}" for name, n in winners.items()))
+    if summary.get("fewer_windows"):
+        out.print(f"  {summary['fewer_windows']} entities were too short for "
+                  f"{result.windows} backtest windows and were scored on fewer (column "
+                  "windows of entity_results)")  # fmt: skip
     if summary.get("fallbacks"):
         out.print(f"  {summary['fallbacks']} entities were too short for every candidate and got "
                   "the fallback template (tagged manymodels.fallback)")  # fmt: skip

@@ -17,7 +17,7 @@ from pandas.tseries.frequencies import to_offset
 
 from manymodels.errors import EntityError, FutureValuesError
 
-__all__ = ["Series", "regularize", "season_length_for", "future_frame"]
+__all__ = ["Series", "frequency_problem", "future_frame", "regularize", "season_length_for"]
 
 # Periods per yearly (or weekly, daily) cycle, by the frequency's base code.
 _SEASONS = {
@@ -251,14 +251,10 @@ def _on_grid(
         if not observed.all() or (exog_cols and regular[exog_cols].isna().to_numpy().any()):
             regular = _fill(regular.copy(), target_col, exog_cols, fill_missing)
         return regular, observed
+    problem = frequency_problem(times.reset_index(drop=True), time_col, freq)
+    if problem:
+        raise EntityError(problem)
     grid = pd.date_range(times.iloc[0], times.iloc[-1], freq=freq)
-    off_grid = ~times.isin(grid)
-    if off_grid.any():
-        raise EntityError(
-            f"timestamps in '{time_col}' do not follow the frequency '{freq}' (e.g. "
-            f"{times[off_grid].iloc[0]}); set data.freq to match the data"
-        )
-    _refuse_finer_frequency(grid, times, time_col, freq)
     regular = history.set_index(time_col).reindex(grid)
     regular.index.name = time_col
     observed = regular[target_col].notna().to_numpy()
@@ -266,20 +262,30 @@ def _on_grid(
     return regular.reset_index(), observed
 
 
-def _refuse_finer_frequency(
-    grid: pd.DatetimeIndex, times: pd.Series, time_col: str, freq: str
-) -> None:
-    """A frequency finer than the data would fill every period between two observations
-    (29 of every 30 days of monthly data given ``D``): refuse it rather than resample."""
-    if len(times) < 3:
-        return
-    steps = np.diff(grid.get_indexer(pd.DatetimeIndex(times)))
-    if steps.min() > 1:
-        raise EntityError(
+def frequency_problem(times: pd.Series, time_col: str, freq: str) -> str | None:
+    """Why sorted, unique ``times`` cannot be on a grid of ``freq``, or None when they can.
+
+    Two problems: timestamps off the grid, and a frequency finer than the data, which would
+    fill every period between two observations (29 of every 30 days of monthly data given
+    ``D``) and is refused rather than silently resampled.
+    """
+    if len(times) < 2:
+        return None
+    grid = pd.date_range(times.iloc[0], times.iloc[-1], freq=freq)
+    positions = grid.get_indexer(pd.DatetimeIndex(times))
+    if (positions < 0).any():
+        return (
+            f"timestamps in '{time_col}' do not follow the frequency '{freq}' (e.g. "
+            f"{times.iloc[int(np.flatnonzero(positions < 0)[0])]}); set data.freq to match the data"
+        )
+    steps = np.diff(positions)
+    if len(times) >= 3 and steps.min() > 1:
+        return (
             f"data.freq '{freq}' is finer than the timestamps in '{time_col}' (never two "
             f"observations one period apart; they are {int(steps.min())} or more periods "
             "apart); set data.freq to the data's frequency, or leave it out to infer it"
         )
+    return None
 
 
 def _already_regular(times: pd.Series, freq: str) -> bool:

@@ -527,3 +527,24 @@ def test_no_half_written_forecast_output(isolated_job):
     assert set(frame["entity"]) == ok
     assert (frame.groupby("entity").size() == HORIZON).all()
     assert not [p for p in Path(forecast.output).parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_frequency_finer_than_the_data_is_refused_at_validation(tmp_path):
+    from manymodels.data import write_partitioned
+    from manymodels.jobs.session import validate_inputs
+
+    months = pd.date_range("2020-01-01", periods=30, freq="MS")
+    frame = pd.DataFrame({"store": "1", "month": months, "sales": np.arange(30.0)})
+    write_partitioned(frame, str(tmp_path / "data"), ["store"], basename="part")
+    config = manymodels.config_from_dict({
+        "horizon": 3, "work_dir": str(tmp_path / "work"),
+        "data": {"path": str(tmp_path / "data"), "partition_by": ["store"], "time_col": "month",
+                 "target_col": "sales", "freq": "D"},
+    })  # fmt: skip
+    with pytest.raises(
+        manymodels.ConfigError,
+        match=r"^config: data\.freq 'D' is finer than the timestamps in 'month' .* \(checked on "
+        r"store=1\)$",
+    ):
+        validate_inputs(config)
+    assert not (tmp_path / "work").exists()

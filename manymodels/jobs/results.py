@@ -56,6 +56,7 @@ class TrainResult:
         resumed_with: for a resumed job, how many entities its earlier session had finished.
         metric: the metric that chose each entity's model (``evaluation.metric``).
         backtest_dir: the local folder of the backtest table's parts (see :meth:`backtest`).
+        windows: the backtest windows asked for (``evaluation.windows``).
     """
 
     job_id: str
@@ -72,6 +73,7 @@ class TrainResult:
     resumed_with: int | None = None
     metric: str = "mase"
     backtest_dir: str | None = None
+    windows: int = 0
 
     @property
     def total(self) -> int:
@@ -144,6 +146,8 @@ class TrainResult:
             summary[f"mean_{skill}"] = float(np.nanmean(values))
         if "fallback" in ok:
             summary["fallbacks"] = int(ok["fallback"].fillna(False).astype(bool).sum())
+        if "windows" in ok and self.windows:
+            summary["fewer_windows"] = int((ok["windows"].fillna(0) < self.windows).sum())
         if "filled_share" in ok:
             summary["heavily_filled"] = int((ok["filled_share"].fillna(0) > HEAVILY_FILLED).sum())
         if "warnings" in ok:

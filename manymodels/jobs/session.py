@@ -23,6 +23,7 @@ from manymodels.config import Config
 from manymodels.data import Partition, check_columns, discover_partitions
 from manymodels.engine import MLFLOW_MODULES
 from manymodels.errors import ManyModelsError, ResumeError, UnreadableFileError
+from manymodels.frequency_check import check_frequency
 from manymodels.registry import Registry
 from manymodels.secrets import remember_config, scrub
 
@@ -94,6 +95,7 @@ def validate_inputs(config: Config, needs_template: bool = True) -> Inputs:
         required.update({col: "data.exog_cols" for col in data.exog_cols})
         required.update({data.time_col: "data.time_col", data.target_col: "data.target_col"})
         _check_columns(partitions, required, [data.target_col, *data.exog_cols], config)
+        check_frequency(partitions, config)
         if needs_template or not config.tracking.uri:  # the ledger, or the embedded store
             _check_writable(config.work_dir)
     except ManyModelsError as exc:

@@ -211,6 +211,7 @@ def _finish(
         promoted=registrar.promoted, first_champions=registrar.first_champions,
         stopped_early=stopped_early,
         ui_hint=_ui_hint(session.target, job), metric=config.evaluation.metric,
+        windows=config.evaluation.windows,
         backtest_dir=str(backtests.folder),
     )  # fmt: skip
     result.budget_exceeded = stopped_early or result.failed > allowed_failures(config, result.total)
