@@ -424,7 +424,7 @@ def isolated_job(tmp_path_factory, dask_scheduler):
     (root / "config.yaml").write_text(yaml.safe_dump(raw))
     config = manymodels.load_config(root / "config.yaml")
     result = manymodels.train(config)
-    from manymodels.jobs.session import open_tracking
+    from manymodels.tracking.store import open_tracking
 
     return result, open_tracking(config).registry, root
 

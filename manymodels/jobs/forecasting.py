@@ -16,31 +16,26 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from manymodels import tracking
-from manymodels.bundle import bundle_name, read_manifest
+from manymodels.artifacts.bundle import bundle_name, read_manifest
 from manymodels.config import Config
 from manymodels.data import Partition, key_types
 from manymodels.engine import cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
+from manymodels.inputs import validate_inputs
 from manymodels.jobs.budget import allowed_failures
+from manymodels.jobs.preload import worker_modules
 from manymodels.jobs.results import ForecastResult, failures_table
-from manymodels.jobs.session import (
-    Tracking,
-    log_config,
-    open_job_run,
-    open_tracking,
-    validate_inputs,
-    worker_modules,
-)  # fmt: skip
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.outputs import check_output, remove_dir, replace_dir, staging_path
 from manymodels.planning import batch_count, plan_batches
-from manymodels.registry import Registry
 from manymodels.report import progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
 from manymodels.tasks.forecasting import ModelRef
+from manymodels.tracking.registry import Registry
+from manymodels.tracking.runs import JobRun, open_job_run
+from manymodels.tracking.store import open_tracking
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -98,7 +93,7 @@ def forecast(
             raise type(exc)(f"{config.label()}: {exc}") from None
         items, orphans = _assign(inputs.partitions, refs, config)
         job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
-        log_config(session, job.run_id, config, {"alias": alias, "version": version})
+        job.log_config(config, {"alias": alias, "version": version})
         staging = staging_path(target)
         task = ForecastTask(
             config, staging, horizon or config.horizon, _key_types(refs),
@@ -111,10 +106,10 @@ def forecast(
             refusal = _refusal(result, config)
             _publish(staging, target, refusal)
         except BaseException:
-            session.client.set_terminated(job.run_id, status="KILLED")
+            job.end("KILLED")
             remove_dir(staging)
             raise
-        _log(session, job.run_id, result, config, published=refusal is None)
+        _log(job, result, config, published=refusal is None)
     if refusal:
         raise _not_published(result, config, refusal)
     return result
@@ -292,18 +287,13 @@ def _task_failed(
     ]
 
 
-def _log(
-    session: Tracking, run_id: str, result: ForecastResult, config: Config, published: bool
-) -> None:
-    client = session.client
-    tracking.log_table(client, run_id, result.entities, "entity_results.parquet")
+def _log(job: JobRun, result: ForecastResult, config: Config, published: bool) -> None:
+    job.log_table(result.entities, "entity_results.parquet")
     if result.failed:
-        failures = failures_table(result.entities, config.data.entity_cols)
-        tracking.log_table(client, run_id, failures, "failures.csv")
+        job.log_table(failures_table(result.entities, config.data.entity_cols), "failures.csv")
     metrics = {"entities_total": result.total, "entities_forecast": result.forecast,
                "entities_failed": result.failed, "rows": result.rows, "seconds": result.seconds,
                "entities_per_second": result.forecast / result.seconds if result.seconds else 0.0}  # fmt: skip
-    tracking.log_metrics(client, run_id, metrics)
-    summary = {**metrics, "output": result.output, "published": published}
-    tracking.log_json(client, run_id, summary, "summary.json")
-    client.set_terminated(run_id, status="FINISHED" if published else "FAILED")
+    job.log_metrics(metrics)
+    job.log_json({**metrics, "output": result.output, "published": published}, "summary.json")
+    job.end("FINISHED" if published else "FAILED")
