@@ -49,7 +49,7 @@ class ClientRegistry:
             )
             for model in page:
                 if model.name.startswith(prefix):
-                    aliases = {alias: int(number) for alias, number in (model.aliases or {}).items()}
+                    aliases = {alias: int(v) for alias, v in (model.aliases or {}).items()}
                     found[model.name] = ModelRecord(model.name, aliases, dict(model.tags or {}))
             token = page.token
             if not token:
