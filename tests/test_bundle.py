@@ -115,7 +115,7 @@ def test_retrain_bundle_skips_unchanged_but_keeps_them(bundle_config, registry_o
 
 def test_bundle_forecast_batches_stay_within_a_shard_and_the_batch_size():
     from manymodels.data import Partition
-    from manymodels.jobs.forecasting import _by_shard
+    from manymodels.jobs.forecast_models import _by_shard
 
     items = [
         (Partition((("store", str(index)),), (f"f{index}",), 1),

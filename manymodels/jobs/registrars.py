@@ -26,7 +26,7 @@ from manymodels.tracking.registry_types import ModelRecord, Registration, Versio
 from manymodels.tracking.runs import JobRun
 from manymodels.tracking.store import Tracking
 
-__all__ = ["BundleRegistrar", "EntityRegistrar", "open_registrar"]
+__all__ = ["BundleRegistrar", "EntityRegistrar", "lineage_tags"]
 
 _BUNDLE_ENTRY = "bundle_entry"
 
@@ -228,15 +228,6 @@ class BundleRegistrar(_Registrar):
         for row in rows:
             if row.get("status") in ("ok", "skipped"):
                 row["model_version"] = ref.version
-
-
-def open_registrar(
-    session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool
-) -> EntityRegistrar | BundleRegistrar:
-    """The registrar for ``tracking.registration``."""
-    if inputs.config.tracking.registration == "per_job":
-        return BundleRegistrar(session, job, inputs, kind, promote)
-    return EntityRegistrar(session, job, inputs, kind, promote)
 
 
 def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str) -> dict[str, str]:

@@ -22,8 +22,8 @@ from manymodels.engine import PendingCluster, cluster_in_background, map_batches
 from manymodels.guard import failure_from
 from manymodels.inputs import Inputs, validate_inputs
 from manymodels.jobs.budget import allowed_failures, systematic_failure
+from manymodels.jobs.modes import Registrar, mode_of
 from manymodels.jobs.preload import worker_modules
-from manymodels.jobs.registrars import BundleRegistrar, EntityRegistrar, open_registrar
 from manymodels.jobs.results import TrainResult, failures_table
 from manymodels.ledger import Ledger
 from manymodels.naming import model_name
@@ -35,8 +35,6 @@ from manymodels.tracking.runs import JobRun, config_hash, open_job_run
 from manymodels.tracking.store import Tracking, TrackingTarget, open_tracking
 
 __all__ = ["train", "retrain"]
-
-Registrar = EntityRegistrar | BundleRegistrar
 
 
 def train(
@@ -100,7 +98,7 @@ def _run(
         pending.client()
         digest = config_hash(config, kind, inputs.trained_template.source.digest)
         job = open_job_run(session, config, kind, digest, resume, fresh)
-        registrar = open_registrar(session, job, inputs, kind, promote)
+        registrar = mode_of(config).registrar(session, job, inputs, kind, promote)
         ledger = Ledger(config.work_dir, job.job_id)
         done, rows = ledger.read() if job.resumed else (set(), [])
         rows = registrar.reconcile(rows)
