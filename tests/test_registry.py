@@ -171,12 +171,10 @@ def _mlflow_conflict(tmp_path: Path) -> MlflowException:
     client, _, _ = _open(tmp_path)
     client.create_registered_model("oj.taken")
     store = client._get_registry_client().store
-    table = registry_bulk.BulkRegistry(store).tables.SqlRegisteredModel.__table__
+    bulk = registry_bulk.BulkRegistry(store)
+    table = bulk.tables.SqlRegisteredModel.__table__
     # The session commits, and so raises, as its block ends.
-    with (
-        pytest.raises(MlflowException) as raised,
-        store.ManagedSessionMaker(read_only=False) as session,
-    ):
+    with pytest.raises(MlflowException) as raised, bulk._write_session() as session:
         session.execute(sa.insert(table), [{"name": "oj.taken", "creation_time": 1}])
     return raised.value
 

@@ -17,6 +17,7 @@ Whether MLflow's store is one this module can write is decided once per registry
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -51,6 +52,7 @@ class BulkRegistry:
 
         self.store = store
         self.tables = tables
+        self._marks_writes = _takes_read_only(store.ManagedSessionMaker)
 
     def register_many(
         self, registrations: Sequence[Registration], run_id: str,
@@ -172,7 +174,7 @@ class BulkRegistry:
         t = self.tables
         names = [entry.name for entry in chunk]
         now = int(time.time() * 1000)
-        with self.store.ManagedSessionMaker(read_only=False) as session:
+        with self._write_session() as session:
             ours = dict(self._rows(session, t.SqlModelVersion, (t.SqlModelVersion.name, t.SqlModelVersion.version), names,
                                    t.SqlModelVersion.run_id == run_id))  # fmt: skip
             models = {name for (name,) in self._rows(session, t.SqlRegisteredModel,
@@ -253,7 +255,7 @@ class BulkRegistry:
 
     def _move_chunk(self, chunk: Sequence[tuple[str, str, int]]) -> None:
         t = self.tables
-        with self.store.ManagedSessionMaker(read_only=False) as session:
+        with self._write_session() as session:
             for alias in {alias for _, alias, _ in chunk}:
                 names = [name for name, each, _ in chunk if each == alias]
                 self._filter(session.query(t.SqlRegisteredModelAlias), t.SqlRegisteredModelAlias,
@@ -275,6 +277,14 @@ class BulkRegistry:
             table.name.in_(names), *clauses, *self.store._get_workspace_clauses(table)
         )
 
+    def _write_session(self) -> Any:
+        """A session for writing: on the primary database where MLflow routes reads to a
+        replica (MLflow 3.13 and later mark sessions read-only or not; earlier ones have no
+        such flag, and every session writes)."""
+        if self._marks_writes:
+            return self.store.ManagedSessionMaker(read_only=False)
+        return self.store.ManagedSessionMaker()
+
     def _retrying(self, action: Any) -> Any:
         for attempt in range(_ATTEMPTS):
             try:
@@ -286,6 +296,13 @@ class BulkRegistry:
                     raise
                 time.sleep(0.1 * 2**attempt)
         raise AssertionError("unreachable")
+
+
+def _takes_read_only(session_maker: Any) -> bool:
+    try:
+        return "read_only" in inspect.signature(session_maker).parameters
+    except (TypeError, ValueError):  # no signature to read: assume the older form
+        return False
 
 
 def is_conflict(exc: BaseException) -> bool:
