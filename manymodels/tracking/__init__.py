@@ -10,5 +10,6 @@ imports MLflow or calls its client.
   :mod:`~manymodels.tracking.registry_bulk` (one transaction per batch), the latter chosen by
   :mod:`~manymodels.tracking.registry_bulk_guard`;
 * :mod:`~manymodels.tracking.registry_types`: versions, models and registrations;
-* :mod:`~manymodels.tracking.aliases`: the aliases, and who gets ``champion``.
+* :mod:`~manymodels.tracking.aliases`: the aliases, and who gets ``champion``;
+* :mod:`~manymodels.tracking.retries`: retrying a registry write.
 """

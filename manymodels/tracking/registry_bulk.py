@@ -24,6 +24,7 @@ from typing import Any
 
 from manymodels.tracking.aliases import CHAMPION, takes_champion
 from manymodels.tracking.registry_types import ModelRecord, Registration, VersionRef
+from manymodels.tracking.retries import retry
 
 __all__ = ["WRITTEN_COLUMNS", "BulkRegistry", "is_conflict"]
 
@@ -286,16 +287,9 @@ class BulkRegistry:
         return self.store.ManagedSessionMaker()
 
     def _retrying(self, action: Any) -> Any:
-        for attempt in range(_ATTEMPTS):
-            try:
-                return action()
-            except Exception as exc:
-                # Another job took the same version numbers, or the database was busy: the
-                # transaction rolled back whole, so recomputing it is safe.
-                if not is_conflict(exc) or attempt == _ATTEMPTS - 1:
-                    raise
-                time.sleep(0.1 * 2**attempt)
-        raise AssertionError("unreachable")
+        # Another job took the same version numbers, or the database was busy: the
+        # transaction rolled back whole, so recomputing it is safe.
+        return retry(action, is_conflict, _ATTEMPTS, backoff=0.1)
 
 
 def _takes_read_only(session_maker: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from manymodels.tracking.aliases import CHAMPION, takes_champion
 from manymodels.tracking.registry_types import ModelRecord, Registration, VersionRef
+from manymodels.tracking.retries import retry
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -172,14 +173,7 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _retry(action: Callable[[], T]) -> T:
-    for attempt in range(_ATTEMPTS):
-        try:
-            return action()
-        except Exception as exc:
-            if not _transient(exc) or attempt == _ATTEMPTS - 1:
-                raise
-            time.sleep(_BACKOFF * 2**attempt)
-    raise AssertionError("unreachable")
+    return retry(action, _transient, _ATTEMPTS, _BACKOFF)
 
 
 def _like(prefix: str) -> str:
