@@ -194,3 +194,15 @@ def test_the_retry_sees_through_mlflow_s_wrapping(tmp_path: Path) -> None:
 
     store = object.__new__(registry_bulk.BulkRegistry)
     assert store._retrying(clashes_once) == "done" and len(calls) == 2
+
+
+def test_the_guard_checks_the_columns_the_bulk_path_really_writes(tmp_path: Path) -> None:
+    client, run_id, artifact_uri = _open(tmp_path)
+    bulk = registry_bulk.BulkRegistry(client._get_registry_client().store)
+    rows: dict = {table: [] for table in bulk._order()}
+    (registration, *_) = _registrations(artifact_uri, "one")
+    bulk._new_rows(rows, registration, 1, run_id, 0, new_model=True, champion=True)
+
+    written = {table.__name__: set(values[0]) for table, values in rows.items()}
+    declared = registry_bulk.WRITTEN_COLUMNS
+    assert written == {name: set(columns) for name, columns in declared.items()}
