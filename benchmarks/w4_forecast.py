@@ -95,7 +95,7 @@ def champion_models(config: Any) -> dict[str, Any]:
     """Every entity's champion model from a ``per_entity`` store, through MLflow's client."""
     from mlflow import MlflowClient
 
-    from manymodels.flavor import load_entity_model
+    from manymodels.artifacts.entity_folder import load_entity_model
 
     uri = f"sqlite:///{Path(config.work_dir) / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

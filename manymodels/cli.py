@@ -225,7 +225,7 @@ def _write_creating_folders(target: Path, text: str) -> None:
 def validate(config_path: str, overrides: tuple[str, ...]) -> None:
     """Check a config, its template and its data without training anything."""
     from manymodels.config import load_config
-    from manymodels.jobs.session import validate_inputs
+    from manymodels.inputs import validate_inputs
 
     config = load_config(config_path, list(overrides))
     inputs = validate_inputs(config)

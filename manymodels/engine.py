@@ -36,8 +36,9 @@ Batch = TypeVar("Batch")
 
 # What every task imports. MLflow is added only for jobs whose workers talk to a tracking server
 # (see ``worker_modules``): importing it costs each worker about two seconds of CPU.
-_TASK_MODULES = ("manymodels.tasks", "manymodels.model_store")
-MLFLOW_MODULES = ("manymodels.flavor", "mlflow.pyfunc", "mlflow.store.artifact.local_artifact_repo")
+_TASK_MODULES = ("manymodels.tasks", "manymodels.artifacts.sinks")
+MLFLOW_MODULES = ("manymodels.artifacts.entity_folder", "mlflow.pyfunc",
+                  "mlflow.store.artifact.local_artifact_repo")  # fmt: skip
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")  # fmt: skip
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-# The cached empty MLflow schema (see manymodels.schema_cache) lives with the test session,
+# The cached empty MLflow schema (see manymodels.tracking.schema_cache) lives with the test session,
 # not in the user's home; subprocesses (CLI, notebook) inherit it.
 os.environ.setdefault("MANYMODELS_CACHE_DIR", tempfile.mkdtemp(prefix="manymodels-test-cache-"))
 
@@ -95,7 +95,7 @@ def registry_of() -> Callable[..., Any]:
     """Open the registry a config points at, to count models and versions."""
 
     def open_registry(config):
-        from manymodels.jobs.session import open_tracking
+        from manymodels.tracking.store import open_tracking
 
         return open_tracking(config).registry
 

@@ -1,4 +1,5 @@
-"""The layering the README describes, enforced on the source: who may import what."""
+"""The layering the README describes, enforced on the source: who may import what, and who
+may call MLflow's client."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "manymodels"
 ALLOWED = {
     "distributed": {"engine"},
     "dask": {"engine"},
-    "mlflow": {"flavor", "bundle", "tracking", "registry", "registry_bulk", "model_store"},
+    "mlflow": {"tracking", "artifacts"},
 }
+# The only package that calls an MlflowClient's methods.
+CLIENT_OWNER = "tracking"
 # The pure core: no Dask, no MLflow, and none of the orchestration above it.
 PURE = {"config", "naming", "metrics", "timeseries", "fitting", "entity_model", "promotion",
-        "guard", "planning", "templates"}  # fmt: skip
+        "guard", "planning", "templates", "lineage"}  # fmt: skip
 ORCHESTRATION = ("manymodels.jobs", "manymodels.cli", "manymodels.engine", "manymodels.tasks")
 
 
@@ -65,6 +68,50 @@ def test_pure_core_knows_no_orchestration(module):
     imports = _runtime_imports(_modules()[module])
     leaks = {name for name in imports if name.startswith(ORCHESTRATION)}
     assert not leaks, f"manymodels.{module} imports {sorted(leaks)}"
+
+
+def _client_calls(source: str) -> list[str]:
+    """Calls of an MlflowClient method on anything named like a client (``client``,
+    ``session.client``, ``self.mlflow_client``), and a client reached through ``.client``
+    without being called (handed on to code that calls it)."""
+    from mlflow import MlflowClient
+
+    methods = {name for name in dir(MlflowClient) if not name.startswith("_")}
+    tree = ast.parse(source)
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "MlflowClient":
+            found.append("MlflowClient")
+        if not isinstance(node, ast.Attribute):
+            continue
+        receiver = ast.unparse(node.value)
+        if id(node) in called and node.attr in methods and "client" in receiver.lower():
+            found.append(f"{receiver}.{node.attr}()")
+        elif node.attr == "client" and id(node) not in called:
+            found.append(f"{receiver}.client")
+    return found
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in _modules() if m.split(".")[0] != CLIENT_OWNER)
+)
+def test_only_tracking_calls_the_mlflow_client(module):
+    source = _modules()[module].read_text(encoding="utf-8")
+    assert not _client_calls(source), (
+        f"manymodels.{module} uses MLflow's client: {_client_calls(source)}; "
+        "go through manymodels.tracking"
+    )
+
+
+def test_the_client_check_catches_method_calls_not_only_imports():
+    source = (
+        "def finish(session, job, pending):\n"
+        "    session.client.set_terminated(job.run_id, status='KILLED')\n"
+        "    log(session.client, job)\n"
+        "    pending.client().submit(job)\n"  # a Dask client: not MLflow's
+    )
+    assert set(_client_calls(source)) == {"session.client.set_terminated()", "session.client"}
 
 
 def test_config_imports_only_its_errors():

@@ -417,7 +417,7 @@ def isolated_job(tmp_path_factory, dask_scheduler):
     (root / "config.yaml").write_text(yaml.safe_dump(raw))
     config = manymodels.load_config(root / "config.yaml")
     result = manymodels.train(config)
-    from manymodels.jobs.session import open_tracking
+    from manymodels.tracking.store import open_tracking
 
     return result, open_tracking(config).registry, root
 
@@ -531,7 +531,7 @@ def test_no_half_written_forecast_output(isolated_job):
 
 def test_a_frequency_finer_than_the_data_is_refused_at_validation(tmp_path):
     from manymodels.data import write_partitioned
-    from manymodels.jobs.session import validate_inputs
+    from manymodels.inputs import validate_inputs
 
     months = pd.date_range("2020-01-01", periods=30, freq="MS")
     frame = pd.DataFrame({"store": "1", "month": months, "sales": np.arange(30.0)})

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import manymodels
-from manymodels.registry import CHAMPION
+from manymodels.tracking.aliases import CHAMPION
 
 N_ENTITIES = 12
 
@@ -89,7 +89,7 @@ def test_retrain_bundle_keeps_the_better_model_of_each_entity(bundle_config, reg
     assert registry.models()["oj.bundle"].aliases == {CHAMPION: 2}
     assert 0 < len(result.promoted) <= N_ENTITIES
     table = result.entities.set_index("model_name")
-    from manymodels.bundle import read_manifest
+    from manymodels.artifacts.bundle import read_manifest
 
     source = next(ref.source for ref in registry.versions() if ref.version == 2)
     manifest = read_manifest(source).set_index("model_name")
@@ -104,7 +104,7 @@ def test_retrain_bundle_skips_unchanged_but_keeps_them(bundle_config, registry_o
     manymodels.train(config)
     result = manymodels.retrain(config)
     assert result.skipped == N_ENTITIES
-    from manymodels.bundle import read_manifest
+    from manymodels.artifacts.bundle import read_manifest
 
     registry = registry_of(config)
     versions = {ref.version: ref for ref in registry.versions()}
@@ -115,7 +115,7 @@ def test_retrain_bundle_skips_unchanged_but_keeps_them(bundle_config, registry_o
 
 def test_bundle_forecast_batches_stay_within_a_shard_and_the_batch_size():
     from manymodels.data import Partition
-    from manymodels.jobs.forecasting import _by_shard
+    from manymodels.jobs.forecast_models import _by_shard
 
     items = [
         (Partition((("store", str(index)),), (f"f{index}",), 1),

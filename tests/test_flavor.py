@@ -8,16 +8,15 @@ import mlflow
 import pandas as pd
 import pytest
 
-from manymodels.datasets import oj_sales
-from manymodels.fitting import FitSpec, fit_entity
-from manymodels.flavor import (
-    ModelWriter,
+from manymodels.artifacts.entity_folder import ModelWriter, entity_model_files
+from manymodels.artifacts.model_files import (
     _environment_files_from_save_model,
-    entity_model_files,
     environment_files,
     requirements,
 )
-from manymodels.model_store import EntityFolders
+from manymodels.artifacts.sinks import EntityFolders
+from manymodels.datasets import oj_sales
+from manymodels.fitting import FitSpec, fit_entity
 from manymodels.templates import load_template, resolve_template
 
 

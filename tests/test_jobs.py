@@ -13,7 +13,7 @@ import pytest
 import manymodels
 from manymodels.errors import DataError, RegistryError, TemplateError
 from manymodels.naming import model_name
-from manymodels.registry import CHAMPION
+from manymodels.tracking.aliases import CHAMPION
 
 N_ENTITIES = 12
 

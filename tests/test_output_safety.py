@@ -345,7 +345,7 @@ def test_forecast_over_the_failure_budget_keeps_the_previous_output(
 ) -> None:
     import mlflow
 
-    from manymodels.jobs.session import open_tracking
+    from manymodels.tracking.store import open_tracking
 
     config = make_config()
     manymodels.train(config)

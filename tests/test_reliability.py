@@ -81,7 +81,7 @@ def _kill_when_ledger_has(process: subprocess.Popen, work: Path, lines: int) -> 
 
 def _versions(config_file: Path):
     config = manymodels.load_config(config_file)
-    from manymodels.jobs.session import open_tracking
+    from manymodels.tracking.store import open_tracking
 
     return open_tracking(config).registry.versions()
 
@@ -198,7 +198,7 @@ def test_two_jobs_at_once_on_one_registry(tmp_path, forty, dask_scheduler):
     assert len(per_model) == 40 and set(per_model.values()) == {2}
     assert len({ref.tags["manymodels.job_id"] for ref in versions}) == 2
     config = manymodels.load_config(config_file)
-    from manymodels.jobs.session import open_tracking
+    from manymodels.tracking.store import open_tracking
 
     models = open_tracking(config).registry.models()
     assert {record.aliases.get("champion") for record in models.values()} == {1}

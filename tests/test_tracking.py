@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from manymodels import schema_cache, tracking
+from manymodels.tracking import schema_cache
+from manymodels.tracking import store as tracking
 
 
 @pytest.fixture(params=["cache", "cache #1?"], ids=["plain", "odd-characters"])

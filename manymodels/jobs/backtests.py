@@ -16,11 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manymodels import tracking
 from manymodels.outcomes import EntityResult
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from manymodels.tracking.runs import JobRun
 
 __all__ = ["BacktestLog"]
 
@@ -57,7 +56,7 @@ class BacktestLog:
         return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True) if parts \
             else pd.DataFrame()
 
-    def log(self, client: MlflowClient, run_id: str) -> None:
+    def log(self, job: JobRun) -> None:
         """Stream the parts into one Parquet file in the run; nothing when there are none."""
         parts = self.parts()
         if not parts:
@@ -81,4 +80,4 @@ class BacktestLog:
         finally:
             if writer is not None:
                 writer.close()
-        tracking.log_file(client, run_id, str(merged))
+        job.log_file(str(merged))

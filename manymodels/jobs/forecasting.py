@@ -8,7 +8,6 @@ than the failure budget allows.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 import uuid
@@ -17,38 +16,29 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from manymodels import tracking
-from manymodels.bundle import bundle_name, read_manifest
 from manymodels.config import Config
 from manymodels.data import Partition, check_columns, discover_partitions, key_types
 from manymodels.engine import cluster_in_background, map_batches, worker_count
-from manymodels.errors import JobError, ManyModelsError, RegistryError
+from manymodels.errors import JobError, ManyModelsError
 from manymodels.guard import Failure, failure_from
+from manymodels.inputs import validate_inputs
 from manymodels.jobs.budget import allowed_failures
+from manymodels.jobs.forecast_models import EntityModels, ModelRefs
+from manymodels.jobs.modes import mode_of
+from manymodels.jobs.preload import worker_modules
 from manymodels.jobs.results import ForecastResult, failures_table
-from manymodels.jobs.session import (
-    Tracking,
-    log_config,
-    open_job_run,
-    open_tracking,
-    validate_inputs,
-    worker_modules,
-)  # fmt: skip
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.outputs import check_output, remove_dir, replace_dir, staging_path
-from manymodels.planning import batch_count, plan_batches
-from manymodels.registry import Registry
 from manymodels.report import progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
-from manymodels.tasks.forecasting import ModelRef
+from manymodels.tracking.runs import JobRun, open_job_run
+from manymodels.tracking.store import open_tracking
 
 if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = ["forecast"]
-
-ModelRefs = dict[str, ModelRef]
 
 
 def forecast(
@@ -95,12 +85,12 @@ def forecast(
     with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
         try:
-            refs = entity_models(session.registry, config, alias, version)
+            refs = mode_of(config).entity_models(session.registry, config, alias, version)
         except ManyModelsError as exc:
             raise type(exc)(f"{config.label()}: {exc}") from None
         items, orphans = _assign(inputs.partitions, refs, config)
         job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
-        log_config(session, job.run_id, config, {"alias": alias, "version": version})
+        job.log_config(config, {"alias": alias, "version": version})
         staging = staging_path(target)
         task = ForecastTask(
             config, staging, horizon or config.horizon, _key_types(refs),
@@ -113,10 +103,10 @@ def forecast(
             refusal = _refusal(result, config)
             _publish(staging, target, refusal)
         except BaseException:
-            session.client.set_terminated(job.run_id, status="KILLED")
+            job.end("KILLED")
             remove_dir(staging)
             raise
-        _log(session, job.run_id, result, config, published=refusal is None)
+        _log(job, result, config, published=refusal is None)
     if refusal:
         raise _not_published(result, config, refusal)
     return result
@@ -146,7 +136,7 @@ def _check_target(config: Config, target: str, what: str) -> None:
         raise type(exc)(f"{config.label()}: {exc}") from None
 
 
-def _key_types(refs: dict[str, tuple[dict[str, str], ModelRef]]) -> dict[str, str]:
+def _key_types(refs: EntityModels) -> dict[str, str]:
     values: dict[str, set[str]] = defaultdict(set)
     for keys, _ in refs.values():
         for column, value in keys.items():
@@ -213,42 +203,8 @@ def _not_published(result: ForecastResult, config: Config, refusal: str) -> JobE
     )
 
 
-def entity_models(
-    registry: Registry, config: Config, alias: str | None, version: int | None
-) -> dict[str, tuple[dict[str, str], ModelRef]]:
-    """Every entity's key values and model, looked up in bulk by alias or version.
-
-    Raises:
-        RegistryError: nothing is registered under that alias or version.
-    """
-    entity_cols = config.data.entity_cols
-    bundle = bundle_name(config.tracking.model_prefix)
-    resolved = registry.resolve(alias=alias, version=version)
-    if config.tracking.registration == "per_job":
-        ref = resolved.get(bundle)
-        if ref is None:
-            what = f"alias '{alias}'" if alias is not None else f"version {version}"
-            raise RegistryError(f"the job bundle '{bundle}' has no {what}. Hint: run "
-                                "'manymodels train' with tracking.registration: per_job first.")  # fmt: skip
-        return {
-            row["model_name"]: (
-                {col: str(row[col]) for col in entity_cols},
-                (ref.name, ref.version, row["location"]),
-            )  # fmt: skip
-            for row in read_manifest(ref.source).to_dict("records")
-        }
-    return {
-        name: (
-            {col: ref.tags.get(col, "") for col in entity_cols},
-            (ref.name, ref.version, ref.source),
-        )
-        for name, ref in resolved.items()
-        if name != bundle
-    }
-
-
 def _assign(
-    partitions: list[Partition], refs: dict[str, tuple[dict[str, str], ModelRef]], config: Config
+    partitions: list[Partition], refs: EntityModels, config: Config
 ) -> tuple[list[tuple[Partition, ModelRefs]], list[EntityResult]]:
     """Pair every partition with the models of its entities; list models without data."""
     by_partition: dict[tuple[tuple[str, str], ...], ModelRefs] = defaultdict(dict)
@@ -270,7 +226,7 @@ def _forecast_batches(
     client: Client,
 ) -> list[EntityResult]:  # fmt: skip
     results: list[EntityResult] = []
-    batches = _batches(items, worker_count(client), config)
+    batches = mode_of(config).forecast_batches(items, worker_count(client), config)
     name = f"forecast-{uuid.uuid4().hex[:8]}"
     with progress_bar("forecast", len(items), progress) as bar:
         indexed = list(enumerate(batches))
@@ -291,34 +247,6 @@ def _forecast_indexed(
     return forecast_batch(batch, task, batch_id=str(index))
 
 
-def _batches(
-    items: list[tuple[Partition, ModelRefs]], workers: int, config: Config
-) -> list[list[tuple[Partition, ModelRefs]]]:
-    if config.tracking.registration == "per_job":
-        batches = batch_count(len(items), workers, config.compute.batch_size)
-        return _by_shard(items, math.ceil(len(items) / batches))
-    refs_of = {partition.keys: refs for partition, refs in items}
-    planned = plan_batches(
-        [partition for partition, _ in items], workers, config.compute.batch_size
-    )
-    return [[(partition, refs_of[partition.keys]) for partition in batch] for batch in planned]
-
-
-def _by_shard(
-    items: list[tuple[Partition, ModelRefs]], size: int
-) -> list[list[tuple[Partition, ModelRefs]]]:
-    """Batches of at most ``size`` partitions whose models share a bundle shard: each task
-    then unpickles one shard, not a piece of every shard (a shard holds the models of one
-    training task, which may have had other batch settings or another cluster)."""
-    groups: dict[str, list[tuple[Partition, ModelRefs]]] = defaultdict(list)
-    for partition, refs in items:
-        location = next(iter(refs.values()))[2] if refs else ""
-        groups[location.partition("#")[0]].append((partition, refs))
-    batches = [group[start : start + size] for group in groups.values()
-               for start in range(0, len(group), size)]  # fmt: skip
-    return sorted(batches, key=len, reverse=True)
-
-
 def _task_failed(
     batch: list[tuple[Partition, ModelRefs]], exc: BaseException, config: Config
 ) -> list[EntityResult]:
@@ -332,19 +260,14 @@ def _task_failed(
     ]
 
 
-def _log(
-    session: Tracking, run_id: str, result: ForecastResult, config: Config, published: bool
-) -> None:
-    client = session.client
-    tracking.log_table(client, run_id, result.entities, "entity_results.parquet")
+def _log(job: JobRun, result: ForecastResult, config: Config, published: bool) -> None:
+    job.log_table(result.entities, "entity_results.parquet")
     if result.failed:
-        failures = failures_table(result.entities, config.data.entity_cols)
-        tracking.log_table(client, run_id, failures, "failures.csv")
+        job.log_table(failures_table(result.entities, config.data.entity_cols), "failures.csv")
     metrics = {"entities_total": result.total, "entities_forecast": result.forecast,
                "entities_failed": result.failed, "rows": result.rows, "seconds": result.seconds,
                "entities_per_second": result.forecast / result.seconds if result.seconds else 0.0,
                "entities_carried_forward": result.carried_forward}  # fmt: skip
-    tracking.log_metrics(client, run_id, metrics)
-    summary = {**metrics, "output": result.output, "published": published}
-    tracking.log_json(client, run_id, summary, "summary.json")
-    client.set_terminated(run_id, status="FINISHED" if published else "FAILED")
+    job.log_metrics(metrics)
+    job.log_json({**metrics, "output": result.output, "published": published}, "summary.json")
+    job.end("FINISHED" if published else "FAILED")

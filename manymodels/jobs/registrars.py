@@ -12,25 +12,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from manymodels.bundle import bundle_name, read_manifest, write_bundle
-from manymodels.flavor import requirements
+from manymodels import lineage
+from manymodels.artifacts.bundle import bundle_name, read_manifest, write_bundle
+from manymodels.artifacts.model_files import requirements
 from manymodels.guard import failure_from
+from manymodels.inputs import Inputs
 from manymodels.intervals import level_label
-from manymodels.jobs.session import Inputs, JobRun, Tracking
 from manymodels.metrics import METRICS
 from manymodels.outcomes import Champion, EntityResult
-from manymodels.registry import (
-    CHALLENGER,
-    CHAMPION,
-    TAG_PREFIX,
-    ModelRecord,
-    Registration,
-    VersionRef,
-)  # fmt: skip
 from manymodels.secrets import scrub_row
 from manymodels.tasks import params_digest
+from manymodels.tracking.aliases import CHALLENGER, CHAMPION, takes_champion
+from manymodels.tracking.registry_types import ModelRecord, Registration, VersionRef
+from manymodels.tracking.runs import JobRun
+from manymodels.tracking.store import Tracking
 
-__all__ = ["BundleRegistrar", "EntityRegistrar", "open_registrar"]
+__all__ = ["BundleRegistrar", "EntityRegistrar", "lineage_tags"]
 
 _BUNDLE_ENTRY = "bundle_entry"
 
@@ -129,9 +126,8 @@ class EntityRegistrar(_Registrar):
     ) -> list[tuple[str, str, int]]:
         had_champion = before is not None and CHAMPION in before.aliases
         if not had_champion:
-            # The registry gave champion to version 1, or to the first new version of a model
-            # whose champion alias had been removed.
-            row["promoted"] = ref.version == 1 or before is not None
+            # The registry gave champion as it created the version, by the same rule.
+            row["promoted"] = takes_champion(ref.version, before is not None, had_champion)
             if row["promoted"]:
                 self.first_champions.append(ref.name)
             return []
@@ -172,7 +168,7 @@ class BundleRegistrar(_Registrar):
         version = self.record.aliases[CHAMPION]
         (ref,) = self.session.registry.versions(chosen=[(self.name, version)])
         manifest = read_manifest(ref.source)
-        tag_cols = [col for col in manifest.columns if col.startswith(TAG_PREFIX)]
+        tag_cols = [col for col in manifest.columns if col.startswith(lineage.TAG_PREFIX)]
         return {
             row["model_name"]: Champion(
                 version, row["location"], {col: str(row[col]) for col in tag_cols}
@@ -220,8 +216,8 @@ class BundleRegistrar(_Registrar):
 
         source = write_bundle(self.job.artifact_uri, pd.DataFrame(entries),
                               self.config.data.entity_cols, requirements())  # fmt: skip
-        tags = {f"{TAG_PREFIX}job_id": self.job.job_id, f"{TAG_PREFIX}entities": str(len(entries)),
-                f"{TAG_PREFIX}template": self.inputs.trained_plan.name,
+        tags = {lineage.JOB_ID: self.job.job_id, lineage.ENTITIES: str(len(entries)),
+                lineage.TEMPLATE: self.inputs.trained_plan.name,
                 **self.config.tracking.tags}  # fmt: skip
         known = {self.name: self.record} if self.record else {}
         ref = registry.register(Registration(self.name, {}, source, tags), self.job.run_id, known)
@@ -235,15 +231,6 @@ class BundleRegistrar(_Registrar):
                 row["model_version"] = ref.version
 
 
-def open_registrar(
-    session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool
-) -> EntityRegistrar | BundleRegistrar:
-    """The registrar for ``tracking.registration``."""
-    if inputs.config.tracking.registration == "per_job":
-        return BundleRegistrar(session, job, inputs, kind, promote)
-    return EntityRegistrar(session, job, inputs, kind, promote)
-
-
 def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str) -> dict[str, str]:
     """The tags of a newly trained model: job, template, data fingerprint, holdout, metrics.
 
@@ -252,15 +239,15 @@ def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str)
     plan = inputs.trained_plan
     selection = result.selection
     return {
-        f"{TAG_PREFIX}job_id": job_id,
-        f"{TAG_PREFIX}template": selection.template if selection else plan.name,
-        f"{TAG_PREFIX}template_digest": plan.digest,
-        f"{TAG_PREFIX}params_digest": digest,
-        f"{TAG_PREFIX}data_fingerprint": result.fingerprint or "",
-        f"{TAG_PREFIX}holdout_start": result.holdout_start or "",
-        f"{TAG_PREFIX}trained_until": result.trained_until or "",
-        f"{TAG_PREFIX}observations": str(result.observations),
-        **{f"{TAG_PREFIX}metric.{k}": repr(float(v)) for k, v in result.metrics.items()},
+        lineage.JOB_ID: job_id,
+        lineage.TEMPLATE: selection.template if selection else plan.name,
+        lineage.TEMPLATE_DIGEST: plan.digest,
+        lineage.PARAMS_DIGEST: digest,
+        lineage.DATA_FINGERPRINT: result.fingerprint or "",
+        lineage.HOLDOUT_START: result.holdout_start or "",
+        lineage.TRAINED_UNTIL: result.trained_until or "",
+        lineage.OBSERVATIONS: str(result.observations),
+        **{lineage.metric_tag(k): repr(float(v)) for k, v in result.metrics.items()},
         **(selection_tags(result, plan.name) if selection else {}),
         **inputs.config.tracking.tags,
     }
@@ -272,15 +259,15 @@ def selection_tags(result: EntityResult, plan: str) -> dict[str, str]:
     assert selection is not None
     margins = selection.margins(result.metrics)
     tags = {
-        f"{TAG_PREFIX}plan": plan,
-        f"{TAG_PREFIX}winner": selection.winner,
-        f"{TAG_PREFIX}backtest_windows": str(selection.windows),
-        f"{TAG_PREFIX}fallback": str(selection.fallback).lower(),
-        f"{TAG_PREFIX}margin.runner_up": repr(margins["runner_up"]),
-        f"{TAG_PREFIX}margin.seasonal_naive": repr(margins["seasonal_naive"]),
+        lineage.PLAN: plan,
+        lineage.WINNER: selection.winner,
+        lineage.BACKTEST_WINDOWS: str(selection.windows),
+        lineage.FALLBACK: str(selection.fallback).lower(),
+        lineage.MARGIN_RUNNER_UP: repr(margins["runner_up"]),
+        lineage.MARGIN_SEASONAL_NAIVE: repr(margins["seasonal_naive"]),
     }
     for level, value in selection.coverage.items():
-        tags[f"{TAG_PREFIX}coverage.{level_label(level)}"] = repr(value)
+        tags[lineage.coverage_tag(level_label(level))] = repr(value)
     return tags
 
 
@@ -288,6 +275,6 @@ def _row_from_tags(ref: VersionRef, entity_cols: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {col: ref.tags.get(col) for col in entity_cols}
     row.update(model_name=ref.name, status="ok", model_version=ref.version)
     for name in METRICS:
-        value = ref.tags.get(f"{TAG_PREFIX}metric.{name}")
+        value = ref.tags.get(lineage.metric_tag(name))
         row[name] = float(value) if value is not None else math.nan
     return row

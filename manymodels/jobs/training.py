@@ -14,37 +14,28 @@ from typing import Any
 
 import pandas as pd
 
-from manymodels import tracking
+from manymodels.artifacts.entity_folder import entity_model_files
+from manymodels.artifacts.model_files import requirements
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.engine import PendingCluster, cluster_in_background, map_batches, worker_count
-from manymodels.flavor import entity_model_files, requirements
 from manymodels.guard import failure_from
+from manymodels.inputs import Inputs, validate_inputs
 from manymodels.jobs.backtests import BacktestLog
 from manymodels.jobs.budget import allowed_failures, systematic_failure
-from manymodels.jobs.registrars import BundleRegistrar, EntityRegistrar, open_registrar
+from manymodels.jobs.modes import Registrar, mode_of
+from manymodels.jobs.preload import worker_modules
 from manymodels.jobs.results import TrainResult, failures_table
-from manymodels.jobs.session import (
-    Inputs,
-    JobRun,
-    Tracking,
-    config_hash,
-    log_config,
-    open_job_run,
-    open_tracking,
-    validate_inputs,
-    worker_modules,
-)  # fmt: skip
 from manymodels.ledger import Ledger
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.planning import plan_batches
 from manymodels.report import progress_bar
 from manymodels.tasks import TrainTask, train_batch
+from manymodels.tracking.runs import JobRun, config_hash, open_job_run
+from manymodels.tracking.store import Tracking, TrackingTarget, open_tracking
 
 __all__ = ["train", "retrain"]
-
-Registrar = EntityRegistrar | BundleRegistrar
 
 
 def train(
@@ -108,15 +99,15 @@ def _run(
         pending.client()
         digest = config_hash(config, kind, inputs.trained_plan.digest)
         job = open_job_run(session, config, kind, digest, resume, fresh)
-        registrar = open_registrar(session, job, inputs, kind, promote)
+        registrar = mode_of(config).registrar(session, job, inputs, kind, promote)
         ledger = Ledger(config.work_dir, job.job_id)
         backtests = BacktestLog(config.work_dir, job.job_id, config.data.entity_cols)
         done, rows = ledger.read() if job.resumed else (set(), [])
         rows = registrar.reconcile(rows)
         resumed_with = len(rows) if job.resumed else None
         if not job.resumed:
-            log_config(session, job.run_id, config, {"template": inputs.trained_plan.name,
-                                                      "partitions": len(inputs.partitions)})  # fmt: skip
+            job.log_config(config, {"template": inputs.trained_plan.name,
+                                    "partitions": len(inputs.partitions)})  # fmt: skip
         todo = [partition for partition in inputs.partitions if partition.keys not in done]
         task = TrainTask(
             config=config, template=inputs.trained_plan, params=inputs.params,
@@ -131,7 +122,7 @@ def _run(
                                               rows, progress, pending)  # fmt: skip
         except BaseException:
             # Interrupted or broken: leave the run resumable by the next run of the same command.
-            session.client.set_terminated(job.run_id, status="KILLED")
+            job.end("KILLED")
             raise
         pending.release()
         registrar.finish(rows, complete=not stopped_early)
@@ -215,10 +206,8 @@ def _finish(
         backtest_dir=str(backtests.folder),
     )  # fmt: skip
     result.budget_exceeded = stopped_early or result.failed > allowed_failures(config, result.total)
-    client, run_id = session.client, job.run_id
-    tracking.log_table(client, run_id, entities, "entity_results.parquet")
-    failures = failures_table(entities, config.data.entity_cols)
-    tracking.log_table(client, run_id, failures, "failures.csv")
+    job.log_table(entities, "entity_results.parquet")
+    job.log_table(failures_table(entities, config.data.entity_cols), "failures.csv")
     metrics = {
         "entities_total": result.total, "entities_trained": result.trained,
         "entities_failed": result.failed, "entities_skipped": result.skipped,
@@ -228,18 +217,18 @@ def _finish(
         **{f"mean_{k}": v for k, v in result.mean_metrics().items()},
         **result.selection_summary(),
     }  # fmt: skip
-    tracking.log_metrics(client, run_id, metrics)
-    tracking.log_json(client, run_id, {**metrics, "job_id": job.job_id, "kind": kind,
-                                       "stopped_early": stopped_early}, "summary.json")  # fmt: skip
-    backtests.log(client, run_id)
-    client.set_terminated(run_id, status="FAILED" if result.budget_exceeded else "FINISHED")
+    job.log_metrics(metrics)
+    job.log_json({**metrics, "job_id": job.job_id, "kind": kind, "stopped_early": stopped_early},
+                 "summary.json")  # fmt: skip
+    backtests.log(job)
+    job.end("FAILED" if result.budget_exceeded else "FINISHED")
     return result
 
 
-def _ui_hint(target: tracking.TrackingTarget, job: JobRun) -> str | None:
+def _ui_hint(target: TrackingTarget, job: JobRun) -> str | None:
     if target.embedded:
         return f"mlflow ui --backend-store-uri {target.tracking_uri}"
     if target.tracking_uri.startswith(("http://", "https://")):
         base = target.describe().rstrip("/")
-        return f"{base}/#/experiments/{job.run.info.experiment_id}/runs/{job.run_id}"
+        return f"{base}/#/experiments/{job.experiment_id}/runs/{job.run_id}"
     return None

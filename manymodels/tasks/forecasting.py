@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 
 from manymodels import data as data_io
+from manymodels.artifacts.loader import ModelLoader
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.entity_model import PREDICTION_COL, EntityModel
 from manymodels.errors import FutureValuesError
 from manymodels.guard import failure_from
 from manymodels.intervals import level_label
-from manymodels.model_store import ModelLoader
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult, failed
 from manymodels.tasks.entities import iter_entities

@@ -14,22 +14,22 @@ from typing import Any
 import pandas as pd
 
 from manymodels import data as data_io
+from manymodels import lineage
+from manymodels.artifacts.loader import ModelLoader
+from manymodels.artifacts.model_files import ModelFiles
+from manymodels.artifacts.sinks import EntityFolders, Shard, open_sink
 from manymodels.candidates import ModelPlan
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.entity_model import EntityModel
 from manymodels.fitting import EntityFit, FitSpec, fit_entity, score_model
-from manymodels.flavor import ModelFiles
 from manymodels.guard import call_with_limits, failure_from
-from manymodels.model_store import EntityFolders, ModelLoader, Shard, open_sink
 from manymodels.naming import entity_slug, model_name
 from manymodels.outcomes import Champion, EntityResult, Selection, failed
 from manymodels.promotion import challenger_wins
 from manymodels.tasks.entities import fit_spec, iter_entities
 
 __all__ = ["TrainTask", "params_digest", "train_batch"]
-
-TAG = "manymodels."
 
 
 @dataclass(frozen=True)
@@ -195,9 +195,9 @@ def _keep_champion(
 def _unchanged(champion: Champion, fingerprint: str, task: TrainTask) -> bool:
     tags = champion.tags
     return (
-        tags.get(f"{TAG}data_fingerprint") == fingerprint
-        and tags.get(f"{TAG}template_digest") == task.template.digest
-        and tags.get(f"{TAG}params_digest") == params_digest(task.params, task.config)
+        tags.get(lineage.DATA_FINGERPRINT) == fingerprint
+        and tags.get(lineage.TEMPLATE_DIGEST) == task.template.digest
+        and tags.get(lineage.PARAMS_DIGEST) == params_digest(task.params, task.config)
     )
 
 
@@ -208,14 +208,14 @@ def _champion_metrics(
     """The champion's metrics on the challenger's holdout; empty when it cannot be scored."""
     tags = champion.tags
     start = fit.holdout_start.isoformat() if fit.holdout_start is not None else ""
-    same_holdout = tags.get(f"{TAG}holdout_start") == start
-    if same_holdout and tags.get(f"{TAG}data_fingerprint") == fingerprint:
+    same_holdout = tags.get(lineage.HOLDOUT_START) == start
+    if same_holdout and tags.get(lineage.DATA_FINGERPRINT) == fingerprint:
         # Same data and holdout as when the champion was trained: its recorded score is the
         # one it would get now (revised values in the holdout change the fingerprint).
         recorded = {
-            metric: float(tags[f"{TAG}metric.{metric}"])
+            metric: float(tags[lineage.metric_tag(metric)])
             for metric in fit.metrics
-            if f"{TAG}metric.{metric}" in tags
+            if lineage.metric_tag(metric) in tags
         }
         if len(recorded) == len(fit.metrics):
             return recorded

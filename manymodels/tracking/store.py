@@ -1,38 +1,37 @@
-"""MLflow tracking: where the store is, one run per job, and the job's artifacts.
+"""The tracking store: where it is, opening a client on it, and the job's experiment.
 
 With no ``tracking.uri`` the embedded default is a SQLite database and an artifact folder under
 ``work_dir``, both by absolute path (a relative SQLite path would resolve differently in every
 process). Only the driver writes to the tracking store; workers only upload artifacts.
+:func:`open_tracking` is what a job calls: the store, its experiment and the registry at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import logging
 import os
-import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from manymodels import schema_cache
 from manymodels.errors import ManyModelsError
 from manymodels.secrets import scrub
+from manymodels.tracking import schema_cache
+from manymodels.tracking.registry import Registry
 
 if TYPE_CHECKING:
-    import pandas as pd
     from mlflow import MlflowClient
-    from mlflow.entities import Run
+
+    from manymodels.config import Config
 
 __all__ = [
+    "Tracking",
     "TrackingTarget",
     "client_for",
     "ensure_experiment",
+    "open_tracking",
     "resolve_target",
-    "upload_dir",
 ]
 
 _QUIET_LOGGERS = (
@@ -156,76 +155,39 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
         return experiment.experiment_id
 
 
-def start_run(
-    client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]
-) -> Run:
-    """Open the one MLflow run of a job."""
-    return client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+@dataclass
+class Tracking:
+    """An open connection to the tracking store and registry.
 
-
-def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
-    """Log flat parameters in one batch (values cut to MLflow's limit)."""
-    from mlflow.entities import Param
-
-    items = [Param(key, str(value)[:6000]) for key, value in params.items()]
-    for start in range(0, len(items), 100):
-        client.log_batch(run_id, params=items[start : start + 100])
-
-
-def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float]) -> None:
-    """Log summary metrics in one batch, skipping undefined values."""
-    import math
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    items = [
-        Metric(key, float(value), now, 0)
-        for key, value in metrics.items()
-        if value is not None and math.isfinite(float(value))
-    ]
-    if items:
-        client.log_batch(run_id, metrics=items)
-
-
-def log_table(client: MlflowClient, run_id: str, frame: pd.DataFrame, name: str) -> None:
-    """Store a DataFrame as ``name`` (Parquet, or CSV when the name ends in .csv)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        path = os.path.join(scratch, name)
-        if name.endswith(".csv"):
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
-        client.log_artifact(run_id, path)
-
-
-def log_text(client: MlflowClient, run_id: str, text: str, name: str) -> None:
-    """Store a text artifact."""
-    client.log_text(run_id, text, name)
-
-
-def log_json(client: MlflowClient, run_id: str, data: Any, name: str) -> None:
-    """Store a JSON artifact."""
-    buffer = io.StringIO()
-    json.dump(data, buffer, indent=2, default=str)
-    client.log_text(run_id, buffer.getvalue(), name)
-
-
-def upload_dir(
-    artifact_uri: str, local_dir: str, artifact_path: str, tracking_uri: str | None = None
-) -> None:
-    """Copy a local folder into a run's artifacts (one call per batch, not per model).
-
-    ``tracking_uri`` resolves ``mlflow-artifacts:`` URIs, which a server proxies; a worker
-    process is told it explicitly rather than relying on its environment.
+    Attributes:
+        target: where the store is.
+        client: the MLflow client; only :mod:`manymodels.tracking` calls it.
+        experiment_id: the experiment of the job runs.
+        registry: the registered models under ``tracking.model_prefix``.
     """
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
-    repository.log_artifacts(local_dir, artifact_path)
+    target: TrackingTarget
+    client: MlflowClient
+    experiment_id: str
+    registry: Registry
 
 
-def log_file(client: MlflowClient, run_id: str, path: str, artifact_path: str | None = None) -> None:
-    """Store a local file as an artifact of the run."""
-    client.log_artifact(run_id, path, artifact_path)
+def open_tracking(config: Config) -> Tracking:
+    """Connect to the configured (or embedded) MLflow store and find the experiment.
+
+    Raises:
+        ManyModelsError: the store cannot be opened or used.
+    """
+    target = resolve_target(config.tracking.uri, config.tracking.registry_uri, config.work_dir)
+    client = client_for(target)
+    try:
+        experiment_id = ensure_experiment(
+            client, config.tracking.experiment, target.artifact_location
+        )
+    except Exception as exc:
+        raise ManyModelsError(
+            f"{config.label()}: tracking.uri: cannot use the MLflow store at {target.describe()} "
+            f"({type(exc).__name__}: {scrub(str(exc))[:200]})."
+        ) from None
+    registry = Registry(client, config.tracking.model_prefix, bulk=config.tracking.bulk_registry)
+    return Tracking(target, client, experiment_id, registry)

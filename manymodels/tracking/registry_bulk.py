@@ -10,35 +10,39 @@ It is the same data MLflow itself writes, but two things differ from the client 
 webhooks are not sent, and MLflow's per-call validation is replaced by manymodels' own (names
 are already safe by construction). Set ``tracking.bulk_registry: false`` to use the client API
 instead, for example when a webhook must fire for every version.
+
+Whether MLflow's store is one this module can write is decided once per registry, by
+:mod:`~manymodels.tracking.registry_bulk_guard`.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
+from manymodels.tracking.aliases import CHAMPION, takes_champion
+from manymodels.tracking.registry_types import ModelRecord, Registration, VersionRef
+from manymodels.tracking.retries import retry
 
-__all__ = ["BulkRegistry", "bulk_registry_for"]
+__all__ = ["WRITTEN_COLUMNS", "BulkRegistry", "is_conflict"]
 
 _CHUNK = 400  # names per IN (...) clause, well inside every database's parameter limit
-_STORE_INTERNALS = ("ManagedSessionMaker", "_get_workspace_clauses", "_with_workspace_field")
-_TABLES = ("SqlRegisteredModel", "SqlModelVersion", "SqlModelVersionTag",
-           "SqlRegisteredModelTag", "SqlRegisteredModelAlias")  # fmt: skip
 _ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class NewVersion:
-    """One version to create (see :meth:`BulkRegistry.register`)."""
-
-    name: str
-    source: str
-    model_tags: Mapping[str, str]
-    version_tags: Mapping[str, str]
+# The columns each table's new rows set (besides ``workspace``, set where the store has one):
+# the guard checks them against MLflow's own table definitions before the first write.
+WRITTEN_COLUMNS = {
+    "SqlRegisteredModel": ("name", "creation_time", "last_updated_time", "description"),
+    "SqlRegisteredModelTag": ("name", "key", "value"),
+    "SqlModelVersion": (
+        "name", "version", "creation_time", "last_updated_time", "description", "user_id",
+        "current_stage", "source", "storage_location", "run_id", "run_link", "status",
+        "status_message",
+    ),
+    "SqlModelVersionTag": ("name", "version", "key", "value"),
+    "SqlRegisteredModelAlias": ("name", "alias", "version"),
+}  # fmt: skip
 
 
 class BulkRegistry:
@@ -49,21 +53,29 @@ class BulkRegistry:
 
         self.store = store
         self.tables = tables
+        self._marks_writes = _takes_read_only(store.ManagedSessionMaker)
 
-    def register(self, versions: Sequence[NewVersion], run_id: str) -> dict[str, tuple[int, bool]]:
+    def register_many(
+        self, registrations: Sequence[Registration], run_id: str,
+        known: Mapping[str, ModelRecord] | None = None,
+    ) -> dict[str, VersionRef | Exception]:  # fmt: skip
         """Create one version per entry (and the registered model when new).
 
         A version that this run already created is found and returned, never created twice.
-        Version 1, or the first version of a model without a champion, gets ``champion``.
+        Who gets ``champion`` is :func:`~manymodels.tracking.aliases.takes_champion`, decided
+        on what the database holds (``known`` is not needed).
 
         Returns:
-            ``{name: (version, champion_set)}`` for every entry.
+            ``{name: VersionRef}`` for every entry.
         """
-        result: dict[str, tuple[int, bool]] = {}
-        for start in range(0, len(versions), _CHUNK):
-            chunk = versions[start : start + _CHUNK]
-            result.update(self._retrying(lambda chunk=chunk: self._register_chunk(chunk, run_id)))
-        return result
+        created: dict[str, int] = {}
+        for start in range(0, len(registrations), _CHUNK):
+            chunk = registrations[start : start + _CHUNK]
+            created.update(self._retrying(lambda chunk=chunk: self._register_chunk(chunk, run_id)))
+        return {
+            r.name: VersionRef(r.name, created[r.name], r.source, run_id, r.tags)
+            for r in registrations
+        }
 
     def set_aliases(self, moves: Iterable[tuple[str, str, int]]) -> None:
         """Point aliases at versions: ``(name, alias, version)`` each, in one transaction."""
@@ -72,8 +84,8 @@ class BulkRegistry:
             chunk = moves[start : start + _CHUNK]
             self._retrying(lambda chunk=chunk: self._move_chunk(chunk))
 
-    def read_models(self, prefix: str) -> list[tuple[str, dict[str, int], dict[str, str]]]:
-        """``(name, aliases, tags)`` of every registered model whose name starts with ``prefix``."""
+    def read_models(self, prefix: str) -> dict[str, ModelRecord]:
+        """Every registered model whose name starts with ``prefix``, with aliases and tags."""
         t = self.tables
         with self.store.ManagedSessionMaker() as session:
             names = [name for (name,) in self._like(session.query(t.SqlRegisteredModel.name),
@@ -84,22 +96,17 @@ class BulkRegistry:
             tags = self._like(session.query(t.SqlRegisteredModelTag.name, t.SqlRegisteredModelTag.key,
                                             t.SqlRegisteredModelTag.value),
                               t.SqlRegisteredModelTag, prefix).all()  # fmt: skip
-        by_name: dict[str, tuple[str, dict[str, int], dict[str, str]]] = {
-            name: (name, {}, {}) for name in names if name.startswith(prefix)
-        }
+        by_name = {name: ModelRecord(name, {}, {}) for name in names if name.startswith(prefix)}
         for name, alias, version in aliases:
             if name in by_name:
-                by_name[name][1][alias] = int(version)
+                by_name[name].aliases[alias] = int(version)
         for name, key, value in tags:
             if name in by_name:
-                by_name[name][2][key] = value
-        return list(by_name.values())
+                by_name[name].tags[key] = value
+        return by_name
 
-    def read_versions(
-        self, prefix: str, run_ids: Sequence[str] = ()
-    ) -> list[tuple[str, int, str, str | None, dict[str, str]]]:
-        """``(name, version, source, run_id, tags)`` of live versions under ``prefix``,
-        optionally only those created by ``run_ids``."""
+    def read_versions(self, prefix: str, run_ids: Iterable[str] = ()) -> list[VersionRef]:
+        """Live versions under ``prefix``, optionally only those created by ``run_ids``."""
         from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
 
         t = self.tables
@@ -108,30 +115,27 @@ class BulkRegistry:
             query = self._like(session.query(version.name, version.version, version.source,
                                              version.run_id), version, prefix).filter(
                 version.current_stage != STAGE_DELETED_INTERNAL)  # fmt: skip
+            run_ids = list(run_ids)
             if run_ids:
-                query = query.filter(version.run_id.in_(list(run_ids)))
+                query = query.filter(version.run_id.in_(run_ids))
             rows = query.all()
             tags = self._like(session.query(tag.name, tag.version, tag.key, tag.value), tag,
                               prefix).all()  # fmt: skip
-        found: dict[tuple[str, int], tuple[str, int, str, str | None, dict[str, str]]] = {
-            (name, int(number)): (name, int(number), source, run_id, {})
+        found: dict[tuple[str, int], VersionRef] = {
+            (name, int(number)): VersionRef(name, int(number), source, run_id, {})
             for name, number, source, run_id in rows if name.startswith(prefix)}  # fmt: skip
-        for name, number, key, value in tags:
-            entry = found.get((name, int(number)))
-            if entry is not None:
-                entry[4][key] = value
+        _add_tags(found, tags)
         return list(found.values())
 
-    def read_chosen_versions(
-        self, pairs: Sequence[tuple[str, int]]
-    ) -> list[tuple[str, int, str, str | None, dict[str, str]]]:
+    def read_chosen(self, prefix: str, pairs: Collection[tuple[str, int]]) -> list[VersionRef]:
         """As :meth:`read_versions`, for given ``(name, version)`` pairs only: a forecast or a
         retrain reads the versions it uses, not the whole history of every model."""
         from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
 
         t = self.tables
         version, tag = t.SqlModelVersion, t.SqlModelVersionTag
-        found: dict[tuple[str, int], tuple[str, int, str, str | None, dict[str, str]]] = {}
+        found: dict[tuple[str, int], VersionRef] = {}
+        pairs = list(pairs)
         with self.store.ManagedSessionMaker() as session:
             for start in range(0, len(pairs), _CHUNK):
                 chunk = [(name, int(number)) for name, number in pairs[start : start + _CHUNK]]
@@ -142,14 +146,12 @@ class BulkRegistry:
                 wanted = set(chunk)
                 for name, number, source, run_id in rows.all():
                     if (name, int(number)) in wanted:
-                        found[(name, int(number))] = (name, int(number), source, run_id, {})
+                        ref = VersionRef(name, int(number), source, run_id, {})
+                        found[(name, int(number))] = ref
                 tags = self._of_pairs(
                     session.query(tag.name, tag.version, tag.key, tag.value), tag, chunk
                 )
-                for name, number, key, value in tags.all():
-                    entry = found.get((name, int(number)))
-                    if entry is not None:
-                        entry[4][key] = value
+                _add_tags(found, tags.all())
         return list(found.values())
 
     def _of_pairs(self, query: Any, table: Any, pairs: list[tuple[str, int]]) -> Any:
@@ -167,15 +169,13 @@ class BulkRegistry:
             table.name.like(f"{prefix}%"), *self.store._get_workspace_clauses(table)
         )
 
-    def _register_chunk(
-        self, chunk: Sequence[NewVersion], run_id: str
-    ) -> dict[str, tuple[int, bool]]:
+    def _register_chunk(self, chunk: Sequence[Registration], run_id: str) -> dict[str, int]:
         from sqlalchemy import func
 
         t = self.tables
         names = [entry.name for entry in chunk]
         now = int(time.time() * 1000)
-        with self.store.ManagedSessionMaker(read_only=False) as session:
+        with self._write_session() as session:
             ours = dict(self._rows(session, t.SqlModelVersion, (t.SqlModelVersion.name, t.SqlModelVersion.version), names,
                                    t.SqlModelVersion.run_id == run_id))  # fmt: skip
             models = {name for (name,) in self._rows(session, t.SqlRegisteredModel,
@@ -184,19 +184,18 @@ class BulkRegistry:
                                      func.max(t.SqlModelVersion.version)), names, group=True))  # fmt: skip
             champions = {name for (name,) in self._rows(
                 session, t.SqlRegisteredModelAlias, (t.SqlRegisteredModelAlias.name,), names,
-                t.SqlRegisteredModelAlias.alias == "champion")}  # fmt: skip
-            created: dict[str, tuple[int, bool]] = {}
+                t.SqlRegisteredModelAlias.alias == CHAMPION)}  # fmt: skip
+            created: dict[str, int] = {}
             rows: dict[Any, list[dict[str, Any]]] = {table: [] for table in self._order()}
             for entry in chunk:
                 if entry.name in ours:
-                    created[entry.name] = (int(ours[entry.name]), False)
+                    created[entry.name] = int(ours[entry.name])
                     continue
                 version = int(latest.get(entry.name) or 0) + 1
-                champion = version == 1 or (entry.name in models and entry.name not in champions)
-                self._new_rows(
-                    rows, entry, version, run_id, now, entry.name not in models, champion
-                )
-                created[entry.name] = (version, champion)
+                existed = entry.name in models
+                champion = takes_champion(version, existed, entry.name in champions)
+                self._new_rows(rows, entry, version, run_id, now, not existed, champion)
+                created[entry.name] = version
             touched = [name for name in models if name in created]
             if touched:
                 self._filter(session.query(t.SqlRegisteredModel), t.SqlRegisteredModel, touched).update(
@@ -229,7 +228,7 @@ class BulkRegistry:
         return getattr(probe, "workspace", None)
 
     def _new_rows(
-        self, rows: dict[Any, list[dict[str, Any]]], entry: NewVersion, version: int, run_id: str,
+        self, rows: dict[Any, list[dict[str, Any]]], entry: Registration, version: int, run_id: str,
         now: int, new_model: bool, champion: bool,
     ) -> None:  # fmt: skip
         t = self.tables
@@ -239,7 +238,7 @@ class BulkRegistry:
                 {"name": name, "creation_time": now, "last_updated_time": now, "description": None}
             )
             rows[t.SqlRegisteredModelTag].extend(
-                {"name": name, "key": k, "value": v} for k, v in entry.model_tags.items()
+                {"name": name, "key": k, "value": v} for k, v in entry.model_tags().items()
             )
         rows[t.SqlModelVersion].append({
             "name": name, "version": version, "creation_time": now, "last_updated_time": now,
@@ -249,15 +248,15 @@ class BulkRegistry:
         })  # fmt: skip
         rows[t.SqlModelVersionTag].extend(
             {"name": name, "version": version, "key": k, "value": v}
-            for k, v in entry.version_tags.items())  # fmt: skip
+            for k, v in entry.version_tags().items())  # fmt: skip
         if champion:
             rows[t.SqlRegisteredModelAlias].append(
-                {"name": name, "alias": "champion", "version": version}
+                {"name": name, "alias": CHAMPION, "version": version}
             )
 
     def _move_chunk(self, chunk: Sequence[tuple[str, str, int]]) -> None:
         t = self.tables
-        with self.store.ManagedSessionMaker(read_only=False) as session:
+        with self._write_session() as session:
             for alias in {alias for _, alias, _ in chunk}:
                 names = [name for name, each, _ in chunk if each == alias]
                 self._filter(session.query(t.SqlRegisteredModelAlias), t.SqlRegisteredModelAlias,
@@ -279,36 +278,51 @@ class BulkRegistry:
             table.name.in_(names), *clauses, *self.store._get_workspace_clauses(table)
         )
 
+    def _write_session(self) -> Any:
+        """A session for writing: on the primary database where MLflow routes reads to a
+        replica (MLflow 3.13 and later mark sessions read-only or not; earlier ones have no
+        such flag, and every session writes)."""
+        if self._marks_writes:
+            return self.store.ManagedSessionMaker(read_only=False)
+        return self.store.ManagedSessionMaker()
+
     def _retrying(self, action: Any) -> Any:
-        from sqlalchemy.exc import IntegrityError, OperationalError
-
-        for attempt in range(_ATTEMPTS):
-            try:
-                return action()
-            except (IntegrityError, OperationalError):
-                # Another job took the same version numbers, or the database was busy: the
-                # transaction rolled back whole, so recomputing it is safe.
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                time.sleep(0.1 * 2**attempt)
-        raise AssertionError("unreachable")
+        # Another job took the same version numbers, or the database was busy: the
+        # transaction rolled back whole, so recomputing it is safe.
+        return retry(action, is_conflict, _ATTEMPTS, backoff=0.1)
 
 
-def bulk_registry_for(client: MlflowClient) -> BulkRegistry | None:
-    """A bulk writer when the client's registry is MLflow's SQL store, else None."""
+def _takes_read_only(session_maker: Any) -> bool:
     try:
-        from mlflow.store.model_registry.dbmodels import models as tables
-        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+        return "read_only" in inspect.signature(session_maker).parameters
+    except (TypeError, ValueError):  # no signature to read: assume the older form
+        return False
 
-        store = client._get_registry_client().store
-        if not isinstance(store, SqlAlchemyStore):
-            return None
-        # Internals this module relies on; an MLflow release without one of them gets the
-        # client API instead of failing in the middle of a job.
-        if not all(hasattr(store, name) for name in _STORE_INTERNALS) or not all(
-            hasattr(tables, name) for name in _TABLES
-        ):
-            return None
-        return BulkRegistry(store)
-    except Exception:  # an MLflow version without these modules: use the client API
-        return None
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether an error is a unique-key clash or a busy database, however MLflow wrapped it.
+
+    MLflow's session wrapper re-raises SQLAlchemy's ``IntegrityError`` and
+    ``OperationalError`` as ``MlflowException``; the original is its ``__cause__`` (or
+    ``__context__``).
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, IntegrityError | OperationalError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _add_tags(
+    found: Mapping[tuple[str, int], VersionRef], tags: Iterable[tuple[str, Any, str, str]]
+) -> None:
+    for name, number, key, value in tags:
+        ref = found.get((name, int(number)))
+        # Every VersionRef here was made with a fresh dict of tags, filled in now.
+        if ref is not None and isinstance(ref.tags, dict):
+            ref.tags[key] = value

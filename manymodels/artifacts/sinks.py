@@ -1,13 +1,10 @@
-"""Where a task puts the models it trains, and how models are found again.
-
-Two layouts, one per ``tracking.registration`` mode:
+"""Where a task puts the models it trains: one layout per ``tracking.registration`` mode.
 
 * ``per_entity``: each entity's model is its own MLflow model folder,
   ``<artifact_dir>/<entity slug>/`` in the job run's artifacts;
-* ``per_job``: a task pickles all its entities' models into one shard,
-  ``bundle/data/bundle/shards/<name>.pkl``, inside the job's single bundle model.
+* ``per_job``: a task pickles all its entities' models into one shard of the job bundle
+  (see :mod:`manymodels.artifacts.bundle`).
 
-A model's *location* is a folder URI, or ``<shard URI>#<entity slug>`` for a shard member.
 Into a local artifact store a task writes in place, each folder or shard appearing whole (by a
 rename); into a remote one it writes locally and uploads once, one artifact call per batch.
 Only the upload needs MLflow on the worker.
@@ -15,29 +12,21 @@ Only the upload needs MLflow on the worker.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from typing import TYPE_CHECKING
 
-import cloudpickle
-
+from manymodels.artifacts.bundle import SHARDS_DIR, write_shard
+from manymodels.artifacts.locations import local_path, upload_dir
 from manymodels.entity_model import EntityModel
 
 if TYPE_CHECKING:
-    from manymodels.flavor import ModelFiles
+    from manymodels.artifacts.model_files import ModelFiles
 
-__all__ = ["BUNDLE_DIR", "SHARDS_DIR", "ModelLoader", "EntityFolders", "Shard", "open_sink"]
-
-BUNDLE_DIR = "bundle"
-BUNDLE_DATA = "bundle"
-SHARDS_DIR = f"{BUNDLE_DIR}/data/{BUNDLE_DATA}/shards"
+__all__ = ["EntityFolders", "Shard", "open_sink"]
 
 
 class EntityFolders:
@@ -54,11 +43,11 @@ class EntityFolders:
         self, artifact_uri: str, artifact_dir: str, files: ModelFiles,
         tracking_uri: str | None = None,
     ) -> None:  # fmt: skip
-        from manymodels.flavor import ModelWriter
+        from manymodels.artifacts.entity_folder import ModelWriter
 
         self.artifact_uri, self.artifact_dir = artifact_uri, artifact_dir
         self.tracking_uri = tracking_uri
-        local_root = _local_path(artifact_uri)
+        local_root = local_path(artifact_uri)
         self._final = os.path.join(local_root, artifact_dir) if local_root is not None else None
         if self._final is not None:
             # On the same filesystem as the final folders, so that moving one is a rename.
@@ -80,8 +69,6 @@ class EntityFolders:
         if not self._slugs:
             return
         if self._final is None:
-            from manymodels.tracking import upload_dir
-
             upload_dir(self.artifact_uri, self._staging, self.artifact_dir, self.tracking_uri)
             return
         for slug in self._slugs:
@@ -123,16 +110,14 @@ class Shard:
     def upload(self) -> None:
         if not self._models:
             return
-        local_root = _local_path(self.artifact_uri)
+        local_root = local_path(self.artifact_uri)
         if local_root is not None:
             # A local artifact store needs no MLflow round trip (nor MLflow imported on the
             # worker): the shard is written in place, whole or not at all.
-            _write_atomically(os.path.join(local_root, SHARDS_DIR, self.file_name), self._models)
+            write_shard(os.path.join(local_root, SHARDS_DIR, self.file_name), self._models)
             return
-        from manymodels.tracking import upload_dir
-
         with tempfile.TemporaryDirectory(prefix="manymodels-") as staging:
-            _write_atomically(os.path.join(staging, self.file_name), self._models)
+            write_shard(os.path.join(staging, self.file_name), self._models)
             upload_dir(self.artifact_uri, staging, SHARDS_DIR, self.tracking_uri)
 
     def close(self) -> None:
@@ -153,64 +138,3 @@ def open_sink(
         digest = hashlib.sha256(batch_key.encode("utf-8")).hexdigest()[:16]
         return Shard(artifact_uri, f"{session}-{digest}.pkl", tracking_uri)
     return EntityFolders(artifact_uri, artifact_dir, files, tracking_uri)
-
-
-class ModelLoader:
-    """Loads models by location, reading each shard or remote folder once per task."""
-
-    def __init__(self, tracking_uri: str | None = None) -> None:
-        self.tracking_uri = tracking_uri
-        self._shards: dict[str, Mapping[str, EntityModel]] = {}
-
-    def load(self, location: str) -> EntityModel:
-        """The :class:`EntityModel` at a location (folder URI, or ``shard-uri#member``)."""
-        uri, _, member = location.partition("#")
-        if member:
-            if uri not in self._shards:
-                with open(_local_file(uri, self.tracking_uri), "rb") as handle:
-                    self._shards[uri] = cloudpickle.load(handle)
-            return self._shards[uri][member]
-        from manymodels.flavor import load_entity_model
-
-        return load_entity_model(_local_file(uri, self.tracking_uri))
-
-
-def _local_file(uri: str, tracking_uri: str | None = None) -> str:
-    """A local path for an artifact URI, downloading it first when it is remote."""
-    local = _local_path(uri)
-    if local is not None:
-        return local
-    if Path(uri).exists():
-        return uri
-    import mlflow
-
-    return mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
-
-
-def _local_path(uri: str) -> str | None:
-    """The local path of a ``file:`` URI or an absolute path; None for anything remote."""
-    if uri.startswith("file://"):
-        return unquote(urlparse(uri).path)
-    return uri if os.path.isabs(uri) else None
-
-
-def _write_atomically(path: str, models: Mapping[str, EntityModel]) -> None:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    # A unique name opened with open() (not mkstemp) keeps the umask's permissions, so a
-    # tracking server running as another user can still read the shard.
-    partial = os.path.join(folder, f".partial-{uuid.uuid4().hex}")
-    try:
-        with open(partial, "xb") as stream:
-            cloudpickle.dump(dict(models), stream)
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
-
-
-def load_members(path: str) -> dict[str, Any]:
-    """Unpickle a whole shard file (used by the bundle's pyfunc loader)."""
-    with open(path, "rb") as handle:
-        return cloudpickle.load(handle)

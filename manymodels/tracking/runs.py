@@ -1,0 +1,191 @@
+"""The MLflow run of a job: opened, resumed or claimed, logged to, and finished.
+
+A job is "the same command" as an earlier one when its :func:`config_hash` is equal. An
+unfinished run of the same command whose driver is gone is resumed (claimed by this driver);
+``--resume`` names one; ``--fresh`` always starts a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from manymodels import lineage
+from manymodels.errors import ResumeError
+from manymodels.tracking import run_logs
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+    from manymodels.config import Config
+    from manymodels.tracking.store import Tracking
+
+__all__ = ["JobRun", "config_hash", "open_job_run"]
+
+
+@dataclass
+class JobRun:
+    """The MLflow run of a job, new or resumed, and what a job records on it.
+
+    Attributes:
+        job_id: the job's id (also the run's name).
+        run: the MLflow run as it was opened.
+        resumed: whether an earlier driver started it.
+        client: the MLflow client the run was opened with.
+    """
+
+    job_id: str
+    run: Run
+    resumed: bool
+    client: MlflowClient
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    @property
+    def artifact_uri(self) -> str:
+        return self.run.info.artifact_uri
+
+    @property
+    def experiment_id(self) -> str:
+        return self.run.info.experiment_id
+
+    def log_config(self, config: Config, extra: dict[str, Any]) -> None:
+        """The config as parameters and as ``config.yaml``, with credentials masked."""
+        run_logs.log_config(self.client, self.run_id, config, extra)
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Summary metrics, in one batch (undefined values are left out)."""
+        run_logs.log_metrics(self.client, self.run_id, metrics)
+
+    def log_table(self, frame: pd.DataFrame, name: str) -> None:
+        """A table artifact: Parquet, or CSV when ``name`` ends in ``.csv``."""
+        run_logs.log_table(self.client, self.run_id, frame, name)
+
+    def log_json(self, data: Any, name: str) -> None:
+        """A JSON artifact."""
+        run_logs.log_json(self.client, self.run_id, data, name)
+
+    def log_file(self, path: str) -> None:
+        """A local file as an artifact, under its own name."""
+        run_logs.log_file(self.client, self.run_id, path)
+
+    def end(self, status: str) -> None:
+        """End the run: ``FINISHED``, ``FAILED``, or ``KILLED`` to leave it resumable."""
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def config_hash(config: Config, kind: str, extra: str = "") -> str:
+    """Identifies "the same command": equal for reruns of one job, different otherwise."""
+    payload = config.model_dump(mode="json", exclude={"source", "compute", "failures"})
+    text = json.dumps({"kind": kind, "config": payload, "extra": extra}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def open_job_run(
+    session: Tracking, config: Config, kind: str, digest: str, resume: str | None, fresh: bool
+) -> JobRun:
+    """Resume the named job, or an unfinished job of the same command, or start a new one.
+
+    Raises:
+        ResumeError: ``resume`` names a job that does not exist or already finished.
+    """
+    job = _find_or_start(session, config, kind, digest, resume, fresh)
+    fallback = session.registry.fallback
+    if fallback is not None:
+        # The registry is written one model at a time: slower, and said where it is seen.
+        job.client.set_tag(job.run_id, lineage.REGISTRY_FALLBACK, fallback[:500])
+    return job
+
+
+def _find_or_start(
+    session: Tracking, config: Config, kind: str, digest: str, resume: str | None, fresh: bool
+) -> JobRun:
+    client = session.client
+    if resume:
+        return JobRun(resume, _named_run(session, resume, kind), True, client)
+    if not fresh:
+        run = _unfinished_run(session, kind, digest)
+        if run is not None:
+            return JobRun(run.data.tags[lineage.JOB_ID], _claim(session, run), True, client)
+    job_id = f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    tags = {
+        lineage.JOB_ID: job_id,
+        lineage.JOB_KIND: kind,
+        lineage.CONFIG_HASH: digest,
+        lineage.DRIVER: _driver(),
+        **config.tracking.tags,
+    }
+    run = client.create_run(session.experiment_id, run_name=job_id, tags=tags)
+    return JobRun(job_id, run, False, client)
+
+
+def _named_run(session: Tracking, job_id: str, kind: str) -> Run:
+    query = f"tags.`{lineage.JOB_ID}` = '{job_id}'"
+    runs = session.client.search_runs([session.experiment_id], query, max_results=1)
+    if not runs:
+        raise ResumeError(f"--resume: no job {job_id} in this experiment. Hint: copy the job id "
+                       "from the summary of the job to resume.")  # fmt: skip
+    run = runs[0]
+    found = run.data.tags.get(lineage.JOB_KIND)
+    if found != kind:
+        raise ResumeError(f"--resume: job {job_id} is a {found} job, not {kind}.")
+    if run.info.status == "FINISHED":
+        raise ResumeError(
+            f"--resume: job {job_id} already finished; run without --resume for a new one."
+        )
+    return _claim(session, run)
+
+
+def _unfinished_run(session: Tracking, kind: str, digest: str) -> Run | None:
+    runs = session.client.search_runs(
+        [session.experiment_id],
+        filter_string=(
+            f"tags.`{lineage.CONFIG_HASH}` = '{digest}' and attributes.status != 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=10,
+    )
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(lineage.JOB_KIND) == kind and not _driver_alive(tags.get(lineage.DRIVER)):
+            return run
+    return None
+
+
+def _claim(session: Tracking, run: Run) -> Run:
+    session.client.set_tag(run.info.run_id, lineage.DRIVER, _driver())
+    session.client.update_run(run.info.run_id, status="RUNNING")
+    return session.client.get_run(run.info.run_id)
+
+
+def _driver() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _driver_alive(tag: str | None) -> bool:
+    """Whether the driver that owns a RUNNING job still lives (only knowable on its host)."""
+    if not tag or ":" not in tag:
+        return False
+    host, _, pid = tag.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
