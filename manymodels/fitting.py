@@ -33,7 +33,6 @@ from manymodels.ensembles import Ensemble, Member
 from manymodels.entity_model import EntityModel
 from manymodels.errors import EntityError
 from manymodels.intervals import coverage, fit_scores
-from manymodels.metrics import score
 from manymodels.templates import Template, TrainContext, load_template
 from manymodels.timeseries import Series, regularize, season_length_for
 
@@ -418,27 +417,33 @@ def _context(keys: Mapping[str, str], spec: FitSpec, freq: str) -> TrainContext:
 def score_model(
     model: EntityModel, frame: pd.DataFrame, spec: FitSpec
 ) -> tuple[dict[str, float], pd.Timestamp]:
-    """Score an already fitted model on the last ``holdout`` periods of ``frame``, observed
-    values only. Used to compare a champion with a challenger (retrain).
+    """Score an already fitted model on the backtest windows of ``frame`` that a challenger is
+    scored on, observed values only: it forecasts each window from the history before its
+    cutoff, with the parameters it has. Used to compare a champion with a challenger (retrain).
 
     Returns:
-        The metrics and the first timestamp of the holdout.
+        The mean metrics and the first timestamp of the first window.
+
+    Raises:
+        EntityError: the series is too short for one window.
     """
     series = regularize(
         frame, spec.time_col, spec.target_col, list(spec.exog_cols), spec.freq, spec.fill_missing
     )
     history, observed = series.history, series.observed
-    if len(history) <= spec.holdout:
+    windows = plan_windows(len(history), spec.holdout, spec.windows, spec.step or spec.holdout,
+                           _MIN_BEFORE_WINDOW)  # fmt: skip
+    if not len(windows):
         raise EntityError(f"only {len(history)} observed periods; cannot hold out {spec.holdout}")
-    cut = len(history) - spec.holdout
-    train_part, test_part = history.iloc[:cut], history.iloc[cut:]
-    future = pd.DataFrame({col: test_part[col].to_numpy() for col in [spec.time_col,
-                                                                       *spec.exog_cols]})  # fmt: skip
-    predicted = model.forecast(history=train_part, future=future, levels=[])["prediction"]
-    metrics = score(
-        test_part[spec.target_col].to_numpy(), predicted.to_numpy(),
-        train_part[spec.target_col].to_numpy(), model.context.season_length,
-        observed=observed[cut:], history_observed=observed[:cut],
-    )  # fmt: skip
-    return metrics, pd.Timestamp(test_part[spec.time_col].iloc[0])
-
+    rows = []
+    for cutoff in windows.cutoffs:
+        test_part = history.iloc[cutoff : cutoff + windows.length]
+        future = pd.DataFrame({col: test_part[col].to_numpy()
+                               for col in [spec.time_col, *spec.exog_cols]})  # fmt: skip
+        forecast = model.forecast(history=history.iloc[:cutoff], future=future, levels=[])
+        rows.append(forecast["prediction"].to_numpy())
+    values = history[spec.target_col].to_numpy(dtype=float)
+    per_window = score_windows(np.vstack(rows), values, observed, windows,
+                               model.context.season_length)  # fmt: skip
+    start = pd.Timestamp(history[spec.time_col].iloc[windows.cutoffs[0]])
+    return mean_metrics(per_window), start
