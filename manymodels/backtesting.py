@@ -21,7 +21,17 @@ from manymodels.errors import EntityError
 from manymodels.metrics import METRICS, mase_scale, metrics_with_scale
 from manymodels.templates import Template, TrainContext
 
-__all__ = ["Backtest", "Candidate", "Windows", "plan_windows", "run_backtest"]
+__all__ = [
+    "Backtest",
+    "Candidate",
+    "Windows",
+    "backtest_table",
+    "mean_metrics",
+    "plan_windows",
+    "run_backtest",
+    "score_windows",
+    "window_errors",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class Backtest:
         first_model: what ``train`` returned at the first cutoff, whose specification later
             fits keep.
         last_model: the model fitted at the last cutoff.
+        members: for a combination of candidates, their names.
     """
 
     candidate: str
@@ -64,6 +75,7 @@ class Backtest:
     metrics: dict[str, float]
     first_model: Any = field(repr=False)
     last_model: Any = field(repr=False)
+    members: tuple[str, ...] = ()
 
 
 def plan_windows(length: int, window: int, windows: int, step: int, needed: int) -> Windows:
@@ -163,3 +175,39 @@ def _fit(template: Template, first: Any, history: pd.DataFrame, context: TrainCo
     if fitted is None:
         raise EntityError("update() returned None; it must return the fitted model")
     return fitted
+
+
+def window_errors(
+    backtest: Backtest, values: np.ndarray, observed: np.ndarray, windows: Windows
+) -> np.ndarray:
+    """``actual - prediction`` per window and step; ``nan`` where the actual was filled in."""
+    rows = []
+    for index, cutoff in enumerate(windows.cutoffs):
+        span = slice(cutoff, cutoff + windows.length)
+        actual = np.where(observed[span], values[span], np.nan)
+        rows.append(actual - backtest.predictions[index][: len(actual)])
+    return np.vstack(rows) if rows else np.empty((0, windows.length))
+
+
+def backtest_table(
+    backtests: Mapping[str, Backtest], history: pd.DataFrame, observed: np.ndarray,
+    windows: Windows, time_col: str, target_col: str,
+) -> pd.DataFrame | None:  # fmt: skip
+    """Every backtest's predictions in every window, long: ``cutoff`` (the last period fitted
+    on), the time column, ``actual`` (``nan`` where it was filled in), ``prediction``,
+    ``candidate`` and ``window``."""
+    if not len(windows) or not backtests:
+        return None
+    times = history[time_col]
+    values = history[target_col].to_numpy(dtype=float)
+    parts = []
+    for index, cutoff in enumerate(windows.cutoffs):
+        span = slice(cutoff, cutoff + windows.length)
+        actual = np.where(observed[span], values[span], np.nan)
+        for name, backtest in backtests.items():
+            parts.append(pd.DataFrame({
+                "cutoff": times.iloc[cutoff - 1], time_col: times.iloc[span].to_numpy(),
+                "actual": actual, "prediction": backtest.predictions[index][: len(actual)],
+                "candidate": name, "window": index,
+            }))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)

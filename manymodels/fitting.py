@@ -10,7 +10,6 @@ as such. Pure: no Dask, no MLflow; it raises for a bad entity and the caller rec
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,25 +23,24 @@ from manymodels.backtesting import (
     Backtest,
     Candidate,
     Windows,
+    backtest_table,
     mean_metrics,
     plan_windows,
     run_backtest,
     score_windows,
+    window_errors,
 )
 from manymodels.ensembles import Ensemble, Member
 from manymodels.entity_model import EntityModel
 from manymodels.errors import EntityError
 from manymodels.intervals import coverage, fit_scores
+from manymodels.selection import COMBINATION, choose, combination, selection_metric
 from manymodels.templates import Template, TrainContext, load_template
 from manymodels.timeseries import Series, regularize, season_length_for
 
 __all__ = ["Candidate", "EntityFit", "FitSpec", "fit_entity", "score_model"]
 
 BASELINE = "seasonal_naive"
-# The name of the mean of the best candidates (model.combine), in results and tags.
-COMBINATION = "combination"
-# The share of zero periods from which a series counts as intermittent.
-INTERMITTENT_ZEROS = 0.3
 # The fewest periods before a backtest window: one to forecast from, one more for a scale.
 _MIN_BEFORE_WINDOW = 2
 
@@ -155,17 +153,19 @@ def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityF
     windows, candidates, fallback = _windows_and_candidates(len(history), suited, spec, context)
     results, errors = _backtest_all(candidates, series, context, windows, spec)
     baseline = results.get(BASELINE) or _baseline(series, context, windows, spec)
-    selected_by = _selection_metric(series, spec)
-    winner = _choose(results, selected_by)
-    combination = _combination(results, winner, selected_by, series, context, windows, spec)
-    if combination is not None:
-        results[combination.candidate] = winner = combination
-        members = [c for c in candidates if c.name in combination.first_model]
+    values = history[spec.target_col].to_numpy(dtype=float)
+    selected_by = selection_metric(values[series.observed], spec.metric, spec.intermittent_metric)
+    winner = choose(results, selected_by)
+    combined = combination(results, winner, selected_by, spec.combine, values, series.observed,
+                           windows, context.season_length)  # fmt: skip
+    if combined is not None:
+        results[COMBINATION] = winner = combined
+        members = [c for c in candidates if c.name in combined.members]
         model = _final_ensemble(members, results, history, context, windows, spec)
     else:
         chosen = next(candidate for candidate in candidates if candidate.name == winner.candidate)
         model = _final_model(chosen, winner, history, context, windows, spec)
-    errors_matrix = _errors(winner, history, series.observed, windows, spec.target_col)
+    errors_matrix = window_errors(winner, values, series.observed, windows)
     model.intervals = fit_scores(errors_matrix) if len(windows) else None
     return EntityFit(
         model=model,
@@ -180,23 +180,10 @@ def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityF
         windows=len(windows),
         fallback=fallback,
         coverage=coverage(errors_matrix, spec.levels) if len(windows) else {},
-        backtest=_backtest_table(results, baseline, history, series.observed, windows, spec)
-        if spec.keep_predictions
-        else None,
+        backtest=_table(results, baseline, series, windows, spec) if spec.keep_predictions else None,
         errors=errors,
         selected_by=selected_by,
     )
-
-
-def _selection_metric(series: Series, spec: FitSpec) -> str:
-    """The job's metric, or ``intermittent_metric`` for a series with many zero periods: an
-    MAE-based metric is lowest for a forecast of zero there, whatever the demand rate."""
-    if spec.intermittent_metric is None:
-        return spec.metric
-    observed = series.history[spec.target_col].to_numpy(dtype=float)[series.observed]
-    if len(observed) and np.mean(observed == 0) >= INTERMITTENT_ZEROS:
-        return spec.intermittent_metric
-    return spec.metric
 
 
 def _suited(
@@ -276,41 +263,6 @@ def _baseline(
         return None
 
 
-def _choose(results: dict[str, Backtest], metric: str) -> Backtest:
-    """The candidate with the lowest mean ``metric`` (MAE where it is undefined for all);
-    ties and undefined scores go to the earlier candidate in the list."""
-    ordered = list(results.values())
-    for name in (metric, "mae"):
-        scored = [r for r in ordered if math.isfinite(r.metrics.get(name, math.nan))]
-        if scored:
-            return min(scored, key=lambda r: r.metrics[name])
-    return ordered[0]
-
-
-def _combination(
-    results: dict[str, Backtest], winner: Backtest, metric: str, series: Series,
-    context: TrainContext, windows: Windows, spec: FitSpec,
-) -> Backtest | None:  # fmt: skip
-    """The mean of the best ``spec.combine`` candidates, where its backtest beats the winner's.
-
-    Its ``first_model`` holds the names of its members."""
-    ranked = sorted(
-        (r for r in results.values() if math.isfinite(r.metrics.get(metric, math.nan))),
-        key=lambda r: r.metrics[metric],
-    )[: spec.combine]
-    if spec.combine < 2 or len(ranked) < 2 or not len(windows):
-        return None
-    predictions = np.mean([r.predictions for r in ranked], axis=0)
-    values = series.history[spec.target_col].to_numpy(dtype=float)
-    per_window = score_windows(predictions, values, series.observed, windows,
-                               context.season_length)  # fmt: skip
-    metrics = mean_metrics(per_window)
-    if not metrics[metric] < winner.metrics[metric]:
-        return None
-    names = [r.candidate for r in ranked]
-    return Backtest(COMBINATION, predictions, per_window, metrics, names, None)
-
-
 def _final_ensemble(
     members: list[Candidate], results: dict[str, Backtest], history: pd.DataFrame,
     context: TrainContext, windows: Windows, spec: FitSpec,
@@ -342,42 +294,15 @@ def _final_model(
                        fitted_on.reset_index(drop=True), levels=spec.levels)  # fmt: skip
 
 
-def _errors(
-    backtest: Backtest, history: pd.DataFrame, observed: np.ndarray, windows: Windows,
-    target_col: str,
-) -> np.ndarray:  # fmt: skip
-    """``actual - prediction`` per window and step; ``nan`` where the actual was filled in."""
-    values = history[target_col].to_numpy(dtype=float)
-    rows = []
-    for index, cutoff in enumerate(windows.cutoffs):
-        actual = values[cutoff : cutoff + windows.length].copy()
-        actual[~observed[cutoff : cutoff + windows.length]] = np.nan
-        rows.append(actual - backtest.predictions[index][: len(actual)])
-    return np.vstack(rows) if rows else np.empty((0, windows.length))
-
-
-def _backtest_table(
-    results: dict[str, Backtest], baseline: Backtest | None, history: pd.DataFrame,
-    observed: np.ndarray, windows: Windows, spec: FitSpec,
+def _table(
+    results: dict[str, Backtest], baseline: Backtest | None, series: Series, windows: Windows,
+    spec: FitSpec,
 ) -> pd.DataFrame | None:  # fmt: skip
     backtests = dict(results)
     if baseline is not None:
         backtests.setdefault(BASELINE, baseline)
-    if not len(windows) or not backtests:
-        return None
-    times = history[spec.time_col]
-    values = history[spec.target_col].to_numpy(dtype=float)
-    parts = []
-    for index, cutoff in enumerate(windows.cutoffs):
-        span = slice(cutoff, cutoff + windows.length)
-        actual = np.where(observed[span], values[span], np.nan)
-        for name, backtest in backtests.items():
-            parts.append(pd.DataFrame({
-                "cutoff": times.iloc[cutoff - 1], spec.time_col: times.iloc[span].to_numpy(),
-                "actual": actual, "prediction": backtest.predictions[index][: len(actual)],
-                "candidate": name, "window": index,
-            }))  # fmt: skip
-    return pd.concat(parts, ignore_index=True)
+    return backtest_table(backtests, series.history, series.observed, windows, spec.time_col,
+                          spec.target_col)  # fmt: skip
 
 
 def _first_window_start(

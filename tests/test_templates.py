@@ -336,7 +336,7 @@ def test_unknown_builtin_suggests_the_nearest(spec, suggestion):
         TemplateError,
         match=rf"^model\.template: '{spec}' is not a built-in template or a \.py file\. Hint: did "
         rf"you mean '{suggestion}'\? built-ins are sklearn_lags, ets, seasonal_naive, naive, "
-        r"auto_ets, auto_arima, theta\.$",
+        r"auto_ets, auto_arima, theta, croston\.$",
     ):
         resolve_template(spec)
 
@@ -346,7 +346,8 @@ def test_unknown_builtin_without_a_close_match():
         resolve_template("prophet")
     assert "did you mean" not in str(caught.value)
     assert str(caught.value).endswith(
-        "Hint: built-ins are sklearn_lags, ets, seasonal_naive, naive, auto_ets, auto_arima, theta."
+        "Hint: built-ins are sklearn_lags, ets, seasonal_naive, naive, auto_ets, auto_arima, theta, "
+        "croston."
     )
 
 
