@@ -100,8 +100,9 @@ def plan_models(model: ModelConfig) -> ModelPlan:
                 "model.candidates: candidates compete only with model.template: auto; remove "
                 f"them or set template to auto (it is {model.template!r})."
             )
-        return ModelPlan(model.template, (_candidate(model.template, model.template,
-                                                     model.params),), fallback)  # fmt: skip
+        single = _candidate(CandidateConfig(template=model.template).label, model.template,
+                            model.params)  # fmt: skip
+        return ModelPlan(single.name, (single,), fallback)
     if model.params:
         raise TemplateError(
             "model.params: with model.template: auto, parameters belong to each candidate "
