@@ -19,8 +19,9 @@ import pandas as pd
 from manymodels import tracking
 from manymodels.bundle import bundle_name, read_manifest
 from manymodels.config import Config
+from manymodels.crashes import blame
 from manymodels.data import Partition, key_types
-from manymodels.engine import cluster_in_background, map_batches, worker_count
+from manymodels.engine import cluster_in_background, halves, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
 from manymodels.jobs.budget import allowed_failures
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 __all__ = ["forecast"]
 
 ModelRefs = dict[str, ModelRef]
+# A batch of partitions with their models, and the id that names its output files.
+Indexed = tuple[str, list[tuple[Partition, ModelRefs]]]
 
 
 def forecast(
@@ -233,8 +236,10 @@ def _forecast_batches(
     batches = _batches(items, worker_count(client), config)
     name = f"forecast-{uuid.uuid4().hex[:8]}"
     with progress_bar("forecast", len(items), progress) as bar:
-        indexed = list(enumerate(batches))
-        for (_, batch), outcome in map_batches(client, _forecast_indexed, indexed, task, name=name):
+        indexed: list[Indexed] = [(str(index), batch) for index, batch in enumerate(batches)]
+        outcomes = map_batches(client, _forecast_indexed, indexed, task, name=name,
+                               split=_split_indexed)  # fmt: skip
+        for (_, batch), outcome in outcomes:
             if not isinstance(outcome, list):
                 outcome = _task_failed(batch, outcome, config)
             ok = sum(result.status == "ok" for result in outcome)
@@ -244,11 +249,18 @@ def _forecast_batches(
     return results
 
 
-def _forecast_indexed(
-    indexed: tuple[int, list[tuple[Partition, ModelRefs]]], task: ForecastTask
-) -> list[EntityResult]:
+def _forecast_indexed(indexed: Indexed, task: ForecastTask) -> list[EntityResult]:
     index, batch = indexed
-    return forecast_batch(batch, task, batch_id=str(index))
+    return forecast_batch(batch, task, batch_id=index)
+
+
+def _split_indexed(indexed: Indexed) -> list[Indexed]:
+    """Halves of a batch whose task was lost, each with an id of its own for its files."""
+    index, batch = indexed
+    parts = halves(batch)
+    if len(parts) < 2:
+        return [indexed]
+    return [(f"{index}.{number}", part) for number, part in enumerate(parts)]
 
 
 def _batches(
@@ -282,6 +294,8 @@ def _by_shard(
 def _task_failed(
     batch: list[tuple[Partition, ModelRefs]], exc: BaseException, config: Config
 ) -> list[EntityResult]:
+    if len(batch) == 1:
+        exc = blame(exc, batch[0][0].key_dict)
     failure = failure_from("task", exc)
     prefix = config.tracking.model_prefix
     return [
