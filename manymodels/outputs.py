@@ -91,17 +91,51 @@ def replace_dir(staging: str, final: str) -> None:
 
 
 def _publishing_lock(final: str) -> contextlib.AbstractContextManager[object]:
-    """A lock per local output folder, kept in the temporary folder rather than beside the
-    output; remote outputs (object stores have no such locks) go without."""
+    """A lock per local output folder, kept in the user's own lock folder rather than beside
+    the output; remote outputs (object stores have no such locks) go without."""
     protocol, location = _location(final)
     if protocol != "file":
         return contextlib.nullcontext()
     from filelock import FileLock
 
     digest = hashlib.sha256(str(location).encode("utf-8")).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "manymodels-locks"
-    folder.mkdir(exist_ok=True)
-    return FileLock(str(folder / f"{digest}.lock"), timeout=600)
+    return FileLock(str(lock_folder() / f"{digest}.lock"), timeout=600)
+
+
+def lock_folder() -> Path:
+    """This user's folder for lock files: ``locks`` in the manymodels cache folder.
+
+    Never a folder shared by every user: one that another user created first cannot be
+    written. Without a usable home folder, a folder of the user's own in the temporary folder.
+
+    Raises:
+        DataError: neither folder can be made, or the temporary one belongs to another user.
+    """
+    cache = os.environ.get("MANYMODELS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "manymodels"
+    )
+    folder = Path(cache) / "locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+    except OSError:
+        pass
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    fallback = Path(tempfile.gettempdir()) / f"manymodels-locks-{uid}"
+    try:
+        fallback.mkdir(exist_ok=True, mode=0o700)
+        owner = fallback.stat().st_uid
+    except OSError as exc:
+        raise DataError(
+            f"cannot create a folder for lock files, neither {folder} nor {fallback} ({exc}). "
+            "Hint: set MANYMODELS_CACHE_DIR to a folder you can write."
+        ) from None
+    if hasattr(os, "getuid") and owner != uid:
+        raise DataError(
+            f"{fallback}: this lock folder belongs to another user. Hint: set "
+            "MANYMODELS_CACHE_DIR to a folder of your own."
+        )
+    return fallback
 
 
 def _check_replaceable(path: str, what: str) -> None:
