@@ -8,6 +8,7 @@ than the failure budget allows.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -20,7 +21,7 @@ from manymodels import tracking
 from manymodels.bundle import bundle_name, read_manifest
 from manymodels.config import Config
 from manymodels.crashes import blame
-from manymodels.data import Partition, key_types
+from manymodels.data import Partition, integer_columns, key_types
 from manymodels.engine import cluster_in_background, halves, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
 from manymodels.guard import Failure, failure_from
@@ -34,6 +35,7 @@ from manymodels.jobs.session import (
     validate_inputs,
     worker_modules,
 )  # fmt: skip
+from manymodels.keys import KeyType
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.outputs import check_output, remove_dir, replace_dir, staging_path
@@ -104,7 +106,7 @@ def forecast(
         log_config(session, job.run_id, config, {"alias": alias, "version": version})
         staging = staging_path(target)
         task = ForecastTask(
-            config, staging, horizon or config.horizon, _key_types(refs),
+            config, staging, horizon or config.horizon, _key_types(refs, inputs.partitions, config),
             session.target.tracking_uri,
         )  # fmt: skip
         try:
@@ -131,12 +133,21 @@ def _check_target(config: Config, target: str, what: str) -> None:
         raise type(exc)(f"{config.label()}: {exc}") from None
 
 
-def _key_types(refs: dict[str, tuple[dict[str, str], ModelRef]]) -> dict[str, str]:
+def _key_types(
+    refs: dict[str, tuple[dict[str, str], ModelRef]], partitions: list[Partition], config: Config
+) -> dict[str, KeyType]:
+    """How the output holds each key column: typed as the data files declare the entity
+    columns they hold, and the partition columns from their values."""
     values: dict[str, set[str]] = defaultdict(set)
     for keys, _ in refs.values():
         for column, value in keys.items():
             values[column].add(value)
-    return key_types(values)
+    inside = [col for col in config.data.entity_cols if col not in config.data.partition_by]
+    declared = {}
+    if inside and partitions:
+        with contextlib.suppress(Exception):  # an unreadable footer fails its own entities later
+            declared = integer_columns(partitions[0], inside, config.data.storage_options)
+    return key_types(values, declared)
 
 
 def _result(

@@ -15,6 +15,7 @@ from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.entity_model import PREDICTION_COL, EntityModel
 from manymodels.guard import failure_from
+from manymodels.keys import KeyType, key_values
 from manymodels.model_store import ModelLoader
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult, failed
@@ -34,7 +35,7 @@ class ForecastTask:
     config: Config
     staging: str
     horizon: int
-    key_types: Mapping[str, str] = field(default_factory=dict)
+    key_types: Mapping[str, KeyType] = field(default_factory=dict)
     tracking_uri: str | None = None
 
 
@@ -77,9 +78,8 @@ def forecast_batch(
             )
     if rows.count:
         output = rows.frame(config, task.key_types)
-        data_io.write_partitioned(
-            output, task.staging, config.output_partitions, f"part-{batch_id}"
-        )
+        data_io.write_partitioned(output, task.staging, config.output_partitions,
+                                  f"part-{batch_id}", task.key_types)  # fmt: skip
     return results
 
 
@@ -116,12 +116,20 @@ class _Rows:
         self.values.append(predictions[PREDICTION_COL].to_numpy())
         self.refs.append(ref)
 
-    def frame(self, config: Config, key_types: Mapping[str, str]) -> pd.DataFrame:
+    def frame(self, config: Config, key_types: Mapping[str, KeyType]) -> pd.DataFrame:
         repeat = np.asarray(self.lengths)
         columns: dict[str, Any] = {}
         for column in config.data.entity_cols:
-            values = np.repeat([keys[column] for keys in self.keys], repeat)
-            columns[column] = values.astype("int64") if key_types.get(column) == "int" else values
+            kind = key_types.get(column, KeyType())
+            values = key_values([keys[column] for keys in self.keys], kind)
+            # Inside the files, nullable types: a null key must not turn integers into floats.
+            # A folder's values are never null, and plain types leave no pandas type behind
+            # for a column the files do not hold.
+            if kind.in_files:
+                dtype = "Int64" if kind.integer else "string"
+            else:
+                dtype = "int64" if kind.integer else "object"
+            columns[column] = np.repeat(pd.array(values, dtype=dtype), repeat)
         # Concatenated as Series, so that time zones survive.
         columns[config.data.time_col] = pd.concat(self.times, ignore_index=True).array
         columns[PREDICTION_COL] = np.concatenate(self.values)
