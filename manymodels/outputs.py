@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
+import socket
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -22,10 +24,22 @@ import fsspec
 
 from manymodels.errors import ConfigError, DataError
 
-__all__ = ["OUTPUT_MARKER", "check_output", "remove_dir", "replace_dir", "staging_path"]
+__all__ = [
+    "OUTPUT_MARKER",
+    "STAGING_MARKER",
+    "check_output",
+    "remove_dir",
+    "replace_dir",
+    "staging_path",
+    "staging_open",
+    "start_staging",
+]
 
 OUTPUT_MARKER = ".manymodels-output"
 """The file that marks a folder as an output of manymodels, which it may replace."""
+
+STAGING_MARKER = ".manymodels-staging"
+"""The file in a staging folder that names the process writing it (host and process id)."""
 
 _MARKER_TEXT = (
     "manymodels wrote this folder and replaces it as a whole when it writes here again.\n"
@@ -80,6 +94,8 @@ def replace_dir(staging: str, final: str) -> None:
     with _publishing_lock(final):
         _check_replaceable(final, "output")
         fs.pipe_file(posixpath.join(staged, OUTPUT_MARKER), _MARKER_TEXT.encode())
+        if fs.exists(posixpath.join(staged, STAGING_MARKER)):
+            fs.rm(posixpath.join(staged, STAGING_MARKER))
         retired = _retire(fs, final_path)
         try:
             fs.mv(staged, final_path, recursive=True)
@@ -213,6 +229,65 @@ def staging_path(final: str) -> str:
     """A fresh sibling of ``final`` to write into before :func:`replace_dir`."""
     parent, name = posixpath.split(final.rstrip("/"))
     return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def start_staging(final: str) -> str:
+    """A new staging folder for ``final``, marked as this process's.
+
+    Staging folders that a killed job on this machine left beside ``final`` are removed first;
+    those of a process still running, or of another machine, are left alone.
+    """
+    remove_stale_staging(final)
+    staging = staging_path(final)
+    fs, local = fsspec.core.url_to_fs(staging)
+    fs.makedirs(local, exist_ok=True)
+    owner = {"host": socket.gethostname(), "pid": os.getpid()}
+    fs.pipe_file(posixpath.join(local, STAGING_MARKER), json.dumps(owner).encode())
+    return staging
+
+
+def staging_open(staging: str) -> bool:
+    """Whether the job writing into ``staging`` still runs (it has not removed the folder)."""
+    fs, local = fsspec.core.url_to_fs(staging)
+    return bool(fs.exists(posixpath.join(local, STAGING_MARKER)))
+
+
+def remove_stale_staging(final: str) -> list[str]:
+    """Remove the staging folders of ``final`` whose process, on this machine, is gone.
+
+    Returns:
+        The folders removed.
+    """
+    fs, local = fsspec.core.url_to_fs(final)
+    parent, name = posixpath.split(local.rstrip("/"))
+    try:
+        siblings = fs.ls(parent, detail=False)
+    except OSError:
+        return []
+    removed = []
+    for sibling in siblings:
+        if posixpath.basename(sibling).startswith(f".{name}.tmp-") and _abandoned(fs, sibling):
+            with contextlib.suppress(OSError):
+                fs.rm(sibling, recursive=True)
+                removed.append(sibling)
+    return removed
+
+
+def _abandoned(fs: Any, staging: str) -> bool:
+    try:
+        owner = json.loads(fs.cat_file(posixpath.join(staging, STAGING_MARKER)))
+        host, pid = owner["host"], int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # not ours to judge: no readable owner
+    if host != socket.gethostname() or os.name == "nt":  # Windows has no signal 0 to probe with
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, and another user's
+        return False
+    return False
 
 
 def remove_dir(path: str) -> None:

@@ -38,7 +38,7 @@ from manymodels.jobs.session import (
 from manymodels.keys import KeyType
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
-from manymodels.outputs import check_output, remove_dir, replace_dir, staging_path
+from manymodels.outputs import check_output, remove_dir, replace_dir, start_staging
 from manymodels.planning import batch_count, plan_batches
 from manymodels.registry import Registry
 from manymodels.report import progress_bar
@@ -104,7 +104,7 @@ def forecast(
         items, orphans = _assign(inputs.partitions, refs, config)
         job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
         log_config(session, job.run_id, config, {"alias": alias, "version": version})
-        staging = staging_path(target)
+        staging = start_staging(target)
         task = ForecastTask(
             config, staging, horizon or config.horizon, _key_types(refs, inputs.partitions, config),
             session.target.tracking_uri,

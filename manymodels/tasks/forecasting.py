@@ -19,6 +19,7 @@ from manymodels.keys import KeyType, key_values
 from manymodels.model_store import ModelLoader
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult, failed
+from manymodels.outputs import staging_open
 from manymodels.tasks.entities import iter_entities
 from manymodels.timeseries import future_frame, regularize
 
@@ -76,7 +77,8 @@ def forecast_batch(
                     keys, name, "ok", time.perf_counter() - started, forecast_rows=len(predictions)
                 )
             )
-    if rows.count:
+    # A job that stopped removed its staging folder: writing would bring it back, for good.
+    if rows.count and staging_open(task.staging):
         output = rows.frame(config, task.key_types)
         data_io.write_partitioned(output, task.staging, config.output_partitions,
                                   f"part-{batch_id}", task.key_types)  # fmt: skip
