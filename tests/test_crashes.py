@@ -179,3 +179,22 @@ def test_a_template_that_exits_is_a_clear_error(tmp_path, oj_data, where):
         assert done.returncode == 2, done.stdout + done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
         assert "called sys.exit(0)" in done.stderr
+
+
+def test_a_lost_forecast_batch_is_split_and_its_partial_files_go(tmp_path):
+    from manymodels.jobs.forecasting import _split_indexed
+
+    for name in [
+        "store=1/part-3-0.parquet",
+        "store=2/part-3-0.parquet",
+        "store=1/part-13-0.parquet",
+    ]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"PAR1")  # what a process killed mid-write leaves
+    parts = _split_indexed(str(tmp_path), ("3", ["a", "b", "c"]))  # type: ignore[list-item]
+
+    assert parts == [("3.0", ["a", "b"]), ("3.1", ["c"])]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet")) == [
+        "store=1/part-13-0.parquet"
+    ]
+    assert _split_indexed(str(tmp_path), ("4", ["a"])) == [("4", ["a"])]  # type: ignore[list-item]

@@ -9,18 +9,21 @@ than the failure budget allows.
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
 import math
 import time
 import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+import fsspec
 import pandas as pd
 
 from manymodels import tracking
 from manymodels.bundle import bundle_name, read_manifest
 from manymodels.config import Config
-from manymodels.crashes import blame
+from manymodels.crashes import WorkerCrash, blame
 from manymodels.data import Partition, integer_columns, key_types
 from manymodels.engine import cluster_in_background, halves, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
@@ -248,9 +251,11 @@ def _forecast_batches(
     name = f"forecast-{uuid.uuid4().hex[:8]}"
     with progress_bar("forecast", len(items), progress) as bar:
         indexed: list[Indexed] = [(str(index), batch) for index, batch in enumerate(batches)]
-        outcomes = map_batches(client, _forecast_indexed, indexed, task, name=name,
-                               split=_split_indexed)  # fmt: skip
-        for (_, batch), outcome in outcomes:
+        split = functools.partial(_split_indexed, task.staging)
+        outcomes = map_batches(client, _forecast_indexed, indexed, task, name=name, split=split)
+        for (index, batch), outcome in outcomes:
+            if isinstance(outcome, WorkerCrash):
+                _discard_files(task.staging, index)
             if not isinstance(outcome, list):
                 outcome = _task_failed(batch, outcome, config)
             ok = sum(result.status == "ok" for result in outcome)
@@ -265,13 +270,26 @@ def _forecast_indexed(indexed: Indexed, task: ForecastTask) -> list[EntityResult
     return forecast_batch(batch, task, batch_id=index)
 
 
-def _split_indexed(indexed: Indexed) -> list[Indexed]:
-    """Halves of a batch whose task was lost, each with an id of its own for its files."""
+def _split_indexed(staging: str, indexed: Indexed) -> list[Indexed]:
+    """Halves of a batch whose task was lost, each with an id of its own for its files.
+
+    Whatever the lost task had written goes: its halves write their rows again.
+    """
     index, batch = indexed
     parts = halves(batch)
     if len(parts) < 2:
         return [indexed]
+    _discard_files(staging, index)
     return [(f"{index}.{number}", part) for number, part in enumerate(parts)]
+
+
+def _discard_files(staging: str, index: str) -> None:
+    """Remove the files that the task of batch ``index`` wrote, perhaps only in part, before
+    its process died."""
+    fs, root = fsspec.core.url_to_fs(staging)
+    for path in fs.glob(f"{root.rstrip('/')}/**/part-{glob.escape(index)}-0.parquet"):
+        with contextlib.suppress(OSError):
+            fs.rm(path)
 
 
 def _batches(
