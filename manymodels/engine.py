@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -312,10 +313,13 @@ def map_batches(
     # Arguments shared by every task (the job's settings, champions) travel once to the
     # scheduler, as tasks of their own: unlike scattered data, a task that was lost with its
     # worker is computed again, so the batches that need it are never cancelled.
-    shared = [
-        client.submit(_identity, arg, key=f"{name}-shared-{index}", pure=False)
-        for index, arg in enumerate(args)
-    ]
+    with warnings.catch_warnings():
+        # Sent once, by design: Dask's advice against big graphs is about repeated data.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        shared = [
+            client.submit(_identity, arg, key=f"{name}-shared-{index}", pure=False)
+            for index, arg in enumerate(args)
+        ]
     futures: dict[Future, Batch] = {}
 
     def submit(batch: Batch, key: str) -> Future:
