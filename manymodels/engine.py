@@ -301,10 +301,11 @@ def map_batches(
     batch as failed and go on. A task that was lost with its worker process (an entity called
     ``os._exit``, crashed native code, outgrew the memory limit) or that asked to end it
     (``sys.exit``) is run again as the smaller batches that ``split`` gives, down to batches
-    that cannot be split, so that only the culprit fails: its batch yields a
-    :class:`~manymodels.crashes.WorkerCrash` that says what happened. Results are released as
-    soon as they are yielded, so Dask never recomputes a task whose side effects were already
-    consumed.
+    that cannot be split. A batch of one that was lost beside others runs once more at the
+    end, alone on the cluster, since a neighbour's crash may have taken it: lost again, it is
+    the culprit, and yields a :class:`~manymodels.crashes.WorkerCrash` that says what happened.
+    Results are released as soon as they are yielded, so Dask never recomputes a task whose
+    side effects were already consumed.
 
     Args:
         split: the smaller batches that together hold a batch's work (fewer than two when it
