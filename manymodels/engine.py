@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import dask.config
 from distributed import Client, Future, LocalCluster, NannyPlugin, WorkerPlugin, as_completed
 from distributed.client import FutureCancelledError
 from distributed.core import Status
@@ -55,6 +56,7 @@ Item = TypeVar("Item")
 # (see ``worker_modules``): importing it costs each worker about two seconds of CPU.
 _TASK_MODULES = ("manymodels.tasks", "manymodels.model_store")
 MLFLOW_MODULES = ("manymodels.flavor", "mlflow.pyfunc", "mlflow.store.artifact.local_artifact_repo")
+_LOST_WORKER_TIMEOUT = "1h"
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")  # fmt: skip
 
@@ -150,6 +152,11 @@ def _register_plugins(client: Client, preload: Sequence[str]) -> None:
 
 def _local_cluster(compute: ComputeConfig, preload: Sequence[str]) -> Iterator[Client]:
     environment = {variable: "1" for variable in _THREAD_VARIABLES}
+    # A nanny restarts a worker whose process died, but the cluster object closes any nanny
+    # whose worker is missing when this timeout (15 s by default) ends: an entity that kills
+    # worker after worker would shrink the cluster to nothing and stall the job. Read when a
+    # worker goes, so it is set for the process rather than around the cluster's start.
+    dask.config.set({"distributed.deploy.lost-worker-timeout": _LOST_WORKER_TIMEOUT})
     local = LocalCluster(
         n_workers=compute.n_workers or os.cpu_count() or 1,
         threads_per_worker=compute.threads_per_worker,
