@@ -147,7 +147,10 @@ def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Cli
 
 def _register_plugins(client: Client, preload: Sequence[str]) -> None:
     client.register_plugin(PinThreads(preload))
-    client.register_plugin(ReportExits())
+    # Exit codes only make a crash's message precise: a cluster whose nannies cannot take the
+    # plugin (or that has none) still runs the job.
+    with contextlib.suppress(Exception):
+        client.register_plugin(ReportExits())
 
 
 def _local_cluster(compute: ComputeConfig, preload: Sequence[str]) -> Iterator[Client]:
