@@ -7,9 +7,11 @@ unexpected error shows a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -44,6 +46,7 @@ def _friendly(function: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _terminate_as_interrupt()
         try:
             return function(*args, **kwargs)
         except JobError as exc:
@@ -57,6 +60,17 @@ def _friendly(function: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
 
     return wrapper
+
+
+def _terminate_as_interrupt() -> None:
+    """Let SIGTERM (``kill``, a scheduler's time limit) stop a job as Ctrl-C does: its run is
+    marked KILLED and its staging folder removed, instead of the process vanishing."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _one_line(exc: BaseException) -> str:

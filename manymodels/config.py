@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from manymodels.errors import ConfigError
@@ -36,6 +44,17 @@ __all__ = [
     "config_from_dict",
 ]
 
+
+# Beyond it a horizon is a mistake (ten thousand days is 27 years) that grows every worker's
+# memory with the rows it builds for each entity.
+MAX_HORIZON = 10_000
+# A worker process with the task modules imported takes about 300 MiB before any work; Dask
+# restarts one that goes past 95% of its limit.
+MIN_WORKER_MEMORY = 512 * 2**20
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}  # fmt: skip
+# Tags that manymodels writes itself: lineage and resume depend on them.
+_OWN_TAG_PREFIXES = ("manymodels.", "mlflow.")
 
 # Dask needs the port; the protocol defaults to tcp.
 _SCHEDULER_ADDRESS = re.compile(r"^(?:[a-z]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
@@ -268,6 +287,38 @@ class ComputeConfig(_Section):
             )
         return value
 
+    @model_validator(mode="after")
+    def _enough_memory_per_worker(self) -> ComputeConfig:
+        per_worker = None if self.scheduler else _worker_memory(self)
+        if per_worker is not None and per_worker < MIN_WORKER_MEMORY:
+            raise PydanticCustomError(
+                "nested_value_error",
+                "{reason}",
+                {"key": "memory_limit", "value": self.memory_limit,
+                 "reason": f"that leaves each worker {per_worker / 2**20:.0f} MiB, less than the "
+                           f"{MIN_WORKER_MEMORY // 2**20} MiB a worker needs to start; use a "
+                           "bigger limit, 0 for none, or fewer workers"},
+            )  # fmt: skip
+        return self
+
+
+def _worker_memory(compute: ComputeConfig) -> float | None:
+    """Bytes of memory each LocalCluster worker may use, as Dask reads ``memory_limit``;
+    None for no limit."""
+    text = compute.memory_limit.strip().lower().replace(" ", "")
+    if text == "0":
+        return None
+    if text == "auto" or re.fullmatch(r"0?\.\d+|1(\.0*)?", text):
+        import psutil
+
+        total = psutil.virtual_memory().total
+        if text != "auto":
+            return float(text) * total
+        # Dask's rule for auto: the machine's share of each worker's threads.
+        return total * min(1.0, compute.threads_per_worker / (os.cpu_count() or 1))
+    number, unit = re.fullmatch(r"([\d.]+)([a-z]*?)b?", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS.get(unit, 1)
+
 
 class TrackingConfig(_Section):
     """MLflow tracking and model registry."""
@@ -293,6 +344,18 @@ class TrackingConfig(_Section):
     tags: dict[str, str] = Field(
         default_factory=dict, description="extra tags on every run and model"
     )
+
+    @field_validator("tags")
+    @classmethod
+    def _not_our_own_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith(_OWN_TAG_PREFIXES):
+                raise ValueError(
+                    f"tag '{key}' would overwrite a tag that manymodels or MLflow writes (names "
+                    f"starting {' or '.join(_OWN_TAG_PREFIXES)}); choose another name"
+                )
+        return value
+
     bulk_registry: bool = Field(
         default=True,
         description="write registry entries in one transaction per batch when the registry is a "
@@ -366,7 +429,7 @@ class Config(_Section):
     Relative paths in the file are resolved against the directory holding the file.
     """
 
-    horizon: int = Field(ge=1, description="periods to forecast")
+    horizon: int = Field(ge=1, le=MAX_HORIZON, description="periods to forecast")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
@@ -406,6 +469,37 @@ class Config(_Section):
                      "reason": f"only entity columns {data.entity_cols} can partition the "
                                f"output; {unknown[0]!r} is not one"},
                 )  # fmt: skip
+        return value
+
+    @field_validator("tracking")
+    @classmethod
+    def _tags_leave_key_columns_alone(
+        cls, value: TrackingConfig, info: ValidationInfo
+    ) -> TrackingConfig:
+        data = info.data.get("data")
+        clash = [key for key in value.tags if data is not None and key in data.entity_cols]
+        if clash:
+            raise PydanticCustomError(
+                "nested_value_error",
+                "{reason}",
+                {"key": "tags", "value": value.tags,
+                 "reason": f"tag '{clash[0]}' would overwrite the entity key that every model "
+                           "version is tagged with; choose another name"},
+            )  # fmt: skip
+        return value
+
+    @field_validator("work_dir")
+    @classmethod
+    def _work_dir_apart_from_data(cls, value: str, info: ValidationInfo) -> str:
+        data = info.data.get("data")
+        if data is None or "://" in value or "://" in data.path:
+            return value
+        work, root = Path(os.path.realpath(value)), Path(os.path.realpath(data.path))
+        if work == root or root in work.parents:
+            raise ValueError(
+                f"it lies inside data.path ({data.path}), where its files would be read as "
+                "data; choose a folder outside it"
+            )
         return value
 
     @property

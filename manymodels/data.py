@@ -12,7 +12,7 @@ import hashlib
 import os
 import posixpath
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manymodels.errors import DataError, UnreadableFileError
+from manymodels.keys import KeyType, folder_name, key_types
 
 __all__ = [
     "Partition",
     "check_columns",
     "discover_partitions",
     "fingerprint",
+    "integer_columns",
     "key_types",
     "read_partition",
     "read_partitions",
@@ -135,6 +137,18 @@ def check_columns(
                     f"{required.get(column, 'data')}: column '{column}' has type {kind}, not a "
                     "number. Hint: convert it to a numeric type, or choose another column."
                 )
+
+
+def integer_columns(
+    partition: Partition, columns: Sequence[str], storage_options: Mapping[str, Any] | None = None
+) -> dict[str, bool]:
+    """Whether each of ``columns`` that the files hold is an integer column (reads a footer)."""
+    schema = _read_schema(partition.files[0], storage_options)
+    return {
+        column: pa.types.is_integer(schema.field(column).type)
+        for column in columns
+        if column in schema.names
+    }
 
 
 def read_partition(
@@ -279,12 +293,20 @@ def fingerprint(frame: pd.DataFrame, columns: Sequence[str]) -> str:
 
 
 def write_partitioned(
-    frame: pd.DataFrame | pa.Table, path: str, partition_by: Sequence[str], basename: str
+    frame: pd.DataFrame | pa.Table,
+    path: str,
+    partition_by: Sequence[str],
+    basename: str,
+    key_kinds: Mapping[str, KeyType] | None = None,
 ) -> int:
     """Write rows under ``path`` as hive partitions, one file ``basename-0.parquet`` in each.
 
     With no ``partition_by`` the file goes straight into ``path``. Writing the same
     ``basename`` again replaces the same files, so a repeated task is harmless.
+
+    Args:
+        key_kinds: how an output holds its key columns (see :mod:`manymodels.keys`): a
+            column kept inside the files gets an encoded folder name instead of a hive one.
 
     Returns:
         The number of files written.
@@ -296,17 +318,21 @@ def write_partitioned(
     if not partition_by:
         _write_file(table, posixpath.join(path, name))
         return 1
+    kinds = dict(key_kinds or {})
     # One file per partition, written directly: pyarrow's dataset writer slows down more than
     # linearly with the number of partitions (100,000 took over ten minutes).
-    groups = table.select(list(partition_by)).to_pandas().groupby(
-        list(partition_by), sort=False, dropna=False).indices  # fmt: skip
-    payload = table.drop_columns(list(partition_by))
+    # Integers with nulls stay integers (as floats, 12 would be written 12.0).
+    keys = table.select(list(partition_by)).to_pandas(integer_object_nulls=True)
+    groups = keys.groupby(list(partition_by), sort=False, dropna=False).indices
+    in_folders = [col for col in partition_by if col not in kinds or not kinds[col].in_files]
+    payload = table.drop_columns(in_folders)
 
     def write(item: tuple[Any, Any]) -> None:
         values, rows = item
         values = values if isinstance(values, tuple) else (values,)
         folder = "/".join(
-            f"{_segment(k)}={_segment(v)}" for k, v in zip(partition_by, values, strict=True)
+            folder_name(k, v, kinds[k]) if k in kinds else f"{_segment(k)}={_segment(v)}"
+            for k, v in zip(partition_by, values, strict=True)
         )
         _write_file(payload.take(pa.array(rows)), posixpath.join(path, folder, name))
 
@@ -335,23 +361,6 @@ def _write_file(table: pa.Table, path: str) -> None:
     fs.makedirs(posixpath.dirname(stripped), exist_ok=True)
     with fs.open(stripped, "wb") as handle:
         pq.write_table(table, handle)
-
-
-def key_types(values: Mapping[str, Iterable[str]]) -> dict[str, str]:
-    """``int`` for key columns whose every value is an integer, else ``str``.
-
-    Key values travel as strings (they come from folder names); outputs give integer keys back
-    their type, as pyarrow's hive discovery would, so that they join with the source data.
-    """
-    return {
-        column: "int" if all(_is_int(value) for value in column_values) else "str"
-        for column, column_values in values.items()
-    }
-
-
-def _is_int(value: str) -> bool:
-    text = value[1:] if value.startswith("-") else value
-    return text.isdigit() and len(text) < 19
 
 
 def _parse_hive_dirs(

@@ -8,37 +8,56 @@ only module that imports ``dask.distributed``.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import importlib
 import logging
 import os
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+import dask.config
+from distributed import Client, Future, LocalCluster, NannyPlugin, WorkerPlugin, as_completed
+from distributed.client import FutureCancelledError
+from distributed.core import Status
+from distributed.scheduler import KilledWorker
 from distributed.utils import silence_logging_cmgr
 
 from manymodels.config import ComputeConfig
+from manymodels.crashes import (
+    EXIT_TOPIC,
+    MEMORY_TOPIC,
+    UNKNOWN_DEATH,
+    WorkerCrash,
+    describe_death,
+    run_guarded,
+)
 from manymodels.errors import ManyModelsError
 
 __all__ = [
     "PendingCluster",
     "PinThreads",
+    "ReportExits",
     "cluster",
     "cluster_in_background",
+    "halves",
     "map_batches",
     "worker_count",
 ]
 
 Batch = TypeVar("Batch")
+Item = TypeVar("Item")
 
 # What every task imports. MLflow is added only for jobs whose workers talk to a tracking server
 # (see ``worker_modules``): importing it costs each worker about two seconds of CPU.
 _TASK_MODULES = ("manymodels.tasks", "manymodels.artifacts.sinks")
 MLFLOW_MODULES = ("manymodels.artifacts.entity_folder", "mlflow.pyfunc",
                   "mlflow.store.artifact.local_artifact_repo")  # fmt: skip
+_LOST_WORKER_TIMEOUT = "1h"
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")  # fmt: skip
 
@@ -66,6 +85,36 @@ class PinThreads(WorkerPlugin):
                 importlib.import_module(module)
 
 
+class ReportExits(NannyPlugin):
+    """Makes every nanny report the exit code of its worker process as a scheduler event, so
+    that an entity that kills its process fails with the reason (Dask logs it on the nanny's
+    machine only)."""
+
+    name = "manymodels-exit-reports"
+
+    def setup(self, nanny: Any) -> None:
+        if getattr(nanny, "_manymodels_reports_exits", False):  # registered by an earlier job
+            return
+        nanny._manymodels_reports_exits = True
+        forward = nanny._on_worker_exit_sync
+
+        def report(exitcode: int) -> None:
+            # Only deaths while the nanny runs: one that is closing stops its worker itself,
+            # and the scheduler may be gone already. Never in the way of the nanny's own
+            # handling, which restarts the worker.
+            if nanny.status == Status.running:
+                with contextlib.suppress(Exception):
+                    message = {"worker": nanny.worker_address, "exitcode": exitcode}
+                    nanny.log_event(EXIT_TOPIC, message)
+            forward(exitcode)
+
+        # The nanny hands this callback to each worker process it starts; the one running now
+        # already holds the old one.
+        nanny._on_worker_exit_sync = report
+        if getattr(nanny, "process", None) is not None:
+            nanny.process.on_exit = report
+
+
 @contextlib.contextmanager
 def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Client]:
     """A Dask client on the configured scheduler, or on a new LocalCluster.
@@ -88,7 +137,7 @@ def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Cli
                 "to use a local cluster."
             ) from None
         try:
-            client.register_plugin(PinThreads(preload))
+            _register_plugins(client, preload)
             yield client
         finally:
             client.close()
@@ -97,8 +146,21 @@ def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Cli
         yield from _local_cluster(compute, preload)
 
 
+def _register_plugins(client: Client, preload: Sequence[str]) -> None:
+    client.register_plugin(PinThreads(preload))
+    # Exit codes only make a crash's message precise: a cluster whose nannies cannot take the
+    # plugin (or that has none) still runs the job.
+    with contextlib.suppress(Exception):
+        client.register_plugin(ReportExits())
+
+
 def _local_cluster(compute: ComputeConfig, preload: Sequence[str]) -> Iterator[Client]:
     environment = {variable: "1" for variable in _THREAD_VARIABLES}
+    # A nanny restarts a worker whose process died, but the cluster object closes any nanny
+    # whose worker is missing when this timeout (15 s by default) ends: an entity that kills
+    # worker after worker would shrink the cluster to nothing and stall the job. Read when a
+    # worker goes, so it is set for the process rather than around the cluster's start.
+    dask.config.set({"distributed.deploy.lost-worker-timeout": _LOST_WORKER_TIMEOUT})
     local = LocalCluster(
         n_workers=compute.n_workers or os.cpu_count() or 1,
         threads_per_worker=compute.threads_per_worker,
@@ -109,11 +171,14 @@ def _local_cluster(compute: ComputeConfig, preload: Sequence[str]) -> Iterator[C
         # Workers log heartbeat errors when a job stops early; they are noise to a user.
         silence_logs=logging.CRITICAL,
         env=environment,
+        # One retry on another worker is enough for a process lost to something else; beyond
+        # it, map_batches splits the batch to find the entity that kills its process.
+        scheduler_kwargs={"allowed_failures": 1},
     )
     try:
         client = Client(local, set_as_default=False)
         try:
-            client.register_plugin(PinThreads(preload))
+            _register_plugins(client, preload)
             yield client
         finally:
             client.close()
@@ -237,34 +302,129 @@ def map_batches(
     *args: Any,
     name: str,
     retries: int = 1,
+    split: Callable[[Batch], Sequence[Batch]] | None = None,
 ) -> Iterator[tuple[Batch, Any]]:
     """Run ``function(batch, *args)`` for every batch and yield results as they complete.
 
     Stopping the iteration early cancels the batches still queued or running.
 
-    A task that raises (for example after its worker died too often) yields the exception in
-    place of a result, so the caller can record its batch as failed and go on. Results are
-    released as soon as they are yielded, so Dask never recomputes a task whose side effects
-    were already consumed.
+    A task that raises yields the exception in place of a result, so the caller can record its
+    batch as failed and go on. A task that was lost with its worker process (an entity called
+    ``os._exit``, crashed native code, outgrew the memory limit) or that asked to end it
+    (``sys.exit``) is run again as the smaller batches that ``split`` gives, down to batches
+    that cannot be split. A batch of one that was lost beside others runs once more at the
+    end, alone on the cluster, since a neighbour's crash may have taken it: lost again, it is
+    the culprit, and yields a :class:`~manymodels.crashes.WorkerCrash` that says what happened.
+    Results are released as soon as they are yielded, so Dask never recomputes a task whose
+    side effects were already consumed.
+
+    Args:
+        split: the smaller batches that together hold a batch's work (fewer than two when it
+            cannot be split, e.g. :func:`halves`); None yields a lost batch as it is.
     """
-    # Arguments shared by every task (the job's settings, champions) travel once per worker.
-    shared = [client.scatter(arg, broadcast=True, hash=False) for arg in args]
-    futures = {
-        client.submit(
-            function, batch, *shared, key=f"{name}-{index}", pure=False, retries=retries
-        ): batch
-        for index, batch in enumerate(batches)
-    }
+    # Arguments shared by every task (the job's settings, champions) travel once to the
+    # scheduler, as tasks of their own: unlike scattered data, a task that was lost with its
+    # worker is computed again, so the batches that need it are never cancelled.
+    with warnings.catch_warnings():
+        # Sent once, by design: Dask's advice against big graphs is about repeated data.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        shared = [
+            client.submit(_identity, arg, key=f"{name}-shared-{index}", pure=False)
+            for index, arg in enumerate(args)
+        ]
+    futures: dict[Future, Batch] = {}
+
+    def submit(batch: Batch, key: str) -> Future:
+        future = client.submit(run_guarded, function, batch, *shared, key=key, pure=False,
+                               retries=retries)  # fmt: skip
+        futures[future] = batch
+        return future
+
+    queue = as_completed(
+        [submit(batch, f"{name}-{index}") for index, batch in enumerate(batches)], loop=client.loop
+    )
+    suspects: list[tuple[str, Batch]] = []
     try:
-        for future in as_completed(list(futures), loop=client.loop):
-            batch = futures.pop(future)
-            try:
-                outcome = future.result()
-            except Exception as exc:  # the task itself failed; the caller records its entities
-                outcome = exc
+        for future in queue:
+            key, batch = str(future.key), futures.pop(future)
+            outcome = _outcome(future)
             future.release()
+            if isinstance(outcome, _Lost | WorkerCrash):
+                parts = split(batch) if split is not None else ()
+                if len(parts) > 1:
+                    for index, part in enumerate(parts):
+                        queue.add(submit(part, f"{key}.{index}"))
+                    continue
+                if isinstance(outcome, _Lost):
+                    # Lost beside other tasks, it may have died of a neighbour's crash.
+                    suspects.append((key, batch))
+                    continue
+            yield batch, outcome
+        for key, batch in suspects:
+            # Alone on the cluster, a task that is lost again was lost by its own doing.
+            future = submit(batch, f"{key}.alone")
+            outcome = _outcome(future)
+            del futures[future]
+            future.release()
+            if isinstance(outcome, _Lost):
+                outcome = WorkerCrash(_why_lost(client, outcome))
             yield batch, outcome
     finally:
         # Reached early when the caller stops (failure budget spent, interrupted).
         if futures:
             client.cancel(list(futures))
+        client.cancel(shared)
+
+
+def halves(batch: list[Item]) -> list[list[Item]]:
+    """A batch split in two (for ``map_batches``); a batch of one stays whole."""
+    middle = (len(batch) + 1) // 2
+    return [batch[:middle], batch[middle:]] if len(batch) > 1 else [batch]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class _Lost(Exception):
+    """A task that was lost with its worker process; ``worker`` is where it last ran."""
+
+    def __init__(self, worker: str | None) -> None:
+        super().__init__(worker)
+        self.worker = worker
+
+
+def _outcome(future: Future) -> Any:
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        return _Lost(exc.last_worker.address)
+    except (FutureCancelledError, asyncio.CancelledError):
+        # Nothing of ours cancels a task still being waited for: its worker went away.
+        return _Lost(None)
+    except Exception as exc:  # the task itself failed; the caller records its entities
+        return exc
+
+
+def _why_lost(client: Client, lost: _Lost, wait: float = 3.0) -> str:
+    """Why the worker of a lost task died, from the cluster's event log.
+
+    The nanny's report may reach the scheduler a moment after the task was declared lost, so
+    the log is read again for up to ``wait`` seconds.
+    """
+    if lost.worker is None:
+        return UNKNOWN_DEATH
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            events = {
+                topic: [message for _, message in client.get_events(topic)]
+                for topic in (MEMORY_TOPIC, EXIT_TOPIC)
+            }
+        except Exception:  # noqa: BLE001 - a scheduler that cannot say still fails the batch
+            return UNKNOWN_DEATH
+        reason = describe_death(lost.worker, events)
+        if reason is not None:
+            return reason
+        time.sleep(0.2)
+    return UNKNOWN_DEATH

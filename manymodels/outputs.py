@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
+import socket
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -22,10 +24,22 @@ import fsspec
 
 from manymodels.errors import ConfigError, DataError
 
-__all__ = ["OUTPUT_MARKER", "check_output", "remove_dir", "replace_dir", "staging_path"]
+__all__ = [
+    "OUTPUT_MARKER",
+    "STAGING_MARKER",
+    "check_output",
+    "remove_dir",
+    "replace_dir",
+    "staging_path",
+    "staging_open",
+    "start_staging",
+]
 
 OUTPUT_MARKER = ".manymodels-output"
 """The file that marks a folder as an output of manymodels, which it may replace."""
+
+STAGING_MARKER = ".manymodels-staging"
+"""The file in a staging folder that names the process writing it (host and process id)."""
 
 _MARKER_TEXT = (
     "manymodels wrote this folder and replaces it as a whole when it writes here again.\n"
@@ -80,6 +94,8 @@ def replace_dir(staging: str, final: str) -> None:
     with _publishing_lock(final):
         _check_replaceable(final, "output")
         fs.pipe_file(posixpath.join(staged, OUTPUT_MARKER), _MARKER_TEXT.encode())
+        if fs.exists(posixpath.join(staged, STAGING_MARKER)):
+            fs.rm(posixpath.join(staged, STAGING_MARKER))
         retired = _retire(fs, final_path)
         try:
             fs.mv(staged, final_path, recursive=True)
@@ -91,17 +107,51 @@ def replace_dir(staging: str, final: str) -> None:
 
 
 def _publishing_lock(final: str) -> contextlib.AbstractContextManager[object]:
-    """A lock per local output folder, kept in the temporary folder rather than beside the
-    output; remote outputs (object stores have no such locks) go without."""
+    """A lock per local output folder, kept in the user's own lock folder rather than beside
+    the output; remote outputs (object stores have no such locks) go without."""
     protocol, location = _location(final)
     if protocol != "file":
         return contextlib.nullcontext()
     from filelock import FileLock
 
     digest = hashlib.sha256(str(location).encode("utf-8")).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "manymodels-locks"
-    folder.mkdir(exist_ok=True)
-    return FileLock(str(folder / f"{digest}.lock"), timeout=600)
+    return FileLock(str(lock_folder() / f"{digest}.lock"), timeout=600)
+
+
+def lock_folder() -> Path:
+    """This user's folder for lock files: ``locks`` in the manymodels cache folder.
+
+    Never a folder shared by every user: one that another user created first cannot be
+    written. Without a usable home folder, a folder of the user's own in the temporary folder.
+
+    Raises:
+        DataError: neither folder can be made, or the temporary one belongs to another user.
+    """
+    cache = os.environ.get("MANYMODELS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "manymodels"
+    )
+    folder = Path(cache) / "locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+    except OSError:
+        pass
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    fallback = Path(tempfile.gettempdir()) / f"manymodels-locks-{uid}"
+    try:
+        fallback.mkdir(exist_ok=True, mode=0o700)
+        owner = fallback.stat().st_uid
+    except OSError as exc:
+        raise DataError(
+            f"cannot create a folder for lock files, neither {folder} nor {fallback} ({exc}). "
+            "Hint: set MANYMODELS_CACHE_DIR to a folder you can write."
+        ) from None
+    if hasattr(os, "getuid") and owner != uid:
+        raise DataError(
+            f"{fallback}: this lock folder belongs to another user. Hint: set "
+            "MANYMODELS_CACHE_DIR to a folder of your own."
+        )
+    return fallback
 
 
 def _check_replaceable(path: str, what: str) -> None:
@@ -179,6 +229,65 @@ def staging_path(final: str) -> str:
     """A fresh sibling of ``final`` to write into before :func:`replace_dir`."""
     parent, name = posixpath.split(final.rstrip("/"))
     return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def start_staging(final: str) -> str:
+    """A new staging folder for ``final``, marked as this process's.
+
+    Staging folders that a killed job on this machine left beside ``final`` are removed first;
+    those of a process still running, or of another machine, are left alone.
+    """
+    remove_stale_staging(final)
+    staging = staging_path(final)
+    fs, local = fsspec.core.url_to_fs(staging)
+    fs.makedirs(local, exist_ok=True)
+    owner = {"host": socket.gethostname(), "pid": os.getpid()}
+    fs.pipe_file(posixpath.join(local, STAGING_MARKER), json.dumps(owner).encode())
+    return staging
+
+
+def staging_open(staging: str) -> bool:
+    """Whether the job writing into ``staging`` still runs (it has not removed the folder)."""
+    fs, local = fsspec.core.url_to_fs(staging)
+    return bool(fs.exists(posixpath.join(local, STAGING_MARKER)))
+
+
+def remove_stale_staging(final: str) -> list[str]:
+    """Remove the staging folders of ``final`` whose process, on this machine, is gone.
+
+    Returns:
+        The folders removed.
+    """
+    fs, local = fsspec.core.url_to_fs(final)
+    parent, name = posixpath.split(local.rstrip("/"))
+    try:
+        siblings = fs.ls(parent, detail=False)
+    except OSError:
+        return []
+    removed = []
+    for sibling in siblings:
+        if posixpath.basename(sibling).startswith(f".{name}.tmp-") and _abandoned(fs, sibling):
+            with contextlib.suppress(OSError):
+                fs.rm(sibling, recursive=True)
+                removed.append(sibling)
+    return removed
+
+
+def _abandoned(fs: Any, staging: str) -> bool:
+    try:
+        owner = json.loads(fs.cat_file(posixpath.join(staging, STAGING_MARKER)))
+        host, pid = owner["host"], int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # not ours to judge: no readable owner
+    if host != socket.gethostname() or os.name == "nt":  # Windows has no signal 0 to probe with
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, and another user's
+        return False
+    return False
 
 
 def remove_dir(path: str) -> None:

@@ -596,7 +596,7 @@ def test_config_class_is_exported():
 @pytest.mark.parametrize(
     ("value", "accepted"),
     [("auto", True), ("0", True), ("0.5", True), ("1", True), ("4GiB", True), ("2.5 gb", True),
-     ("1024", True), ("AUTO", False), ("2.5", False), ("lots", False)],
+     ("1073741824", True), ("AUTO", False), ("2.5", False), ("lots", False)],
 )  # fmt: skip
 def test_memory_limits_are_those_dask_reads(value, accepted):
     # A bare number above 1 is bytes to Dask: 2.5 would be 2 bytes, so it is refused.
@@ -605,3 +605,50 @@ def test_memory_limits_are_those_dask_reads(value, accepted):
     else:
         with pytest.raises(ConfigError, match="compute.memory_limit.*not a memory size"):
             config_from_dict(minimal_dict(compute={"memory_limit": value}))
+
+
+# --- impossible values that would only show later ----------------------------------------------
+
+
+def test_a_huge_horizon_is_refused():
+    with pytest.raises(ConfigError, match=r"^config: key 'horizon' has an invalid value 1000000: "
+                                          r"input should be less than or equal to 10000"):  # fmt: skip
+        config_from_dict(minimal_dict(horizon=1_000_000))
+    assert config_from_dict(minimal_dict(horizon=10_000)).horizon == 10_000
+
+
+@pytest.mark.parametrize("work_dir", ["data", "data/.manymodels"])
+def test_work_dir_inside_data_path_is_refused(tmp_path, work_dir):
+    raw = minimal_dict(work_dir=work_dir)
+    with pytest.raises(ConfigError, match=r"^config: key 'work_dir' has an invalid value .*"
+                                          r"it lies inside data\.path"):  # fmt: skip
+        config_from_dict(raw, base_dir=tmp_path)
+    assert config_from_dict(minimal_dict(work_dir="work"), base_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("tag", "reason"),
+    [
+        ("manymodels.job_id", r"tag 'manymodels\.job_id' would overwrite a tag that manymodels"),
+        ("mlflow.runName", r"tag 'mlflow\.runName' would overwrite a tag that manymodels"),
+        ("store", r"tag 'store' would overwrite the entity key"),
+    ],
+)
+def test_tags_cannot_overwrite_our_own(tag, reason):
+    with pytest.raises(
+        ConfigError, match=rf"^config: key 'tracking\.tags' has an invalid .*{reason}"
+    ):
+        config_from_dict(minimal_dict(tracking={"tags": {tag: "x"}}))
+    assert config_from_dict(minimal_dict(tracking={"tags": {"team": "demand"}}))
+
+
+@pytest.mark.parametrize("limit", ["100MiB", "0.000001", 1000])
+def test_a_memory_limit_too_small_for_a_worker_is_refused(limit):
+    with pytest.raises(ConfigError, match=r"^config: key 'compute\.memory_limit' has an invalid "
+                                          r"value .*less than the 512 MiB a worker needs"):  # fmt: skip
+        config_from_dict(minimal_dict(compute={"memory_limit": limit}))
+    for fine in ("0", "2GiB", "auto", "0.5"):
+        assert config_from_dict(minimal_dict(compute={"memory_limit": fine}))
+    # A scheduler's workers have their own limits.
+    remote = {"memory_limit": "100MiB", "scheduler": "tcp://10.0.0.5:8786"}
+    assert config_from_dict(minimal_dict(compute=remote))

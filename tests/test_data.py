@@ -21,6 +21,7 @@ from manymodels.data import (
     write_partitioned,
 )
 from manymodels.errors import DataError
+from manymodels.keys import KeyType
 from manymodels.outputs import replace_dir, staging_path
 from manymodels.prepare import prepare
 
@@ -171,9 +172,9 @@ def test_replace_dir_swaps_the_whole_folder(tmp_path, frame):
 
 def test_key_types_restore_integers():
     assert key_types({"store": ["1", "-20"], "brand": ["x"], "code": ["007", "1e3"]}) == {
-        "store": "int",
-        "brand": "str",
-        "code": "str",
+        "store": KeyType(integer=True),
+        "brand": KeyType(),
+        "code": KeyType(in_files=True),
     }
 
 

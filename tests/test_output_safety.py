@@ -470,3 +470,29 @@ def test_two_publishes_to_one_folder_take_turns(tmp_path: Path) -> None:
         {OUTPUT_MARKER: MARKER_TEXT.encode(), "second.txt": b"second"},
     )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+
+
+def test_publishing_locks_live_in_the_users_own_folder(tmp_path, monkeypatch):
+    # Another user's leftover in the shared temporary folder: a name that cannot be a folder.
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    (shared / "manymodels-locks").write_text("not yours")
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    monkeypatch.setenv("MANYMODELS_CACHE_DIR", str(tmp_path / "cache"))
+    staging = staging_path(str(tmp_path / "out"))
+    os.makedirs(staging)
+    replace_dir(staging, str(tmp_path / "out"))
+
+    assert (tmp_path / "out" / OUTPUT_MARKER).exists()
+    assert outputs.lock_folder() == tmp_path / "cache" / "locks"
+    assert list((tmp_path / "cache" / "locks").glob("*.lock"))
+
+
+def test_without_a_cache_folder_locks_go_to_a_folder_of_the_users_own(tmp_path, monkeypatch):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("MANYMODELS_CACHE_DIR", str(blocked / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folder = outputs.lock_folder()
+    assert folder == tmp_path / f"manymodels-locks-{os.getuid()}"
+    assert folder.stat().st_mode & 0o777 == 0o700

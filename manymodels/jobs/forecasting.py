@@ -8,17 +8,28 @@ than the failure budget allows.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import glob
 import re
 import time
 import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+import fsspec
 import pandas as pd
 
 from manymodels.config import Config
-from manymodels.data import Partition, check_columns, discover_partitions, key_types
-from manymodels.engine import cluster_in_background, map_batches, worker_count
+from manymodels.crashes import WorkerCrash, blame
+from manymodels.data import (
+    Partition,
+    check_columns,
+    discover_partitions,
+    integer_columns,
+    key_types,
+)
+from manymodels.engine import cluster_in_background, halves, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError
 from manymodels.guard import Failure, failure_from
 from manymodels.inputs import validate_inputs
@@ -27,9 +38,10 @@ from manymodels.jobs.forecast_models import EntityModels, ModelRefs
 from manymodels.jobs.modes import mode_of
 from manymodels.jobs.preload import worker_modules
 from manymodels.jobs.results import ForecastResult, failures_table
+from manymodels.keys import KeyType
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
-from manymodels.outputs import check_output, remove_dir, replace_dir, staging_path
+from manymodels.outputs import check_output, remove_dir, replace_dir, start_staging
 from manymodels.report import progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
 from manymodels.tracking.runs import JobRun, open_job_run
@@ -39,6 +51,9 @@ if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = ["forecast"]
+
+# A batch of partitions with their models, and the id that names its output files.
+Indexed = tuple[str, list[tuple[Partition, ModelRefs]]]
 
 
 def forecast(
@@ -91,9 +106,9 @@ def forecast(
         items, orphans = _assign(inputs.partitions, refs, config)
         job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
         job.log_config(config, {"alias": alias, "version": version})
-        staging = staging_path(target)
+        staging = start_staging(target)
         task = ForecastTask(
-            config, staging, horizon or config.horizon, _key_types(refs),
+            config, staging, horizon or config.horizon, _key_types(refs, inputs.partitions, config),
             session.target.tracking_uri, future_partitions=future,
         )  # fmt: skip
         try:
@@ -136,12 +151,21 @@ def _check_target(config: Config, target: str, what: str) -> None:
         raise type(exc)(f"{config.label()}: {exc}") from None
 
 
-def _key_types(refs: EntityModels) -> dict[str, str]:
+def _key_types(
+    refs: EntityModels, partitions: list[Partition], config: Config
+) -> dict[str, KeyType]:
+    """How the output holds each key column: typed as the data files declare the entity
+    columns they hold, and the partition columns from their values."""
     values: dict[str, set[str]] = defaultdict(set)
     for keys, _ in refs.values():
         for column, value in keys.items():
             values[column].add(value)
-    return key_types(values)
+    inside = [col for col in config.data.entity_cols if col not in config.data.partition_by]
+    declared = {}
+    if inside and partitions:
+        with contextlib.suppress(Exception):  # an unreadable footer fails its own entities later
+            declared = integer_columns(partitions[0], inside, config.data.storage_options)
+    return key_types(values, declared)
 
 
 def _result(
@@ -229,8 +253,12 @@ def _forecast_batches(
     batches = mode_of(config).forecast_batches(items, worker_count(client), config)
     name = f"forecast-{uuid.uuid4().hex[:8]}"
     with progress_bar("forecast", len(items), progress) as bar:
-        indexed = list(enumerate(batches))
-        for (_, batch), outcome in map_batches(client, _forecast_indexed, indexed, task, name=name):
+        indexed: list[Indexed] = [(str(index), batch) for index, batch in enumerate(batches)]
+        split = functools.partial(_split_indexed, task.staging)
+        outcomes = map_batches(client, _forecast_indexed, indexed, task, name=name, split=split)
+        for (index, batch), outcome in outcomes:
+            if isinstance(outcome, WorkerCrash):
+                _discard_files(task.staging, index)
             if not isinstance(outcome, list):
                 outcome = _task_failed(batch, outcome, config)
             ok = sum(result.status == "ok" for result in outcome)
@@ -240,16 +268,38 @@ def _forecast_batches(
     return results
 
 
-def _forecast_indexed(
-    indexed: tuple[int, list[tuple[Partition, ModelRefs]]], task: ForecastTask
-) -> list[EntityResult]:
+def _forecast_indexed(indexed: Indexed, task: ForecastTask) -> list[EntityResult]:
     index, batch = indexed
-    return forecast_batch(batch, task, batch_id=str(index))
+    return forecast_batch(batch, task, batch_id=index)
+
+
+def _split_indexed(staging: str, indexed: Indexed) -> list[Indexed]:
+    """Halves of a batch whose task was lost, each with an id of its own for its files.
+
+    Whatever the lost task had written goes: its halves write their rows again.
+    """
+    index, batch = indexed
+    parts = halves(batch)
+    if len(parts) < 2:
+        return [indexed]
+    _discard_files(staging, index)
+    return [(f"{index}.{number}", part) for number, part in enumerate(parts)]
+
+
+def _discard_files(staging: str, index: str) -> None:
+    """Remove the files that the task of batch ``index`` wrote, perhaps only in part, before
+    its process died."""
+    fs, root = fsspec.core.url_to_fs(staging)
+    for path in fs.glob(f"{root.rstrip('/')}/**/part-{glob.escape(index)}-0.parquet"):
+        with contextlib.suppress(OSError):
+            fs.rm(path)
 
 
 def _task_failed(
     batch: list[tuple[Partition, ModelRefs]], exc: BaseException, config: Config
 ) -> list[EntityResult]:
+    if len(batch) == 1:
+        exc = blame(exc, batch[0][0].key_dict)
     failure = failure_from("task", exc)
     prefix = config.tracking.model_prefix
     return [

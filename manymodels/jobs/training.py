@@ -17,8 +17,15 @@ import pandas as pd
 from manymodels.artifacts.entity_folder import entity_model_files
 from manymodels.artifacts.model_files import requirements
 from manymodels.config import Config
+from manymodels.crashes import blame
 from manymodels.data import Partition
-from manymodels.engine import PendingCluster, cluster_in_background, map_batches, worker_count
+from manymodels.engine import (
+    PendingCluster,
+    cluster_in_background,
+    halves,
+    map_batches,
+    worker_count,
+)
 from manymodels.guard import failure_from
 from manymodels.inputs import Inputs, validate_inputs
 from manymodels.jobs.backtests import BacktestLog
@@ -144,7 +151,8 @@ def _train_partitions(
     batches = plan_batches(todo, worker_count(client), config.compute.batch_size)
     name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
     with progress_bar(registrar.kind, len(todo), progress) as bar:
-        for batch, outcome in map_batches(client, train_batch, batches, task, name=name):
+        outcomes = map_batches(client, train_batch, batches, task, name=name, split=halves)
+        for batch, outcome in outcomes:
             results = outcome if isinstance(outcome, list) else _task_failed(config, batch, outcome)
             backtests.add(results)
             new_rows = registrar.handle(results)
@@ -160,6 +168,8 @@ def _train_partitions(
 
 
 def _task_failed(config: Config, batch: list[Partition], exc: BaseException) -> list[EntityResult]:
+    if len(batch) == 1:
+        exc = blame(exc, batch[0].key_dict)
     failure = failure_from("task", exc)
     return [
         EntityResult(

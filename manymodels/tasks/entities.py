@@ -10,9 +10,10 @@ from manymodels import data as data_io
 from manymodels.candidates import ModelPlan, load_candidates
 from manymodels.config import Config
 from manymodels.data import Partition
-from manymodels.errors import DataError
+from manymodels.errors import DataError, EntityError
 from manymodels.fitting import FitSpec
 from manymodels.guard import Failure, failure_from
+from manymodels.keys import check_keys, key_text
 
 __all__ = ["fit_spec", "iter_entities"]
 
@@ -64,12 +65,23 @@ def iter_entities(
             yield partition.key_dict, pd.DataFrame(), failure_from("read", exc)
             continue
         if not extra:
-            yield partition.key_dict, frame, None
+            yield _checked(partition.key_dict, frame)
             continue
         for values, group in frame.groupby(extra, dropna=False, sort=True):
             values = values if isinstance(values, tuple) else (values,)
             keys = {
                 **partition.key_dict,
-                **{col: str(v) for col, v in zip(extra, values, strict=True)},
+                **{col: key_text(v) for col, v in zip(extra, values, strict=True)},
             }
-            yield {col: keys[col] for col in data.entity_cols}, group, None
+            yield _checked({col: keys[col] for col in data.entity_cols}, group)
+
+
+def _checked(
+    keys: dict[str, str], frame: pd.DataFrame
+) -> tuple[dict[str, str], pd.DataFrame, Failure | None]:
+    """An entity, or its failure when the registry could not hold its keys."""
+    try:
+        check_keys(keys)
+    except EntityError as exc:
+        return keys, pd.DataFrame(), failure_from("keys", exc)
+    return keys, frame, None

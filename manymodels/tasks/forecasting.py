@@ -18,8 +18,10 @@ from manymodels.entity_model import PREDICTION_COL, EntityModel
 from manymodels.errors import FutureValuesError
 from manymodels.guard import failure_from
 from manymodels.intervals import level_label
+from manymodels.keys import KeyType, key_values
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult, failed
+from manymodels.outputs import staging_open
 from manymodels.tasks.entities import iter_entities
 from manymodels.tasks.future import FutureRows
 from manymodels.timeseries import future_frame, regularize
@@ -37,7 +39,7 @@ class ForecastTask:
     config: Config
     staging: str
     horizon: int
-    key_types: Mapping[str, str] = field(default_factory=dict)
+    key_types: Mapping[str, KeyType] = field(default_factory=dict)
     tracking_uri: str | None = None
     future_partitions: Mapping[tuple[tuple[str, str], ...], Partition] | None = None
 
@@ -86,11 +88,11 @@ def forecast_batch(
                     carried_forward=carried,
                 )
             )
-    if rows.count:
+    # A job that stopped removed its staging folder: writing would bring it back, for good.
+    if rows.count and staging_open(task.staging):
         output = rows.frame(config, task.key_types)
-        data_io.write_partitioned(
-            output, task.staging, config.output_partitions, f"part-{batch_id}"
-        )
+        data_io.write_partitioned(output, task.staging, config.output_partitions,
+                                  f"part-{batch_id}", task.key_types)  # fmt: skip
     return results
 
 
@@ -143,12 +145,20 @@ class _Rows:
         self.bounds.append({col: predictions[col].to_numpy() for col in predictions.columns[2:]})
         self.refs.append(ref)
 
-    def frame(self, config: Config, key_types: Mapping[str, str]) -> pd.DataFrame:
+    def frame(self, config: Config, key_types: Mapping[str, KeyType]) -> pd.DataFrame:
         repeat = np.asarray(self.lengths)
         columns: dict[str, Any] = {}
         for column in config.data.entity_cols:
-            values = np.repeat([keys[column] for keys in self.keys], repeat)
-            columns[column] = values.astype("int64") if key_types.get(column) == "int" else values
+            kind = key_types.get(column, KeyType())
+            values = key_values([keys[column] for keys in self.keys], kind)
+            # Inside the files, nullable types: a null key must not turn integers into floats.
+            # A folder's values are never null, and plain types leave no pandas type behind
+            # for a column the files do not hold.
+            if kind.in_files:
+                dtype = "Int64" if kind.integer else "string"
+            else:
+                dtype = "int64" if kind.integer else "object"
+            columns[column] = np.repeat(pd.array(values, dtype=dtype), repeat)
         # Concatenated as Series, so that time zones survive.
         columns[config.data.time_col] = pd.concat(self.times, ignore_index=True).array
         columns[PREDICTION_COL] = np.concatenate(self.values)

@@ -155,6 +155,9 @@ class Template:
             return self.params_model.model_validate(dict(params)).model_dump()
         except ValidationError as exc:
             raise TemplateError(_describe_params_error(exc, self)) from None
+        except SystemExit as exc:
+            label = self.source.path or self.name
+            raise TemplateError(_exit_message(label, "validating model.params", exc)) from None
 
 
 def resolve_template(spec: str) -> TemplateSource:
@@ -250,6 +253,11 @@ def _import_user_file(source: TemplateSource) -> types.ModuleType:
     sys.modules[module_name] = module
     try:
         exec(code, module.__dict__)
+    except SystemExit as exc:
+        # Not an exit of manymodels: a job that took it for one would end "successfully"
+        # with nothing trained.
+        del sys.modules[module_name]
+        raise TemplateError(_exit_message(label, "importing the template", exc)) from None
     except Exception as exc:
         del sys.modules[module_name]
         raise TemplateError(
@@ -257,6 +265,13 @@ def _import_user_file(source: TemplateSource) -> types.ModuleType:
         ) from exc
     _pickle_by_value(module)
     return module
+
+
+def _exit_message(label: str, doing: str, exc: SystemExit) -> str:
+    return (
+        f"{label}: {doing} called sys.exit({exc.code!r}). Hint: a template must not exit; "
+        "raise an exception to report a problem."
+    )
 
 
 def _pickle_by_value(module: types.ModuleType) -> None:
