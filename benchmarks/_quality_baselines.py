@@ -22,11 +22,9 @@ from _quality_scoring import LEVELS, Score, mase_scales, score
 
 if TYPE_CHECKING:
     import pandas as pd
-
     from _quality_panels import Split
 
 WINDOWS = 3
-ROWS = ("naive", "seasonal naive", "statsforecast AutoETS", "statsforecast AutoARIMA")
 
 
 @dataclass
@@ -85,9 +83,8 @@ def _keyed(frame: pd.DataFrame, ids: dict[str, tuple[str, ...]], keys: list[str]
 
 def run_baselines(split: Split, cv_jobs: int = 2) -> list[BaselineResult]:
     """Fit, forecast and score every baseline on the final window and the backtest."""
-    from statsforecast import StatsForecast
-
     from _common import say
+    from statsforecast import StatsForecast
 
     panel, keys = split.panel, split.panel.keys
     frame, ids = regular_frame(split)

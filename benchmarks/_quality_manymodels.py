@@ -17,6 +17,7 @@ the job runs (the last reading counts, so at most half a second per process is m
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
@@ -30,7 +31,6 @@ from _quality_scoring import LEVELS, Score, mase_scales, score
 
 if TYPE_CHECKING:
     import pandas as pd
-
     from _quality_panels import Split
 
 N_WORKERS = 2
@@ -213,9 +213,9 @@ def run_job(split: Split, name: str, model: dict[str, Any], data: Path, root: Pa
             registration: str, scheduler: str | None = None, frame: pd.DataFrame | None = None,
             fit_timing: int = 0) -> JobRun:  # fmt: skip
     """Train and forecast one configuration; failures are recorded, not raised."""
-    import manymodels
-
     from _common import say
+
+    import manymodels
 
     run = JobRun(name)
     work_dir = root / f"{split.panel.name}-{name}"
@@ -269,7 +269,7 @@ def _read_selection(run: JobRun, entities: pd.DataFrame) -> None:
     if "winner" in ok:
         run.winners = Counter(ok["winner"].dropna().astype(str))
     if "fallback" in ok:
-        run.fallbacks = int(ok["fallback"].fillna(False).astype(bool).sum())
+        run.fallbacks = int(ok["fallback"].eq(True).sum())
     for column in ok.columns:
         if column.startswith("mase_"):
             run.candidate_backtest[column[len("mase_"):]] = _mean(
@@ -325,10 +325,9 @@ def fit_only(split: Split, frame: pd.DataFrame, config: Any, limit: int) -> tupl
         fit_entity(groups[0][1], groups[0][0], spec)
         started = time.process_time()
         for keys_of, rows in groups:
-            try:
+            # A failing entity costs what it cost, as in a job.
+            with contextlib.suppress(Exception):
                 fit_entity(rows, keys_of, spec)
-            except Exception:  # a failing entity costs what it cost, as in a job
-                pass
         seconds = time.process_time() - started
     return seconds / len(groups), len(groups)
 
@@ -364,7 +363,7 @@ def read_forecasts(split: Split, output: Path) -> pd.DataFrame:
 
 def run_panel(split: Split, root: Path, candidates: list[dict[str, Any]],
               registration: str = "per_entity", only: list[str] | None = None,
-              fit_timing: int = 64, scheduler: str | None = None) -> list[JobRun]:  # fmt: skip
+              fit_timing: int = 16, scheduler: str | None = None) -> list[JobRun]:  # fmt: skip
     """Every candidate alone, then ``auto`` with all of them, on one panel.
 
     ``auto``'s fitting alone is also timed in this process on up to ``fit_timing`` entities.

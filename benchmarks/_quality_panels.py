@@ -202,8 +202,12 @@ def _covariate_calendar(frame: pd.DataFrame, keys: list[str], columns: list[str]
 # --- the final-window split --------------------------------------------------------------
 
 
-def split_final_window(panel: Panel, max_series: int | None = None) -> Split:
+def split_final_window(panel: Panel, max_series: int | None = None,
+                       max_history: int | None = None) -> Split:  # fmt: skip
     """Hold out the panel's last ``horizon`` periods; keep series that can be backtested.
+
+    ``max_history`` keeps only the last so many periods before the final window (for every
+    model alike).
 
     A series is kept when it has at least ``(WINDOWS + 2) * horizon`` observed values before
     the final window (three backtest windows and two horizons to fit on at the first one) and
@@ -212,22 +216,25 @@ def split_final_window(panel: Panel, max_series: int | None = None) -> Split:
     """
     frame, keys, horizon = panel.frame, panel.keys, panel.horizon
     cutoff = int(frame["period"].max()) - horizon
+    notes = list(panel.notes)
+    if max_history is not None:
+        frame = frame[frame["period"] > cutoff - max_history].reset_index(drop=True)
+        notes.append(f"history: the last {max_history} periods before the final window")
     before = frame[frame["period"] <= cutoff]
     after = frame[frame["period"] > cutoff]
     counts = before.groupby(keys).size()
     scored = set(after.groupby(keys).size().index)
     minimum = (WINDOWS + 2) * horizon
     kept = sorted(k for k, n in counts.items() if n >= minimum and k in scored)
-    notes = list(panel.notes)
     total = frame.groupby(keys).ngroups
     if len(kept) < total:
         notes.append(f"{total - len(kept)} of {total} series dropped: fewer than {minimum} "
                      f"observed values before the final window, or none inside it")  # fmt: skip
     if max_series is not None and len(kept) > max_series:
-        step = len(kept) / max_series
+        step, eligible = len(kept) / max_series, len(kept)
         kept = [kept[int(i * step)] for i in range(max_series)]
-        notes.append(f"deterministic subset: every {step:.2f}-th of the {total} series in key "
-                     f"order, {len(kept)} kept")  # fmt: skip
+        notes.append(f"deterministic subset: every {step:.2f}-th of the {eligible} series in "
+                     f"key order, {len(kept)} kept")  # fmt: skip
     index = _key_index(frame, keys)
     wanted = {k if isinstance(k, tuple) else (k,) for k in kept}
     mask = index.isin(wanted)
