@@ -234,6 +234,25 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@_config_options
+@click.option("--job", "job_id", metavar="JOB_ID", help="The job to report on (default: the newest).")
+@click.option(
+    "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+    help="The HTML file to write.",
+)  # fmt: skip
+@_friendly
+def report(config_path: str, overrides: tuple[str, ...], job_id: str | None, output: str) -> None:
+    """Write the HTML report of a training job: summary, metric distributions, failures, and
+    plots of the worst and a sample of the best entities. One file, no network needed."""
+    from manymodels.config import load_config
+    from manymodels.exploration.html_report import write_report
+
+    config = load_config(config_path, list(overrides))
+    path = write_report(config, job_id=job_id, output=output)
+    click.echo(f"wrote {path}")
+
+
+@main.command(context_settings=CONTEXT)
 @click.option("--workdir", default="manymodels-demo", show_default=True,
               type=click.Path(file_okay=False), help="Where data, config, MLflow store and forecasts go.")  # fmt: skip
 @click.option("--entities", default=500, show_default=True, type=click.IntRange(min=3),

@@ -223,6 +223,12 @@ def _finish(
     tracking.log_metrics(client, run_id, metrics)
     tracking.log_json(client, run_id, {**metrics, "job_id": job.job_id, "kind": kind,
                                        "stopped_early": stopped_early}, "summary.json")  # fmt: skip
+    # Imported here: the exploration package reads job results through manymodels.jobs.
+    from manymodels.exploration.job_artifacts import job_data, log_exploration
+
+    explored = job_data(config, job.job_id, run_id, kind, entities, metrics,
+                        {"template": config.model.template})  # fmt: skip
+    log_exploration(session, explored)
     client.set_terminated(run_id, status="FAILED" if result.budget_exceeded else "FINISHED")
     return result
 
