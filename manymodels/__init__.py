@@ -23,6 +23,7 @@ from manymodels.errors import (
 from manymodels.templates import TrainContext
 
 if TYPE_CHECKING:
+    from manymodels.exploration.api import ManyModels
     from manymodels.exploration.html_report import write_report
     from manymodels.exploration.jobdata import list_jobs, load_job
     from manymodels.jobs import ForecastResult, TrainResult, forecast, retrain, train
@@ -38,6 +39,7 @@ _JOBS = {
     "write_report": "manymodels.exploration.html_report",
     "load_job": "manymodels.exploration.jobdata",
     "list_jobs": "manymodels.exploration.jobdata",
+    "ManyModels": "manymodels.exploration.api",
 }
 
 
@@ -55,6 +57,7 @@ __all__ = [
     "DataError",
     "ForecastResult",
     "JobError",
+    "ManyModels",
     "ManyModelsError",
     "RegistryError",
     "ResumeError",

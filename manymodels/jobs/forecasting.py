@@ -22,6 +22,7 @@ from manymodels.config import Config
 from manymodels.data import Partition, key_types
 from manymodels.engine import cluster_in_background, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError, RegistryError
+from manymodels.exploration.frames import with_frame
 from manymodels.guard import Failure, failure_from
 from manymodels.jobs.budget import allowed_failures
 from manymodels.jobs.results import ForecastResult, failures_table
@@ -58,6 +59,7 @@ def forecast(
     output: str | None = None,
     horizon: int | None = None,
     progress: bool = False,
+    data: pd.DataFrame | None = None,
 ) -> ForecastResult:
     """Forecast every entity with its registered model and write partitioned Parquet.
 
@@ -72,9 +74,11 @@ def forecast(
             output of manymodels, apart from ``data.path``.
         horizon: periods to forecast (``horizon`` by default).
         progress: draw a progress bar on stderr.
+        data: a long DataFrame to forecast from instead of ``data.path`` (staged as for
+            :func:`~manymodels.train`).
 
     Returns:
-        The outcome; the forecasts have the entity keys, the time column, ``prediction``,
+        The outcome (``read()`` gives the forecasts as a DataFrame); the forecasts have the entity keys, the time column, ``prediction``,
         ``model_name`` and ``model_version``.
 
     Raises:
@@ -85,6 +89,7 @@ def forecast(
             nothing was published.
     """
     started = time.perf_counter()
+    config = with_frame(config, data)
     if version is None and alias is None:
         alias = config.forecast.alias
     target = output or config.forecast.output

@@ -140,3 +140,10 @@ class ForecastResult:
     def failure_digest(self, limit: int = 5) -> list[str]:
         """The most common failures, one line each."""
         return _failure_digest(self.entities, limit)
+
+    def read(self) -> pd.DataFrame:
+        """The published forecasts as one DataFrame, key columns as strings."""
+        frame = pd.read_parquet(self.output)
+        for col in frame.columns[frame.dtypes == "category"]:
+            frame[col] = frame[col].astype(str)
+        return frame

@@ -18,6 +18,7 @@ from manymodels import tracking
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.engine import PendingCluster, cluster_in_background, map_batches, worker_count
+from manymodels.exploration.frames import with_frame
 from manymodels.flavor import entity_model_files, requirements
 from manymodels.guard import failure_from
 from manymodels.jobs.budget import allowed_failures, systematic_failure
@@ -53,6 +54,7 @@ def train(
     fresh: bool = False,
     promote: bool = False,
     progress: bool = False,
+    data: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train one model per entity and register a new version of each.
 
@@ -63,6 +65,8 @@ def train(
         fresh: start a new job even when an unfinished one of the same config exists.
         promote: move ``champion`` to every new version (by default only version 1 gets it).
         progress: draw a progress bar on stderr.
+        data: a long DataFrame to train on instead of ``data.path``; it is staged as
+            partitioned Parquet under ``work_dir/frames/`` (the same rows, the same folder).
 
     Returns:
         The job's outcome; check ``budget_exceeded`` for the failure budget.
@@ -71,6 +75,7 @@ def train(
         ConfigError, DataError, TemplateError: bad input, found before anything is written.
         ResumeError: ``resume`` names no unfinished job.
     """
+    config = with_frame(config, data)
     return _run(config, "train", resume, fresh, progress, promote=promote)
 
 
@@ -81,6 +86,7 @@ def retrain(
     fresh: bool = False,
     force: bool = False,
     progress: bool = False,
+    data: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train challengers and promote those that beat the champion on the same holdout.
 
@@ -91,6 +97,7 @@ def retrain(
 
     Args: as for :func:`train`, plus ``force`` to retrain unchanged entities too.
     """
+    config = with_frame(config, data)
     return _run(config, "retrain", resume, fresh, progress, force=force)
 
 
