@@ -223,14 +223,22 @@ def _write_creating_folders(target: Path, text: str) -> None:
 @_config_options
 @_friendly
 def validate(config_path: str, overrides: tuple[str, ...]) -> None:
-    """Check a config, its template and its data without training anything."""
-    from manymodels.config import load_config
-    from manymodels.jobs.session import validate_inputs
+    """Check a config, its template and its data without training anything.
 
-    config = load_config(config_path, list(overrides))
-    inputs = validate_inputs(config)
-    click.echo(f"{config_path}: ok ({len(inputs.partitions)} partitions, "
-               f"template {inputs.trained_template.name})")  # fmt: skip
+    Every problem found is listed, one line each; a valid config prints where a job of it
+    reads and writes.
+    """
+    from manymodels.validation import validate_config
+
+    found = validate_config(config_path, list(overrides))
+    for problem in found.problems:
+        click.echo(f"error: {_one_line(ManyModelsError(problem))}", err=True)
+    if not found.ok:
+        sys.exit(2)
+    click.echo(f"{config_path}: ok ({len(found.partitions)} partitions, "
+               f"template {found.template})")  # fmt: skip
+    for what, where in found.locations():
+        click.echo(f"  {what + ':':<19}{_one_line(ManyModelsError(where))}")
 
 
 @main.command(context_settings=CONTEXT)

@@ -34,12 +34,13 @@ from manymodels.jobs.session import (
     validate_inputs,
     worker_modules,
 )  # fmt: skip
+from manymodels.mainguard import require_main_guard
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.outputs import check_output, remove_dir, replace_dir, staging_path
 from manymodels.planning import batch_count, plan_batches
 from manymodels.registry import Registry
-from manymodels.report import progress_bar
+from manymodels.report import announce_dashboard, progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
 from manymodels.tasks.forecasting import ModelRef
 
@@ -90,6 +91,7 @@ def forecast(
     """
     started = time.perf_counter()
     config = with_frame(config, data)
+    require_main_guard(config.compute.scheduler is None, "manymodels.forecast()")
     if version is None and alias is None:
         alias = config.forecast.alias
     target = output or config.forecast.output
@@ -235,6 +237,7 @@ def _forecast_batches(
     client: Client,
 ) -> list[EntityResult]:  # fmt: skip
     results: list[EntityResult] = []
+    announce_dashboard(client, progress)
     batches = _batches(items, worker_count(client), config)
     name = f"forecast-{uuid.uuid4().hex[:8]}"
     with progress_bar("forecast", len(items), progress) as bar:

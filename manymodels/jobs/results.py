@@ -31,8 +31,9 @@ def _failure_digest(table: pd.DataFrame, limit: int) -> list[str]:
         return []
     counts = failed.groupby(["stage", "error_type", "error"], dropna=False).size()
     counts = counts.sort_values(ascending=False)
+    # The whole message, on one line: a hint cut short is a hint lost.
     lines = [
-        f"{count} x {stage}/{kind}: {str(message)[:140]}"
+        f"{count} x {stage}/{kind}: {' '.join(str(message).split())}"
         for (stage, kind, message), count in counts.head(limit).items()
     ]
     if len(counts) > limit:

@@ -36,10 +36,11 @@ from manymodels.jobs.session import (
     worker_modules,
 )  # fmt: skip
 from manymodels.ledger import Ledger
+from manymodels.mainguard import require_main_guard
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.planning import plan_batches
-from manymodels.report import progress_bar
+from manymodels.report import announce_dashboard, progress_bar
 from manymodels.tasks import TrainTask, train_batch
 
 __all__ = ["train", "retrain"]
@@ -106,6 +107,7 @@ def _run(
     promote: bool = False, force: bool = False,
 ) -> TrainResult:  # fmt: skip
     started = time.perf_counter()
+    require_main_guard(config.compute.scheduler is None, f"manymodels.{kind}()")
     inputs = validate_inputs(config)
     with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
@@ -153,6 +155,7 @@ def _train_partitions(
     if not todo:
         return False
     client = pending.client()
+    announce_dashboard(client, progress)
     batches = plan_batches(todo, worker_count(client), config.compute.batch_size)
     name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
     with progress_bar(registrar.kind, len(todo), progress) as bar:
