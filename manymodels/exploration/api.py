@@ -170,6 +170,32 @@ class ManyModels:
             )
         return job.backtest
 
+    def promote(self, entities: pd.DataFrame, alias: str = "champion") -> pd.DataFrame:
+        """Point ``alias`` at this job's model version of each of ``entities``.
+
+        Args:
+            entities: rows with the id columns (e.g. a filtered ``entities_``); entities that
+                this job did not train are left alone.
+            alias: the registry alias to move.
+
+        Returns:
+            The moves made: id columns, ``model_name`` and ``model_version``.
+        """
+        from manymodels.jobs.session import open_tracking
+
+        config = self._fitted()
+        keys = list(self.id_cols)
+        wanted = entities[keys].astype(str).drop_duplicates()
+        ours = self.entities_[self.entities_["status"] == "ok"]
+        moves = ours.astype({col: str for col in keys}).merge(wanted, on=keys)
+        moves = moves[[*keys, "model_name", "model_version"]].reset_index(drop=True)
+        registry = open_tracking(config).registry
+        registry.set_aliases(
+            [(name, alias, int(version)) for name, version in
+             zip(moves["model_name"], moves["model_version"], strict=True)]
+        )  # fmt: skip
+        return moves
+
     def report(self, path: str | os.PathLike[str] = "report.html") -> Path:
         """Write the fitted job's HTML report and return its path."""
         from manymodels.exploration.html_report import write_report
