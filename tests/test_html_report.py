@@ -169,3 +169,25 @@ def _drawn(png: bytes) -> bool:
     image = Image.open(io.BytesIO(png)).convert("RGB")
     colours = image.getcolors(maxcolors=1_000_000) or []
     return image.width > 100 and image.height > 100 and len(colours) > 20
+
+
+def _entity_figures(page: str) -> list[str]:
+    return re.findall(
+        r'<figure class="chart" data-chart="(?:worst|best)-\d+".*?</figure>', page, re.S
+    )
+
+
+def test_every_entity_chart_draws_history_forecast_and_holdout(report_file: Path) -> None:
+    figures = _entity_figures(report_file.read_text(encoding="utf-8"))
+    assert len(figures) == 5 + 3
+    for figure in figures:
+        assert "history" in figure and "forecast" in figure and "holdout" in figure
+
+
+def test_report_of_a_per_job_bundle_draws_forecasts(make_config) -> None:
+    config = make_config(tracking={"registration": "per_job", "model_prefix": "bundled"})
+    result = manymodels.train(config)
+    page = render_report(load_job(config, result.job_id))
+
+    figures = _entity_figures(page)
+    assert len(figures) == 5 + 3 and all("forecast" in figure for figure in figures)

@@ -100,6 +100,7 @@ def entity_chart(
     time_col: str,
     target_col: str,
     levels: list[int],
+    holdout_start: object = None,
 ) -> str:
     """One entity: its history, backtest predictions, forecast and intervals.
 
@@ -109,6 +110,7 @@ def entity_chart(
         forecast: time column, ``prediction`` and ``lo-<level>``/``hi-<level>`` columns.
         backtest: time column, ``prediction`` and ``window`` (one line per window).
         levels: the interval levels to shade, widest drawn first.
+        holdout_start: the first period the job scored its model on, marked when given.
     """
     figure = _figure(8.0, 2.6)
     axes = figure.add_subplot()
@@ -118,6 +120,10 @@ def entity_chart(
             shown[time_col], shown[target_col], color=HISTORY_COLOR, linewidth=1.1, label="history"
         )
     _draw_backtest(axes, backtest, time_col)
+    if holdout_start is not None and not pd.isna(holdout_start):
+        axes.axvline(
+            pd.Timestamp(holdout_start), color="#777", linestyle=":", linewidth=1, label="holdout"
+        )
     if not forecast.empty:
         for level in sorted(levels, reverse=True):
             axes.fill_between(

@@ -9,18 +9,22 @@ messages and key values cannot inject markup.
 
 from __future__ import annotations
 
-import html
 import math
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from manymodels.config import Config
 from manymodels.errors import ManyModelsError
 from manymodels.exploration import charts
 from manymodels.exploration.jobdata import (
+    CANDIDATE_PREFIX,
+    COVERAGE_COLS,
+    SKILL_COL,
+    WINNER_COL,
     EntitySeries,
     JobData,
     entity_series,
@@ -150,8 +154,8 @@ def _ranked(job: JobData) -> pd.DataFrame:
     trained = job.trained
     if metric not in trained:
         return trained.iloc[:0]
-    values = pd.to_numeric(trained[metric], errors="coerce")
-    scored = trained[values.notna() & values.map(lambda v: math.isfinite(v) if v == v else False)]
+    values = pd.to_numeric(trained[metric], errors="coerce").to_numpy(dtype=float)
+    scored = trained[np.isfinite(values)]
     return scored.sort_values(
         [metric, *job.entity_cols], ascending=[False] + [True] * len(job.entity_cols)
     )
@@ -225,14 +229,14 @@ def _distributions(job: JobData) -> str | None:
 
 
 def _skill(job: JobData) -> dict[str, Any] | None:
-    if not job.has("skill_mase"):
+    if not job.has(SKILL_COL):
         return None
-    skill = pd.to_numeric(job.trained["skill_mase"], errors="coerce").dropna()
+    skill = pd.to_numeric(job.trained[SKILL_COL], errors="coerce").dropna()
     if skill.empty:
         return None
     better = int((skill > 0).sum())
     return {
-        "chart": charts.distribution_chart({"skill_mase": skill}, marker=0.0),
+        "chart": charts.distribution_chart({SKILL_COL: skill}, marker=0.0),
         "better": better,
         "total": len(skill),
         "share": f"{better / len(skill):.0%}",
@@ -240,14 +244,14 @@ def _skill(job: JobData) -> dict[str, Any] | None:
 
 
 def _winners(job: JobData) -> dict[str, Any] | None:
-    if not job.has("winner"):
+    if not job.has(WINNER_COL):
         return None
-    counts = job.trained["winner"].dropna().astype(str).value_counts()
+    counts = job.trained[WINNER_COL].dropna().astype(str).value_counts()
     if counts.empty:
         return None
     candidates = []
-    for col in sorted(c for c in job.trained if c.startswith("mase_")):
-        name = col.removeprefix("mase_")
+    for col in sorted(c for c in job.trained if c.startswith(CANDIDATE_PREFIX)):
+        name = col.removeprefix(CANDIDATE_PREFIX)
         values = pd.to_numeric(job.trained[col], errors="coerce")
         candidates.append(
             {
@@ -265,8 +269,7 @@ def _winners(job: JobData) -> dict[str, Any] | None:
 
 def _coverage(job: JobData) -> list[dict[str, str]]:
     rows = []
-    for level in (80, 95):
-        col = f"coverage_{level}"
+    for level, col in COVERAGE_COLS.items():
         if job.has(col):
             observed = pd.to_numeric(job.trained[col], errors="coerce").mean()
             rows.append(
@@ -311,7 +314,7 @@ def _group(
     keys = job.entity_cols
     scores = [
         c
-        for c in [*METRICS, "skill_mase", "winner", "coverage_80", "coverage_95"]
+        for c in [*METRICS, SKILL_COL, WINNER_COL, *COVERAGE_COLS.values()]
         if c in rows and rows[c].notna().any()
     ]
     listed, plots = [], []
@@ -342,8 +345,8 @@ def _plot(
 ) -> dict[str, str]:
     data = job.config.data
     backtest = found.backtest
-    if not backtest.empty and "candidate" in backtest and pd.notna(row.get("winner")):
-        backtest = backtest[backtest["candidate"].astype(str) == str(row["winner"])]
+    if not backtest.empty and "candidate" in backtest and pd.notna(row.get(WINNER_COL)):
+        backtest = backtest[backtest["candidate"].astype(str) == str(row[WINNER_COL])]
     title = _label(entity) + "  ·  " + ", ".join(f"{c} {_fmt(row[c])}" for c in scores[:3])
     chart = charts.entity_chart(
         title,
@@ -353,8 +356,9 @@ def _plot(
         data.time_col,
         data.target_col,
         interval_columns(found.forecast),
+        row.get("holdout_start"),
     )
-    return {"label": _label(entity), "chart": chart, "note": html.unescape(found.note)}
+    return {"label": _label(entity), "chart": chart, "note": found.note}
 
 
 def _sections(context: dict[str, Any]) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from manymodels import tracking
-from manymodels.exploration.jobdata import JobData
+from manymodels.exploration.jobdata import SKILL_COL, JobData
 from manymodels.jobs.session import Tracking
 from manymodels.metrics import METRICS
 
@@ -34,7 +34,7 @@ def spread_metrics(entities: pd.DataFrame) -> dict[str, float]:
     share of entities that beat seasonal naive when the table has ``skill_mase``."""
     trained = entities[entities["status"] == "ok"] if "status" in entities else entities
     metrics: dict[str, float] = {}
-    for name in [*METRICS, "skill_mase"]:
+    for name in [*METRICS, SKILL_COL]:
         if name not in trained:
             continue
         values = pd.to_numeric(trained[name], errors="coerce").to_numpy(dtype=float)
@@ -42,8 +42,8 @@ def spread_metrics(entities: pd.DataFrame) -> dict[str, float]:
         if len(values):
             metrics[f"median_{name}"] = float(np.median(values))
             metrics[f"p90_{name}"] = float(np.quantile(values, 0.9))
-    if "skill_mase" in trained and trained["skill_mase"].notna().any():
-        skill = pd.to_numeric(trained["skill_mase"], errors="coerce").dropna()
+    if SKILL_COL in trained and trained[SKILL_COL].notna().any():
+        skill = pd.to_numeric(trained[SKILL_COL], errors="coerce").dropna()
         metrics["share_beating_naive"] = float((skill > 0).mean())
     return metrics
 

@@ -37,6 +37,13 @@ BACKTEST_ARTIFACT = "backtest.parquet"
 RESULTS_ARTIFACT = "entity_results.parquet"
 # Interval columns that forecasts carry when the model gives them, per coverage level.
 INTERVAL_LEVELS = (80, 95)
+# Columns of entity_results that model selection adds (when absent, their sections are left
+# out of the report): the chosen candidate, skill against seasonal naive, each candidate's
+# backtest MASE under this prefix, and the observed coverage of each interval level.
+WINNER_COL = "winner"
+SKILL_COL = "skill_mase"
+CANDIDATE_PREFIX = "mase_"
+COVERAGE_COLS = {level: f"coverage_{level}" for level in INTERVAL_LEVELS}
 
 
 @dataclass
