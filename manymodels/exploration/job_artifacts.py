@@ -11,17 +11,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from manymodels import tracking
+from manymodels.config import Config
 from manymodels.exploration.jobdata import SKILL_COL, JobData
 from manymodels.jobs.session import Tracking
 from manymodels.metrics import METRICS
 
-__all__ = ["log_exploration", "spread_metrics"]
+__all__ = ["job_data", "log_exploration", "spread_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +70,23 @@ def log_exploration(session: Tracking, job: JobData) -> None:
 
 
 def job_data(
-    config: Any, job_id: str, run_id: str, kind: str, entities: pd.DataFrame,
-    metrics: dict[str, float], params: dict[str, str],
-) -> JobData:  # fmt: skip
+    config: Config,
+    job_id: str,
+    run_id: str,
+    kind: str,
+    entities: pd.DataFrame,
+    metrics: dict[str, float],
+    params: dict[str, str],
+) -> JobData:
     """The :class:`JobData` of a job that is finishing, from what its driver holds."""
     return JobData(
-        config=config, job_id=job_id, run_id=run_id, kind=kind, status="FINISHED",
-        started=None, params=params, metrics=metrics, entities=entities.copy(),
-    )  # fmt: skip
+        config=config,
+        job_id=job_id,
+        run_id=run_id,
+        kind=kind,
+        status="FINISHED",
+        started=None,
+        params=params,
+        metrics=metrics,
+        entities=entities.copy(),
+    )
