@@ -235,8 +235,7 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
         click.echo(f"error: {_one_line(ManyModelsError(problem))}", err=True)
     if not found.ok:
         sys.exit(2)
-    click.echo(f"{config_path}: ok ({len(found.partitions)} partitions, "
-               f"template {found.template})")  # fmt: skip
+    click.echo(f"{config_path}: ok ({len(found.partitions)} partitions, {found.template})")
     for what, where in found.locations():
         click.echo(f"  {what + ':':<19}{_one_line(ManyModelsError(where))}")
 

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from manymodels.errors import ConfigError
 
 __all__ = [
+    "CandidateConfig",
     "ComputeConfig",
     "Config",
     "DataConfig",
@@ -88,6 +89,11 @@ class DataConfig(_Section):
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec options for a remote path (credentials, endpoint)"
     )
+    future_exog: Literal["error", "carry_forward"] = Field(
+        default="error",
+        description="a forecast period without its exogenous values: an error, or the last "
+        "observed values carried forward",
+    )
 
     @field_validator("freq")
     @classmethod
@@ -135,14 +141,54 @@ class DataConfig(_Section):
         return list(self.id_cols or self.partition_by)
 
 
+class CandidateConfig(_Section):
+    """One candidate of automatic selection: a template, its parameters and a name."""
+
+    template: str = Field(description="a built-in template or a path to a .py file")
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the template")
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="how results name it (letters, digits, _ and -); the template's by default",
+    )
+
+    @property
+    def label(self) -> str:
+        """The candidate's name in results and tags."""
+        return self.name or Path(self.template).stem
+
+
 class ModelConfig(_Section):
-    """Which training template runs for every entity, and its parameters."""
+    """Which template runs for every entity (or which candidates compete), and its parameters."""
 
     template: str = Field(
-        default="sklearn_lags",
-        description="a built-in template (sklearn_lags, ets, seasonal_naive) or a path to a .py file",
+        default="auto",
+        description="auto (choose per entity among model.candidates), a built-in template "
+        "(naive, seasonal_naive, auto_ets, theta, auto_arima, sklearn_lags, ets) or a .py file",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="passed to the template")
+    candidates: list[CandidateConfig] | None = Field(
+        default=None,
+        min_length=1,
+        description="the templates that compete per entity when template is auto; a strong, "
+        "fast default set when absent",
+    )
+    fallback: str | None = Field(
+        default="naive",
+        description="the built-in template of an entity too short for every candidate; null "
+        "makes such an entity fail",
+    )
+
+    @field_validator("candidates")
+    @classmethod
+    def _unique_names(cls, value: list[CandidateConfig] | None) -> list[CandidateConfig] | None:
+        labels = [candidate.label for candidate in value or []]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(
+                f"candidate name {repeated[0]!r} is used twice; give each candidate a name"
+            )
+        return value
 
 
 class EvaluationConfig(_Section):
@@ -153,9 +199,19 @@ class EvaluationConfig(_Section):
         ge=1,
         description="periods held out at the end for scoring; defaults to horizon",
     )
-    refit: bool = Field(default=True, description="refit on all data after scoring the holdout")
-    metric: Literal["mae", "rmse", "smape", "mase"] = Field(
-        default="mase", description="the metric that decides champion promotion"
+    windows: int = Field(
+        default=3, ge=1, le=100, description="rolling-origin backtest windows per entity"
+    )
+    step: int | None = Field(
+        default=None, ge=1, description="periods between two backtest cutoffs; the holdout by default"
+    )
+    refit: bool = Field(default=True, description="refit on all data after the backtest")
+    metric: Literal["mae", "rmse", "smape", "mase", "wape"] = Field(
+        default="mase", description="the metric that chooses among candidates and decides promotion"
+    )
+    keep_predictions: bool = Field(
+        default=True,
+        description="log every backtest prediction of every candidate as a table in the job run",
     )
     season_length: int | None = Field(
         default=None, ge=1, description="periods per season; derived from freq when absent"
@@ -261,6 +317,24 @@ class ForecastConfig(_Section):
         "by default all of them (a folder per entity); [] writes one file per task, fewer and "
         "bigger files for very many entities",
     )
+    levels: list[float] = Field(
+        default_factory=lambda: [80.0, 95.0],
+        description="prediction interval levels in percent, e.g. [80, 95]; [] for none",
+    )
+    future_path: str | None = Field(
+        default=None,
+        description="a Parquet dataset keyed like the data with the known future values of "
+        "data.exog_cols, instead of rows after the last observed target",
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_in_range(cls, value: list[float]) -> list[float]:
+        outside = [level for level in value if not 0 < level < 100]
+        if outside:
+            raise ValueError(f"interval levels are percentages strictly between 0 and 100; "
+                             f"{outside[0]} is not")  # fmt: skip
+        return sorted(set(value))
 
 
 class RetrainConfig(_Section):
@@ -338,7 +412,10 @@ class Config(_Section):
         return self.source or "config"
 
 
-_PATH_KEYS = (("data", "path"), ("forecast", "output"), ("work_dir",), ("model", "template"))
+_PATH_KEYS = (
+    ("data", "path"), ("forecast", "output"), ("forecast", "future_path"), ("work_dir",),
+    ("model", "template"),
+)  # fmt: skip
 
 
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Config:
@@ -472,7 +549,22 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             value = node[keys[-1]] = os.path.expanduser(value)
         if isinstance(value, str) and _is_relative_local(value, keys):
             node[keys[-1]] = str((base_dir / value).resolve())
+    _resolve_candidate_paths(resolved, base_dir)
     return resolved
+
+
+def _resolve_candidate_paths(resolved: dict[str, Any], base_dir: Path) -> None:
+    model = resolved.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("candidates"), list):
+        return
+    model = resolved["model"] = dict(model)
+    model["candidates"] = [dict(entry) if isinstance(entry, dict) else entry
+                           for entry in model["candidates"]]  # fmt: skip
+    for entry in model["candidates"]:
+        value = entry.get("template") if isinstance(entry, dict) else None
+        if isinstance(value, str) and _is_relative_local(os.path.expanduser(value),
+                                                         ("model", "template")):  # fmt: skip
+            entry["template"] = str((base_dir / os.path.expanduser(value)).resolve())
 
 
 def _section_at(raw: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ what the MLflow pyfunc wrapper unpickles; it imports neither Dask nor MLflow.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from manymodels.errors import EntityError
+from manymodels.intervals import ConformalScores, interval_columns
 from manymodels.templates import TrainContext
 from manymodels.timeseries import future_frame
 
@@ -33,6 +34,9 @@ class EntityModel:
         model: what the template's ``train`` returned.
         context: the :class:`~manymodels.templates.TrainContext` it was trained with.
         history: the rows it was fitted on (time, target, exogenous columns).
+        intervals: conformal scores learnt from its backtest errors (none for models saved
+            before intervals existed, or without a backtest).
+        levels: the interval levels (percent) its forecasts carry by default.
     """
 
     template: str
@@ -40,6 +44,8 @@ class EntityModel:
     model: Any
     context: TrainContext
     history: pd.DataFrame
+    intervals: ConformalScores | None = None
+    levels: tuple[float, ...] = ()
 
     @property
     def trained_until(self) -> pd.Timestamp:
@@ -51,6 +57,7 @@ class EntityModel:
         history: pd.DataFrame | None = None,
         future: pd.DataFrame | None = None,
         horizon: int | None = None,
+        levels: Sequence[float] | None = None,
     ) -> pd.DataFrame:
         """Forecast the periods after ``history`` (the training history by default).
 
@@ -60,9 +67,12 @@ class EntityModel:
                 next ``horizon`` periods, with exogenous values carried forward.
             horizon: periods to forecast when ``future`` is not given; the trained horizon
                 by default.
+            levels: interval levels in percent, e.g. ``[80, 95]``; those set at training
+                (``forecast.levels``) by default, ``[]`` for none.
 
         Returns:
-            A frame with the time column and ``prediction``.
+            A frame with the time column and ``prediction``, and ``lo-80``/``hi-80``-style
+            interval columns where the model has intervals.
 
         Raises:
             EntityError: the template returned the wrong number of values or non-finite ones.
@@ -75,7 +85,11 @@ class EntityModel:
                 history, empty, ctx.time_col, list(ctx.exog_cols), ctx.freq, horizon or ctx.horizon
             )
         values = checked_predictions(self.predict_fn(self.model, history, future, ctx), len(future))
-        return pd.DataFrame({ctx.time_col: future[ctx.time_col].to_numpy(), PREDICTION_COL: values})
+        columns = {ctx.time_col: future[ctx.time_col].to_numpy(), PREDICTION_COL: values}
+        levels = self.levels if levels is None else levels
+        if self.intervals is not None and levels:
+            columns.update(interval_columns(values, self.intervals, levels))
+        return pd.DataFrame(columns)
 
 
 def checked_predictions(values: Any, expected: int) -> np.ndarray:

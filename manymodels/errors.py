@@ -46,3 +46,24 @@ class EntityError(ManyModelsError, ValueError):
     Raised inside the per-entity guard; it is recorded as that entity's failure, never
     propagated to the job.
     """
+
+
+class FutureValuesError(EntityError):
+    """A forecast period lacks the known future value of an exogenous column.
+
+    Attributes:
+        column: the exogenous column.
+        missing: how many of the forecast periods lack it.
+    """
+
+    def __init__(self, column: str, missing: int, horizon: int) -> None:
+        self.column, self.missing, self.horizon = column, missing, horizon
+        super().__init__(
+            f"no future value of '{column}' for {missing} of {horizon} forecast periods; give "
+            "them as rows after the last observed target or in forecast.future_path, or set "
+            "data.future_exog: carry_forward"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, int]]:
+        # Raised on a worker and pickled back: rebuild from the arguments, not the message.
+        return (type(self), (self.column, self.missing, self.horizon))

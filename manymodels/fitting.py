@@ -1,33 +1,50 @@
-"""Fitting and scoring one entity: the pure core of a training job.
+"""Fitting one entity: backtest the candidates, choose one, refit it, learn its intervals.
 
-:func:`fit_entity` regularises one entity's rows, trains the template on all but the last
-``holdout`` periods, scores the holdout forecast, and (by default) refits on everything. It
-knows nothing of Dask or MLflow and raises for a bad entity; the caller records the failure.
+:func:`fit_entity` regularises one entity's rows, backtests every candidate template on the
+same rolling-origin windows (seasonal naive always beside them, as the baseline), chooses the
+candidate with the best mean backtest metric, refits it on all the data (keeping the
+specification it was backtested with), and learns conformal intervals from its backtest errors.
+An entity too short for every candidate gets the fallback template (naive by default), tagged
+as such. Pure: no Dask, no MLflow; it raises for a bad entity and the caller records it.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from manymodels.entity_model import EntityModel, checked_predictions
+from manymodels.backtesting import Backtest, Candidate, Windows, plan_windows, run_backtest
+from manymodels.entity_model import EntityModel
 from manymodels.errors import EntityError
+from manymodels.intervals import coverage, fit_scores
 from manymodels.metrics import score
-from manymodels.templates import Template, TrainContext
-from manymodels.timeseries import regularize, season_length_for
+from manymodels.templates import Template, TrainContext, load_template
+from manymodels.timeseries import Series, regularize, season_length_for
 
-__all__ = ["FitSpec", "EntityFit", "fit_entity", "score_model"]
+__all__ = ["Candidate", "EntityFit", "FitSpec", "fit_entity", "score_model"]
+
+BASELINE = "seasonal_naive"
+# The fewest periods before a backtest window: one to forecast from, one more for a scale.
+_MIN_BEFORE_WINDOW = 2
 
 
 @dataclass(frozen=True)
 class FitSpec:
-    """Everything :func:`fit_entity` needs besides the data, built once per job."""
+    """Everything :func:`fit_entity` needs besides the data, built once per job.
 
-    template: Template
-    params: Mapping[str, Any]
+    ``candidates`` holds one entry for a single template, several for automatic selection;
+    ``holdout`` is the length of each backtest window and ``step`` the periods between two
+    cutoffs (``holdout`` when None). ``fallback`` names the template an entity too short for
+    every candidate gets (None: such an entity fails).
+    """
+
+    candidates: tuple[Candidate, ...]
     time_col: str
     target_col: str
     exog_cols: tuple[str, ...]
@@ -37,22 +54,58 @@ class FitSpec:
     holdout: int
     refit: bool
     season_length: int | None
+    windows: int = 1
+    step: int | None = None
+    metric: str = "mase"
+    levels: tuple[float, ...] = ()
+    fallback: str | None = "naive"
+    keep_predictions: bool = True
+
+    @classmethod
+    def for_template(cls, template: Template, params: Mapping[str, Any], **fields: Any) -> FitSpec:
+        """The spec of one template alone (its name is the candidate's)."""
+        return cls(candidates=(Candidate(template.name, template, params),), **fields)
 
 
 @dataclass
 class EntityFit:
-    """The outcome of fitting one entity."""
+    """The outcome of fitting one entity.
+
+    Attributes:
+        model: the chosen candidate, refit on all the data (unless ``evaluation.refit`` is off).
+        metrics: the chosen candidate's mean backtest metrics.
+        winner: the chosen candidate's name.
+        scores: every backtested candidate's mean metrics, by candidate name.
+        baseline: seasonal naive's mean metrics on the same windows.
+        windows: how many backtest windows the series afforded.
+        fallback: whether the entity was too short for every candidate and got the fallback.
+        coverage: each interval level's empirical coverage over the backtest windows.
+        backtest: the out-of-sample predictions of every candidate (and the baseline) in every
+            window: cutoff, time, actual (``nan`` where it was filled in), prediction,
+            candidate, window.
+        errors: candidates that raised, with their error message.
+        warnings: library warnings raised while fitting (silenced, counted).
+    """
 
     model: EntityModel
     metrics: dict[str, float]
     observations: int
     filled: int
-    holdout_start: pd.Timestamp
+    holdout_start: pd.Timestamp | None
     trained_until: pd.Timestamp
+    winner: str = ""
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)
+    windows: int = 0
+    fallback: bool = False
+    coverage: dict[float, float] = field(default_factory=dict)
+    backtest: pd.DataFrame | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    warnings: int = 0
 
 
 def fit_entity(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityFit:
-    """Fit, score and refit one entity.
+    """Backtest the candidates, choose one, refit it, and learn its intervals.
 
     Args:
         frame: the entity's raw rows (any order, possibly with gaps and trailing future rows).
@@ -60,77 +113,214 @@ def fit_entity(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> E
         spec: the job's fitting specification.
 
     Raises:
-        EntityError: the data cannot be modelled, or the template broke its contract.
-        Exception: whatever the template raised.
+        EntityError: the data cannot be modelled, or a template broke its contract.
+        Exception: whatever the template raised (with one candidate; with several, only when
+            every candidate failed).
     """
+    with warnings.catch_warnings(record=True) as caught:
+        # Library chatter (statsmodels' divide-by-zero, scikit-learn's LinAlgWarning) is
+        # counted per entity instead of flooding the terminal.
+        warnings.simplefilter("always")
+        with np.errstate(all="ignore"):
+            fit = _fit(frame, keys, spec)
+    fit.warnings = len(caught)
+    return fit
+
+
+def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityFit:
     series = regularize(
         frame, spec.time_col, spec.target_col, list(spec.exog_cols), spec.freq, spec.fill_missing
     )
     history = series.history
     context = _context(keys, spec, series.freq)
-    _require_length(len(history), spec, context)
-
-    train_part, test_part = history.iloc[: -spec.holdout], history.iloc[-spec.holdout :]
-    fitted = _train(spec.template, train_part, context)
-    future = _future_rows(test_part, spec)
-    predicted = checked_predictions(
-        spec.template.predict(fitted, train_part, future, context), len(future)
-    )
-    metrics = score(
-        test_part[spec.target_col].to_numpy(), predicted,
-        train_part[spec.target_col].to_numpy(), context.season_length,
-    )  # fmt: skip
-    if spec.refit:
-        fitted, fitted_on = _train(spec.template, history, context), history
-    else:
-        fitted_on = train_part
-    model = EntityModel(spec.template.name, spec.template.predict, fitted, context, fitted_on)
+    windows, candidates, fallback = _windows_and_candidates(len(history), spec, context)
+    results, errors = _backtest_all(candidates, series, context, windows, spec)
+    baseline = results.get(BASELINE) or _baseline(series, context, windows, spec)
+    winner = _choose(results, spec.metric)
+    chosen = next(candidate for candidate in candidates if candidate.name == winner.candidate)
+    model = _final_model(chosen, winner, history, context, windows, spec)
+    errors_matrix = _errors(winner, history, series.observed, windows, spec.target_col)
+    model.intervals = fit_scores(errors_matrix) if len(windows) else None
     return EntityFit(
         model=model,
-        metrics=metrics,
+        metrics=winner.metrics,
         observations=len(history),
         filled=series.filled,
-        holdout_start=pd.Timestamp(test_part[spec.time_col].iloc[0]),
+        holdout_start=_first_window_start(history, windows, spec.time_col),
         trained_until=model.trained_until,
+        winner=winner.candidate,
+        scores={name: result.metrics for name, result in results.items()},
+        baseline=baseline.metrics if baseline is not None else {},
+        windows=len(windows),
+        fallback=fallback,
+        coverage=coverage(errors_matrix, spec.levels) if len(windows) else {},
+        backtest=_backtest_table(results, baseline, history, series.observed, windows, spec)
+        if spec.keep_predictions
+        else None,
+        errors=errors,
     )
 
 
-def score_model(
-    model: EntityModel, frame: pd.DataFrame, spec: FitSpec
-) -> tuple[dict[str, float], pd.Timestamp]:
-    """Score an already fitted model on the last ``holdout`` periods of ``frame``.
+def _windows_and_candidates(
+    length: int, spec: FitSpec, context: TrainContext
+) -> tuple[Windows, list[Candidate], bool]:
+    """The windows every usable candidate can be backtested on, the most windows first; the
+    fallback candidate (on every window the series affords) when none is usable."""
+    step = spec.step or spec.holdout
+    widest = plan_windows(length, spec.holdout, spec.windows, step, _MIN_BEFORE_WINDOW)
+    needs = {c.name: c.template.min_history(_with_params(context, c)) for c in spec.candidates}
+    for drop in range(len(widest)):
+        windows = Windows(widest.cutoffs[drop:], widest.length)
+        usable = [c for c in spec.candidates if needs[c.name] <= windows.cutoffs[0]]
+        if usable:
+            return windows, usable, False
+    if len(widest) == 0 and length >= max(needs.values()) and len(spec.candidates) == 1:
+        # Too short for a backtest window, long enough for the template: fit without scores.
+        return widest, list(spec.candidates), False
+    if spec.fallback is None:
+        needed = min(needs.values())
+        raise EntityError(
+            f"series too short: {length} observed periods, needs at least "
+            f"{spec.holdout + needed} ({spec.holdout} holdout + {needed} for template "
+            f"'{spec.candidates[0].name}'); lower evaluation.holdout or the template's lags, "
+            "set model.fallback, or leave this entity out"
+        )
+    return widest, [_fallback_candidate(spec.fallback)], True
 
-    Used to compare a champion with a challenger on the same holdout.
 
-    Returns:
-        The metrics and the first timestamp of the holdout.
-    """
-    series = regularize(
-        frame, spec.time_col, spec.target_col, list(spec.exog_cols), spec.freq, spec.fill_missing
-    )
-    history = series.history
-    if len(history) <= spec.holdout:
-        raise EntityError(f"only {len(history)} observed periods; cannot hold out {spec.holdout}")
-    train_part, test_part = history.iloc[: -spec.holdout], history.iloc[-spec.holdout :]
-    future = _future_rows(test_part, spec)
-    predicted = model.forecast(history=train_part, future=future)["prediction"].to_numpy()
-    metrics = score(
-        test_part[spec.target_col].to_numpy(), predicted,
-        train_part[spec.target_col].to_numpy(), model.context.season_length,
-    )  # fmt: skip
-    return metrics, pd.Timestamp(test_part[spec.time_col].iloc[0])
-
-
-def _future_rows(rows: pd.DataFrame, spec: FitSpec) -> pd.DataFrame:
-    """The time and exogenous columns of ``rows``, as a template's ``future`` argument."""
+def _backtest_all(
+    candidates: list[Candidate], series: Series, context: TrainContext, windows: Windows,
+    spec: FitSpec,
+) -> tuple[dict[str, Backtest], dict[str, str]]:  # fmt: skip
+    """Every candidate's backtest; a candidate that raises drops out (alone, when there are
+    others) and its error is kept."""
+    results: dict[str, Backtest] = {}
+    errors: dict[str, str] = {}
+    first_error: BaseException | None = None
     columns = [spec.time_col, *spec.exog_cols]
-    return pd.DataFrame({column: rows[column].to_numpy() for column in columns})
+    for candidate in candidates:
+        try:
+            results[candidate.name] = run_backtest(
+                candidate, series.history, series.observed, _with_params(context, candidate),
+                windows, columns,
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - one candidate's failure is recorded
+            if len(candidates) == 1:
+                raise
+            errors[candidate.name] = f"{type(exc).__name__}: {exc}"
+            first_error = first_error or exc
+    if not results:
+        assert first_error is not None
+        raise EntityError(f"every candidate failed; the first: {errors[candidates[0].name]}")
+    return results, errors
+
+
+def _baseline(
+    series: Series, context: TrainContext, windows: Windows, spec: FitSpec
+) -> Backtest | None:
+    if not len(windows):
+        return None
+    candidate = Candidate(BASELINE, load_template(BASELINE), {"season_length": None})
+    try:
+        return run_backtest(candidate, series.history, series.observed,
+                            _with_params(context, candidate), windows, [spec.time_col])  # fmt: skip
+    except Exception:  # noqa: BLE001 - the baseline is a reference, never a reason to fail
+        return None
+
+
+def _choose(results: dict[str, Backtest], metric: str) -> Backtest:
+    """The candidate with the lowest mean ``metric`` (MAE where it is undefined for all);
+    ties and undefined scores go to the earlier candidate in the list."""
+    ordered = list(results.values())
+    for name in (metric, "mae"):
+        scored = [r for r in ordered if math.isfinite(r.metrics.get(name, math.nan))]
+        if scored:
+            return min(scored, key=lambda r: r.metrics[name])
+    return ordered[0]
+
+
+def _final_model(
+    chosen: Candidate, backtest: Backtest, history: pd.DataFrame, context: TrainContext,
+    windows: Windows, spec: FitSpec,
+) -> EntityModel:  # fmt: skip
+    ctx = _with_params(context, chosen)
+    template = chosen.template
+    if not len(windows):
+        fitted, fitted_on = template.train(history.reset_index(drop=True), ctx), history
+    elif spec.refit:
+        fitted = template.refit(backtest.first_model, history.reset_index(drop=True), ctx)
+        fitted_on = history
+    else:
+        fitted, fitted_on = backtest.last_model, history.iloc[: windows.cutoffs[-1]]
+    if fitted is None:
+        raise EntityError("train() returned None; it must return the fitted model")
+    return EntityModel(template.name, template.predict, fitted, ctx,
+                       fitted_on.reset_index(drop=True), levels=spec.levels)  # fmt: skip
+
+
+def _errors(
+    backtest: Backtest, history: pd.DataFrame, observed: np.ndarray, windows: Windows,
+    target_col: str,
+) -> np.ndarray:  # fmt: skip
+    """``actual - prediction`` per window and step; ``nan`` where the actual was filled in."""
+    values = history[target_col].to_numpy(dtype=float)
+    rows = []
+    for index, cutoff in enumerate(windows.cutoffs):
+        actual = values[cutoff : cutoff + windows.length].copy()
+        actual[~observed[cutoff : cutoff + windows.length]] = np.nan
+        rows.append(actual - backtest.predictions[index][: len(actual)])
+    return np.vstack(rows) if rows else np.empty((0, windows.length))
+
+
+def _backtest_table(
+    results: dict[str, Backtest], baseline: Backtest | None, history: pd.DataFrame,
+    observed: np.ndarray, windows: Windows, spec: FitSpec,
+) -> pd.DataFrame | None:  # fmt: skip
+    backtests = dict(results)
+    if baseline is not None:
+        backtests.setdefault(BASELINE, baseline)
+    if not len(windows) or not backtests:
+        return None
+    times = history[spec.time_col]
+    values = history[spec.target_col].to_numpy(dtype=float)
+    parts = []
+    for index, cutoff in enumerate(windows.cutoffs):
+        span = slice(cutoff, cutoff + windows.length)
+        actual = np.where(observed[span], values[span], np.nan)
+        for name, backtest in backtests.items():
+            parts.append(pd.DataFrame({
+                "cutoff": times.iloc[cutoff - 1], spec.time_col: times.iloc[span].to_numpy(),
+                "actual": actual, "prediction": backtest.predictions[index][: len(actual)],
+                "candidate": name, "window": index,
+            }))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def _first_window_start(
+    history: pd.DataFrame, windows: Windows, time_col: str
+) -> pd.Timestamp | None:
+    return pd.Timestamp(history[time_col].iloc[windows.cutoffs[0]]) if len(windows) else None
+
+
+def _fallback_candidate(name: str) -> Candidate:
+    template = load_template(name)
+    return Candidate(f"{name}", template, template.validate_params({}))
+
+
+def _with_params(context: TrainContext, candidate: Candidate) -> TrainContext:
+    if context.params is candidate.params:
+        return context
+    return TrainContext(
+        keys=context.keys, params=candidate.params, time_col=context.time_col,
+        target_col=context.target_col, exog_cols=context.exog_cols, freq=context.freq,
+        horizon=context.horizon, season_length=context.season_length,
+    )  # fmt: skip
 
 
 def _context(keys: Mapping[str, str], spec: FitSpec, freq: str) -> TrainContext:
     return TrainContext(
         keys=dict(keys),
-        params=spec.params,
+        params=spec.candidates[0].params,
         time_col=spec.time_col,
         target_col=spec.target_col,
         exog_cols=spec.exog_cols,
@@ -140,18 +330,30 @@ def _context(keys: Mapping[str, str], spec: FitSpec, freq: str) -> TrainContext:
     )
 
 
-def _require_length(length: int, spec: FitSpec, context: TrainContext) -> None:
-    needed = spec.template.min_history(context)
-    if length < spec.holdout + needed:
-        raise EntityError(
-            f"series too short: {length} observed periods, needs at least {spec.holdout + needed} "
-            f"({spec.holdout} holdout + {needed} for template '{spec.template.name}'); lower "
-            "evaluation.holdout or the template's lags, or leave this entity out"
-        )
+def score_model(
+    model: EntityModel, frame: pd.DataFrame, spec: FitSpec
+) -> tuple[dict[str, float], pd.Timestamp]:
+    """Score an already fitted model on the last ``holdout`` periods of ``frame``, observed
+    values only. Used to compare a champion with a challenger (retrain).
 
+    Returns:
+        The metrics and the first timestamp of the holdout.
+    """
+    series = regularize(
+        frame, spec.time_col, spec.target_col, list(spec.exog_cols), spec.freq, spec.fill_missing
+    )
+    history, observed = series.history, series.observed
+    if len(history) <= spec.holdout:
+        raise EntityError(f"only {len(history)} observed periods; cannot hold out {spec.holdout}")
+    cut = len(history) - spec.holdout
+    train_part, test_part = history.iloc[:cut], history.iloc[cut:]
+    future = pd.DataFrame({col: test_part[col].to_numpy() for col in [spec.time_col,
+                                                                       *spec.exog_cols]})  # fmt: skip
+    predicted = model.forecast(history=train_part, future=future, levels=[])["prediction"]
+    metrics = score(
+        test_part[spec.target_col].to_numpy(), predicted.to_numpy(),
+        train_part[spec.target_col].to_numpy(), model.context.season_length,
+        observed=observed[cut:], history_observed=observed[:cut],
+    )  # fmt: skip
+    return metrics, pd.Timestamp(test_part[spec.time_col].iloc[0])
 
-def _train(template: Template, history: pd.DataFrame, context: TrainContext) -> Any:
-    fitted = template.train(history.reset_index(drop=True), context)
-    if fitted is None:
-        raise EntityError("train() returned None; it must return the fitted model")
-    return fitted

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from manymodels.guard import Failure
+from manymodels.intervals import level_label
 from manymodels.secrets import scrub_row
 
-__all__ = ["Champion", "EntityResult"]
+__all__ = ["Champion", "EntityResult", "Selection"]
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,76 @@ class Champion:
 
 
 @dataclass
+class Selection:
+    """How an entity's model was chosen: its backtest, the baseline beside it, its intervals.
+
+    Attributes:
+        winner: the chosen candidate's name.
+        template: the chosen candidate's template.
+        metric: the metric that chose it.
+        scores: every backtested candidate's mean ``metric``.
+        baseline: seasonal naive's mean metrics on the same windows.
+        windows: backtest windows the series afforded.
+        fallback: the entity was too short for every candidate and got the fallback template.
+        coverage: empirical interval coverage over the backtest, by level.
+        warnings: library warnings raised while fitting (silenced).
+        errors: candidates that failed, with their error.
+    """
+
+    winner: str
+    template: str
+    metric: str
+    scores: dict[str, float]
+    baseline: dict[str, float]
+    windows: int
+    fallback: bool
+    coverage: dict[float, float]
+    warnings: int
+    errors: dict[str, str]
+
+    def margins(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """The winner's relative margin over the runner-up and over seasonal naive on the
+        deciding metric (positive: the winner is better)."""
+        mine = metrics.get(self.metric, math.nan)
+        others = [v for name, v in self.scores.items() if name != self.winner and math.isfinite(v)]
+        return {
+            "runner_up": _relative(mine, min(others)) if others else math.nan,
+            "seasonal_naive": _relative(mine, self.baseline.get(self.metric, math.nan)),
+        }
+
+    def row(self, metrics: Mapping[str, float]) -> dict[str, Any]:
+        """The columns of the job's results table that describe the selection."""
+        row: dict[str, Any] = {"winner": self.winner, "template": self.template,
+                               "windows": self.windows, "fallback": self.fallback,
+                               "warnings": self.warnings}  # fmt: skip
+        row.update({f"baseline_{name}": value for name, value in self.baseline.items()})
+        for name in ("mase", "mae", "rmse", "wape"):
+            row[f"skill_{name}"] = _relative(metrics.get(name, math.nan),
+                                             self.baseline.get(name, math.nan))  # fmt: skip
+        row.update({f"{self.metric}_{name}": value for name, value in self.scores.items()})
+        row.update({f"coverage_{level_label(level)}": value
+                    for level, value in self.coverage.items()})  # fmt: skip
+        if self.errors:
+            row["candidate_errors"] = "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+        return row
+
+
+def _relative(mine: float, other: float) -> float:
+    """``1 - mine / other``: the skill of ``mine`` against ``other`` (lower is better)."""
+    if not (math.isfinite(mine) and math.isfinite(other)) or other == 0:
+        return math.nan
+    return 1.0 - mine / other
+
+
+@dataclass
 class EntityResult:
     """The outcome for one entity.
 
     ``status`` is ``ok``, ``failed``, ``skipped`` (retrain: nothing changed) or ``no_model``
     (forecast: nothing registered). ``kept`` says which model a job bundle holds for the entity
-    after a retrain: ``challenger`` or ``champion``.
+    after a retrain: ``challenger`` or ``champion``. ``selection`` describes the backtest that
+    chose the model; ``backtest`` holds its out-of-sample predictions (a DataFrame), which the
+    driver writes to the job's backtest table.
     """
 
     keys: dict[str, str]
@@ -52,6 +118,9 @@ class EntityResult:
     wins: bool | None = None
     kept: str | None = None
     forecast_rows: int = 0
+    carried_forward: bool = False
+    selection: Selection | None = None
+    backtest: Any = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -61,14 +130,20 @@ class EntityResult:
         """A flat record for the job's results table (credentials masked)."""
         row: dict[str, Any] = {**self.keys, "model_name": self.name, "status": self.status}
         row.update(self.metrics)
+        if self.selection is not None:
+            row.update(self.selection.row(self.metrics))
         row.update({f"champion_{k}": v for k, v in self.champion_metrics.items()})
         row.update(
             observations=self.observations, filled=self.filled, fingerprint=self.fingerprint,
             holdout_start=self.holdout_start, trained_until=self.trained_until,
             seconds=round(self.seconds, 4),
         )  # fmt: skip
+        if self.filled is not None and self.observations:
+            row["filled_share"] = self.filled / self.observations
         if self.wins is not None:
             row["challenger_wins"] = self.wins
+        if self.carried_forward:
+            row["carried_forward"] = True
         if self.failure:
             row.update(stage=self.failure.stage, error_type=self.failure.error_type,
                        error=self.failure.message, traceback=self.failure.traceback)  # fmt: skip

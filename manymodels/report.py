@@ -112,8 +112,9 @@ def print_train_summary(result: TrainResult) -> None:
     means = result.mean_metrics()
     if means:
         out.print(
-            "  mean holdout metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in means.items())
+            "  mean backtest metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in means.items())
         )
+    _print_selection(out, result)
     if result.kind == "retrain":
         moved, first = len(result.promoted), len(result.first_champions)
         out.print(f"  champion moved for {moved} entities; "
@@ -128,6 +129,26 @@ def print_train_summary(result: TrainResult) -> None:
         out.print(f"  open the UI: {result.ui_hint}")
 
 
+def _print_selection(out: Console, result: TrainResult) -> None:
+    summary = result.selection_summary()
+    if "beats_seasonal_naive" in summary:
+        out.print(
+            f"  beats seasonal naive for {summary['beats_seasonal_naive']} of "
+            f"{summary['scored_against_seasonal_naive']} entities on the backtest "
+            f"(mean {result.metric} skill {_fmt(summary[f'mean_skill_{result.metric}'])})"
+        )
+    winners = result.winners()
+    if len(winners) > 1 or (winners and "fallback" in result.entities):
+        out.print("  chosen models: " + ", ".join(f"{name} {n}" for name, n in winners.items()))
+    if summary.get("fallbacks"):
+        out.print(f"  {summary['fallbacks']} entities were too short for every candidate and got "
+                  "the fallback template (tagged manymodels.fallback)")  # fmt: skip
+    if summary.get("heavily_filled"):
+        out.print(f"  [yellow]warning:[/yellow] {summary['heavily_filled']} entities have more "
+                  "than 20% of their target values filled in (column filled_share of "
+                  "entity_results); see data.fill_missing")  # fmt: skip
+
+
 def print_forecast_summary(result: ForecastResult) -> None:
     """A short summary of a forecasting job, on stdout."""
     out = stdout
@@ -138,6 +159,10 @@ def print_forecast_summary(result: ForecastResult) -> None:
         + f" of {result.total}"
     )
     out.print(f"  {result.rows} rows written to {result.output}")
+    if result.carried_forward:
+        out.print(f"  [yellow]note:[/yellow] {result.carried_forward} entities had exogenous "
+                  "values carried forward into forecast periods that lacked them "
+                  "(data.future_exog: carry_forward)")  # fmt: skip
     if result.failed:
         for line in result.failure_digest(limit=5):
             out.print(f"    {line}")

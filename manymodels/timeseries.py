@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from manymodels.errors import EntityError
+from manymodels.errors import EntityError, FutureValuesError
 
 __all__ = ["Series", "regularize", "season_length_for", "future_frame"]
 
@@ -38,12 +38,15 @@ class Series:
         future: rows after the last observation whose exogenous values are known; may be empty.
         freq: the frequency the grid follows.
         filled: how many target values were filled in (gaps and missing values).
+        observed: one flag per ``history`` row: whether its target was observed rather than
+            filled in. Only observed values are ever scored.
     """
 
     history: pd.DataFrame
     future: pd.DataFrame
     freq: str
     filled: int
+    observed: np.ndarray
 
 
 def season_length_for(freq: str) -> int:
@@ -90,8 +93,14 @@ def regularize(
     history, future = frame.iloc[: last + 1], frame.iloc[last + 1 :]
 
     freq = freq or _infer_freq(history[time_col], time_col)
-    history, filled = _on_grid(history, time_col, target_col, exog_cols, freq, fill_missing)
-    return Series(history=history, future=future.reset_index(drop=True), freq=freq, filled=filled)
+    history, observed = _on_grid(history, time_col, target_col, exog_cols, freq, fill_missing)
+    return Series(
+        history=history,
+        future=future.reset_index(drop=True),
+        freq=freq,
+        filled=int(len(observed) - observed.sum()),
+        observed=observed,
+    )
 
 
 def future_frame(
@@ -101,9 +110,15 @@ def future_frame(
     exog_cols: list[str],
     freq: str,
     horizon: int,
+    carry_forward: bool = True,
 ) -> pd.DataFrame:
     """The ``horizon`` periods after ``history``: known future rows where present, else the
-    next grid timestamps with exogenous values carried forward from the last observation."""
+    next grid timestamps with exogenous values carried forward from the last observation.
+
+    Raises:
+        FutureValuesError: ``carry_forward`` is off and an exogenous value of a forecast period
+            is not known.
+    """
     times = _next_periods(history[time_col].iloc[-1], freq, horizon)
     future = pd.DataFrame({time_col: times})
     if not exog_cols:
@@ -118,7 +133,10 @@ def future_frame(
             values = known_future.set_index(time_col)[col].reindex(times).to_numpy(dtype=float)
         else:
             values = np.full(horizon, np.nan)
-        future[col] = np.where(np.isnan(values), carried, values)
+        missing = np.isnan(values)
+        if missing.any() and not carry_forward:
+            raise FutureValuesError(col, int(missing.sum()), horizon)
+        future[col] = np.where(missing, carried, values)
     return future
 
 
@@ -219,15 +237,16 @@ def _on_grid(
     exog_cols: list[str],
     freq: str,
     fill_missing: str,
-) -> tuple[pd.DataFrame, int]:
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows on the frequency grid, gaps filled, and which targets were observed."""
     times = history[time_col]
     if _already_regular(times, freq):
         # The common case: nothing to put on the grid, only missing values to fill.
         regular = history.reset_index(drop=True)
-        missing = int(regular[target_col].isna().sum())
-        if missing or (exog_cols and regular[exog_cols].isna().to_numpy().any()):
+        observed = regular[target_col].notna().to_numpy()
+        if not observed.all() or (exog_cols and regular[exog_cols].isna().to_numpy().any()):
             regular = _fill(regular.copy(), target_col, exog_cols, fill_missing)
-        return regular, missing
+        return regular, observed
     grid = pd.date_range(times.iloc[0], times.iloc[-1], freq=freq)
     off_grid = ~times.isin(grid)
     if off_grid.any():
@@ -235,11 +254,28 @@ def _on_grid(
             f"timestamps in '{time_col}' do not follow the frequency '{freq}' (e.g. "
             f"{times[off_grid].iloc[0]}); set data.freq to match the data"
         )
+    _refuse_finer_frequency(grid, times, time_col, freq)
     regular = history.set_index(time_col).reindex(grid)
     regular.index.name = time_col
-    missing = int(regular[target_col].isna().sum())
+    observed = regular[target_col].notna().to_numpy()
     regular = _fill(regular, target_col, exog_cols, fill_missing)
-    return regular.reset_index(), missing
+    return regular.reset_index(), observed
+
+
+def _refuse_finer_frequency(
+    grid: pd.DatetimeIndex, times: pd.Series, time_col: str, freq: str
+) -> None:
+    """A frequency finer than the data would fill every period between two observations
+    (29 of every 30 days of monthly data given ``D``): refuse it rather than resample."""
+    if len(times) < 3:
+        return
+    steps = np.diff(grid.get_indexer(pd.DatetimeIndex(times)))
+    if steps.min() > 1:
+        raise EntityError(
+            f"data.freq '{freq}' is finer than the timestamps in '{time_col}' (never two "
+            f"observations one period apart; they are {int(steps.min())} or more periods "
+            "apart); set data.freq to the data's frequency, or leave it out to infer it"
+        )
 
 
 def _already_regular(times: pd.Series, freq: str) -> bool:

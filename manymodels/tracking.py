@@ -224,3 +224,8 @@ def upload_dir(
 
     repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
     repository.log_artifacts(local_dir, artifact_path)
+
+
+def log_file(client: MlflowClient, run_id: str, path: str, artifact_path: str | None = None) -> None:
+    """Store a local file as an artifact of the run."""
+    client.log_artifact(run_id, path, artifact_path)

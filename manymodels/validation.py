@@ -17,11 +17,11 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from manymodels import config as config_module
+from manymodels.candidates import plan_models
 from manymodels.config import Config, load_config
 from manymodels.data import Partition, discover_partitions
 from manymodels.errors import ConfigError, ManyModelsError
 from manymodels.outputs import check_output
-from manymodels.templates import Template, load_template, resolve_template
 
 __all__ = ["Validation", "validate_config"]
 
@@ -122,9 +122,10 @@ def _config_problems(path: str, overrides: list[str] | None, first: ConfigError)
 
 
 def _template(config: Config) -> str:
-    template: Template = load_template(resolve_template(config.model.template))
-    template.validate_params(config.model.params)
-    return template.name
+    plan = plan_models(config.model)
+    if plan.name == "auto":
+        return f"auto among {', '.join(candidate.name for candidate in plan.candidates)}"
+    return f"template {plan.name}"
 
 
 def _partitions(config: Config) -> list[Partition]:

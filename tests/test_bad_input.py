@@ -356,15 +356,8 @@ ISOLATED_CASES: dict[str, tuple] = {
         ),
     ),
     "constant series": (_with(_weekly(), sales=100.0), OK),
-    "shorter than lags plus holdout": (
-        _weekly(rows=6),
-        (
-            "failed",
-            "train",
-            "EntityError",
-            r"series too short: 6 observed periods, needs at least 8 \(4 holdout \+ 4",
-        ),
-    ),
+    # Too short for the template: the naive fallback (model.fallback), tagged as such.
+    "shorter than lags plus holdout": (_weekly(rows=6), OK),
     "corrupt parquet file": (
         b"PAR1 this is not parquet at all",
         ("failed", "read", "ArrowInvalid", r"Parquet"),
@@ -452,6 +445,16 @@ def test_isolated_outcome(isolated_job, entity):
         assert models[name].tags["entity"] == entity
 
 
+def test_too_short_entity_gets_the_tagged_fallback(isolated_job):
+    result, registry, _ = isolated_job
+    row = _row(result, "shorter than lags plus holdout")
+    assert (row["winner"], row["fallback"]) == ("naive", True)
+    name = model_name("mm", {"entity": "shorter than lags plus holdout"})
+    (version,) = registry.versions(chosen=[(name, 1)])
+    assert version.tags["manymodels.fallback"] == "true"
+    assert version.tags["manymodels.template"] == "naive"
+
+
 def test_good_entities_unaffected(isolated_job):
     result, registry, _ = isolated_job
     for entity in GOOD_ENTITIES:
@@ -501,9 +504,23 @@ def test_failures_table_in_the_run(isolated_job):
     assert "RuntimeError: the template broke on purpose" in raised["traceback"]
 
 
+def test_missing_future_exogenous_values_are_one_clear_error(isolated_job):
+    _, _, root = isolated_job
+    config = manymodels.load_config(root / "config.yaml")
+    with pytest.raises(
+        manymodels.JobError,
+        match=r": \d+ entities lack future values of price for the forecast periods \(give them as "
+        r"rows after the last observed target or in forecast\.future_path, or set "
+        r"data\.future_exog: carry_forward\), so nothing was published",
+    ):
+        manymodels.forecast(config)
+    assert not (root / "forecasts").exists()
+
+
 def test_no_half_written_forecast_output(isolated_job):
     result, _, root = isolated_job
-    config = manymodels.load_config(root / "config.yaml")
+    # The data has no rows of planned prices: carry the last price forward, counted.
+    config = manymodels.load_config(root / "config.yaml", ["data.future_exog=carry_forward"])
     forecast = manymodels.forecast(config)
     frame = pd.read_parquet(forecast.output)
     ok = set(result.entities.loc[result.entities["status"] == "ok", "entity"])

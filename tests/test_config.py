@@ -110,8 +110,12 @@ def test_demo_yaml_is_what_the_demo_writes():
 
 def test_minimal_config_takes_documented_defaults(minimal_file):
     config = load_config(minimal_file)
-    assert config.model.template == "sklearn_lags"
+    assert config.model.template == "auto"
     assert config.model.params == {}
+    assert config.model.candidates is None and config.model.fallback == "naive"
+    assert (config.evaluation.windows, config.evaluation.step) == (3, None)
+    assert config.forecast.levels == [80.0, 95.0]
+    assert config.data.future_exog == "error"
     assert config.holdout == config.horizon == 4
     assert config.data.entity_cols == ["store"]
     assert config.data.fill_missing == "interpolate"
@@ -181,7 +185,7 @@ def test_misspelt_required_key_is_reported_as_the_typo():
 def test_unknown_nested_key_lists_the_valid_keys_of_its_section():
     with pytest.raises(ConfigError) as caught:
         config_from_dict(minimal_dict(data={"time_column": "week"}))
-    assert "Valid keys under 'data': exog_cols, fill_missing, freq, id_cols, partition_by" in str(
+    assert "Valid keys under 'data': exog_cols, fill_missing, freq, future_exog, id_cols, partition_by" in str(
         caught.value
     )
 
@@ -256,7 +260,7 @@ def test_horizon_must_be_positive(horizon):
         ({"data": {"partition_by": []}}, r"key 'data\.partition_by' has an invalid value \[\]: list should have at least 1 item"),
         ({"data": {"time_col": 3}}, r"key 'data\.time_col' has an invalid value 3: input should be a valid string"),
         ({"data": {"fill_missing": "linear"}}, r"key 'data\.fill_missing' has an invalid value 'linear': input should be 'interpolate', 'zero', 'ffill' or 'none'"),
-        ({"evaluation": {"metric": "mape"}}, r"key 'evaluation\.metric' has an invalid value 'mape': input should be 'mae', 'rmse', 'smape' or 'mase'"),
+        ({"evaluation": {"metric": "mape"}}, r"key 'evaluation\.metric' has an invalid value 'mape': input should be 'mae', 'rmse', 'smape', 'mase' or 'wape'"),
         ({"evaluation": {"holdout": 0}}, r"key 'evaluation\.holdout' has an invalid value 0: input should be greater than or equal to 1"),
         ({"compute": {"n_workers": 0}}, r"key 'compute\.n_workers' has an invalid value 0"),
         ({"compute": {"n_workers": True}}, r"key 'compute\.n_workers' has an invalid value True: expected a number, got a boolean"),

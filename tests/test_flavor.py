@@ -26,10 +26,10 @@ def trained_entity_model():
     """One entity's model, trained as a job's worker trains it."""
     frame = oj_sales(n_entities=1, n_weeks=60, seed=1, short_share=0.0, intermittent_share=0.0)
     template = load_template(resolve_template("seasonal_naive"))
-    spec = FitSpec(
-        template=template, params=template.validate_params({}), time_col="week",
-        target_col="sales", exog_cols=(), freq="W-SUN", fill_missing="interpolate", horizon=4,
-        holdout=4, refit=True, season_length=None,
+    spec = FitSpec.for_template(
+        template, template.validate_params({}), time_col="week", target_col="sales",
+        exog_cols=(), freq="W-SUN", fill_missing="interpolate", horizon=4, holdout=4,
+        refit=True, season_length=None,
     )  # fmt: skip
     return fit_entity(frame[["week", "sales"]], {"store": "1", "brand": "tropicana"}, spec).model
 

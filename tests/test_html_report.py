@@ -122,7 +122,7 @@ def test_entity_chart_draws_backtest_and_intervals() -> None:
             "window": [0] * 4 + [1] * 4,
         }
     )
-    svg = charts.entity_chart("store=1", history, forecast, backtest, "week", "sales", [80, 95])
+    svg = charts.entity_chart("store=1", history, forecast, backtest, "week", "sales", ["80", "95"])
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
     for label in ("history", "backtest", "forecast", "80% interval", "95% interval"):
         assert label in svg

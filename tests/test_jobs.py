@@ -202,7 +202,9 @@ def test_failure_budget_sets_exit_status(make_config, tmp_path):
     assert mlflow.MlflowClient().get_run(result.run_id).info.status == "FAILED"
 
 
-def test_short_series_recorded_as_failure(make_config, oj_frame, tmp_path):
+@pytest.fixture
+def short_data(oj_frame, tmp_path):
+    """The OJ data with one series (store 4, tropicana) cut to its last 13 weeks."""
     from manymodels.data import write_partitioned
 
     short = oj_frame.copy()
@@ -212,11 +214,29 @@ def test_short_series_recorded_as_failure(make_config, oj_frame, tmp_path):
         & (short["week"] < short["week"].max() - pd.Timedelta(weeks=12))
     )
     write_partitioned(short[~drop], str(tmp_path / "short"), ["store", "brand"], basename="part")
-    config = make_config(data_path=tmp_path / "short", failures={"max_share": 0.2})
+    return tmp_path / "short"
+
+
+def test_short_series_recorded_as_failure_without_a_fallback(make_config, short_data):
+    config = make_config(data_path=short_data, failures={"max_share": 0.2},
+                         model={"fallback": None})  # fmt: skip
     result = manymodels.train(config)
     failure = result.failures.iloc[0]
     assert (result.failed, failure["store"], failure["brand"]) == (1, "4", "tropicana")
     assert "series too short" in failure["error"]
+
+
+def test_short_series_gets_the_fallback_tagged_and_forecast(make_config, short_data):
+    config = make_config(data_path=short_data)
+    result = manymodels.train(config)
+    assert result.failed == 0
+    rows = result.entities.set_index(["store", "brand"])
+    short = rows.loc[("4", "tropicana")]
+    assert (short["fallback"], short["winner"], short["template"]) == (True, "naive", "naive")
+    assert not rows.drop(index=("4", "tropicana"))["fallback"].any()
+    assert result.selection_summary()["fallbacks"] == 1
+    forecasts = pd.read_parquet(manymodels.forecast(config).output)
+    assert len(forecasts[(forecasts["store"] == 4) & (forecasts["brand"] == "tropicana")]) == 4
 
 
 @pytest.mark.parametrize("template", ["ets", "seasonal_naive"])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from manymodels.metrics import METRICS, mae, mase, rmse, score, smape
+from manymodels.metrics import METRICS, bias, mae, mase, rmse, score, smape, wape
 
 
 @pytest.fixture
@@ -101,6 +101,8 @@ def test_score_returns_every_metric(actual, predicted):
             "rmse": rmse(actual, predicted),
             "smape": smape(actual, predicted),
             "mase": mase(actual, predicted, history, 1),
+            "wape": wape(actual, predicted),
+            "bias": bias(actual, predicted),
         }
     )
     assert all(isinstance(value, float) for value in scores.values())

@@ -55,12 +55,12 @@ def context_for(template, params=None, *, freq="W-SUN", season_length=52) -> Tra
 
 def spec_for(template, params=None, **changes) -> FitSpec:
     fields = dict(
-        template=template, params=template.validate_params(params or {}), time_col="week",
-        target_col="sales", exog_cols=EXOG, freq="W-SUN", fill_missing="interpolate",
-        horizon=HORIZON, holdout=HORIZON, refit=True, season_length=None,
+        time_col="week", target_col="sales", exog_cols=EXOG, freq="W-SUN",
+        fill_missing="interpolate", horizon=HORIZON, holdout=HORIZON, refit=True,
+        season_length=None, windows=1, fallback=None,
     )  # fmt: skip
     fields.update(changes)
-    return FitSpec(**fields)
+    return FitSpec.for_template(template, template.validate_params(params or {}), **fields)
 
 
 def split(frame: pd.DataFrame, steps: int = HORIZON) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -105,7 +105,7 @@ def test_builtin_trains_and_predicts_one_value_per_future_row(weekly, name, para
 def test_builtin_fits_through_fit_entity(weekly, name, params, season_length):
     template = load_template(name)
     fit = fit_entity(weekly, KEYS, spec_for(template, params, season_length=season_length))
-    assert set(fit.metrics) == {"mae", "rmse", "smape", "mase"}
+    assert set(fit.metrics) == {"mae", "rmse", "smape", "mase", "wape", "bias"}
     assert fit.observations == len(weekly)
     assert fit.holdout_start == weekly["week"].iloc[-HORIZON]
     assert fit.trained_until == weekly["week"].iloc[-1]
@@ -212,7 +212,7 @@ def test_min_history(name, params, season_length, needed):
 def test_sklearn_lags_defaults():
     assert load_template("sklearn_lags").validate_params({}) == {
         "estimator": "ridge", "estimator_params": {}, "lags": [1, 2, 3, 4, 5, 6, 7, 8],
-        "fourier_terms": 3, "use_exog": True,
+        "fourier_terms": 3, "use_exog": True, "transform": "none", "scale": False,
     }  # fmt: skip
 
 
@@ -242,7 +242,9 @@ def test_unknown_parameter_suggests_the_nearest(name, typo, suggestion):
 def test_unknown_parameter_without_a_close_match_lists_the_valid_ones():
     with pytest.raises(TemplateError) as caught:
         load_template("ets").validate_params({"colour": "red"})
-    assert str(caught.value).endswith("Hint: valid parameters: damped_trend, seasonal, trend.")
+    assert str(caught.value).endswith(
+        "Hint: valid parameters: damped_trend, season_length, seasonal, trend."
+    )
 
 
 @pytest.mark.parametrize(
@@ -252,8 +254,8 @@ def test_unknown_parameter_without_a_close_match_lists_the_valid_ones():
         (-2, "a lag count must be at least 1"),
         ([], "lags must be a non-empty list of positive integers"),
         ([0, 1], "lags must be a non-empty list of positive integers"),
-        ("abc", "Input should be a valid list"),
-        (True, "Input should be a valid list"),
+        ("abc", "lags must be a list of positive integers, a count N, or 'season'"),
+        (True, "lags must be a list of positive integers, a count N, or 'season'"),
     ],
 )
 def test_bad_lags(lags, reason):
@@ -333,7 +335,8 @@ def test_unknown_builtin_suggests_the_nearest(spec, suggestion):
     with pytest.raises(
         TemplateError,
         match=rf"^model\.template: '{spec}' is not a built-in template or a \.py file\. Hint: did "
-        rf"you mean '{suggestion}'\? built-ins are sklearn_lags, ets, seasonal_naive\.$",
+        rf"you mean '{suggestion}'\? built-ins are sklearn_lags, ets, seasonal_naive, naive, "
+        r"auto_ets, auto_arima, theta\.$",
     ):
         resolve_template(spec)
 
@@ -342,7 +345,9 @@ def test_unknown_builtin_without_a_close_match():
     with pytest.raises(TemplateError) as caught:
         resolve_template("prophet")
     assert "did you mean" not in str(caught.value)
-    assert str(caught.value).endswith("Hint: built-ins are sklearn_lags, ets, seasonal_naive.")
+    assert str(caught.value).endswith(
+        "Hint: built-ins are sklearn_lags, ets, seasonal_naive, naive, auto_ets, auto_arima, theta."
+    )
 
 
 def test_missing_template_file(tmp_path):
@@ -525,8 +530,8 @@ def test_series_too_short_for_the_template(weekly):
     with pytest.raises(
         EntityError,
         match=r"^series too short: 12 observed periods, needs at least 15 \(4 holdout \+ 11 for "
-        r"template 'sklearn_lags'\); lower evaluation\.holdout or the template's lags, or leave "
-        r"this entity out$",
+        r"template 'sklearn_lags'\); lower evaluation\.holdout or the template's lags, set "
+        r"model\.fallback, or leave this entity out$",
     ):
         fit_entity(weekly.iloc[:12], KEYS, spec_for(template, {"lags": 8}))
 

@@ -99,7 +99,7 @@ def entity_chart(
     backtest: pd.DataFrame,
     time_col: str,
     target_col: str,
-    levels: list[int],
+    levels: list[str],
     holdout_start: object = None,
 ) -> str:
     """One entity: its history, backtest predictions, forecast and intervals.
@@ -109,7 +109,7 @@ def entity_chart(
         history: time and target columns.
         forecast: time column, ``prediction`` and ``lo-<level>``/``hi-<level>`` columns.
         backtest: time column, ``prediction`` and ``window`` (one line per window).
-        levels: the interval levels to shade, widest drawn first.
+        levels: the interval levels to shade (column labels such as ``80``), widest first.
         holdout_start: the first period the job scored its model on, marked when given.
     """
     figure = _figure(8.0, 2.6)
@@ -125,13 +125,13 @@ def entity_chart(
             pd.Timestamp(holdout_start), color="#777", linestyle=":", linewidth=1, label="holdout"
         )
     if not forecast.empty:
-        for level in sorted(levels, reverse=True):
+        for level in sorted(levels, key=float, reverse=True):
             axes.fill_between(
                 forecast[time_col],
                 forecast[f"lo-{level}"],
                 forecast[f"hi-{level}"],
                 color=FORECAST_COLOR,
-                alpha=0.12 if level >= 95 else 0.22,
+                alpha=0.12 if float(level) >= 90 else 0.22,
                 linewidth=0,
                 label=f"{level}% interval",
             )

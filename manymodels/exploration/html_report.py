@@ -21,12 +21,12 @@ from manymodels.config import Config
 from manymodels.errors import ManyModelsError
 from manymodels.exploration import charts
 from manymodels.exploration.jobdata import (
-    CANDIDATE_PREFIX,
-    COVERAGE_COLS,
     SKILL_COL,
     WINNER_COL,
     EntitySeries,
     JobData,
+    candidate_columns,
+    coverage_columns,
     entity_series,
     interval_columns,
     load_job,
@@ -250,8 +250,7 @@ def _winners(job: JobData) -> dict[str, Any] | None:
     if counts.empty:
         return None
     candidates = []
-    for col in sorted(c for c in job.trained if c.startswith(CANDIDATE_PREFIX)):
-        name = col.removeprefix(CANDIDATE_PREFIX)
+    for name, col in sorted(candidate_columns(job).items()):
         values = pd.to_numeric(job.trained[col], errors="coerce")
         candidates.append(
             {
@@ -269,16 +268,15 @@ def _winners(job: JobData) -> dict[str, Any] | None:
 
 def _coverage(job: JobData) -> list[dict[str, str]]:
     rows = []
-    for level, col in COVERAGE_COLS.items():
-        if job.has(col):
-            observed = pd.to_numeric(job.trained[col], errors="coerce").mean()
-            rows.append(
-                {
-                    "level": str(level),
-                    "nominal": f"{level / 100:.2f}",
-                    "observed": _fmt(float(observed)),
-                }
-            )
+    for level, col in sorted(coverage_columns(job).items(), key=lambda item: float(item[0])):
+        observed = pd.to_numeric(job.trained[col], errors="coerce").mean()
+        rows.append(
+            {
+                "level": level,
+                "nominal": f"{float(level) / 100:.3g}",
+                "observed": _fmt(float(observed)),
+            }
+        )
     return rows
 
 
@@ -314,7 +312,7 @@ def _group(
     keys = job.entity_cols
     scores = [
         c
-        for c in [*METRICS, SKILL_COL, WINNER_COL, *COVERAGE_COLS.values()]
+        for c in [*METRICS, SKILL_COL, WINNER_COL, *coverage_columns(job).values()]
         if c in rows and rows[c].notna().any()
     ]
     listed, plots = [], []

@@ -77,6 +77,7 @@ def job_data(
     entities: pd.DataFrame,
     metrics: dict[str, float],
     params: dict[str, str],
+    backtest: pd.DataFrame | None = None,
 ) -> JobData:
     """The :class:`JobData` of a job that is finishing, from what its driver holds."""
     return JobData(
@@ -89,4 +90,5 @@ def job_data(
         params=params,
         metrics=metrics,
         entities=entities.copy(),
+        backtest=backtest if backtest is not None and len(backtest) else None,
     )

@@ -35,15 +35,13 @@ __all__ = ["EntitySeries", "JobData", "entity_series", "list_jobs", "load_job"]
 
 BACKTEST_ARTIFACT = "backtest.parquet"
 RESULTS_ARTIFACT = "entity_results.parquet"
-# Interval columns that forecasts carry when the model gives them, per coverage level.
-INTERVAL_LEVELS = (80, 95)
 # Columns of entity_results that model selection adds (when absent, their sections are left
 # out of the report): the chosen candidate, skill against seasonal naive, each candidate's
-# backtest MASE under this prefix, and the observed coverage of each interval level.
+# backtest score as ``<evaluation.metric>_<candidate>``, and the observed coverage of each
+# interval level as ``coverage_<level>``.
 WINNER_COL = "winner"
 SKILL_COL = "skill_mase"
-CANDIDATE_PREFIX = "mase_"
-COVERAGE_COLS = {level: f"coverage_{level}" for level in INTERVAL_LEVELS}
+COVERAGE_PREFIX = "coverage_"
 
 
 @dataclass
@@ -333,7 +331,9 @@ def _one_series(job: JobData, keys: dict[str, str], frame: Any, model: Any) -> E
             series.freq,
             config.horizon,
         )
-        forecast = model.forecast(history=series.history, future=future)
+        forecast = model.forecast(
+            history=series.history, future=future, levels=config.forecast.levels
+        )
     except Exception as exc:  # noqa: BLE001 - the report shows why, the job is not at stake
         return EntitySeries(keys, history, empty, backtest, f"forecast failed: {exc}")
     return EntitySeries(keys, history, forecast, backtest)
@@ -350,6 +350,30 @@ def _entity_backtest(job: JobData, keys: dict[str, str]) -> pd.DataFrame:
     return table[mask]
 
 
-def interval_columns(frame: pd.DataFrame) -> list[int]:
-    """The coverage levels whose ``lo-<level>``/``hi-<level>`` columns ``frame`` holds."""
-    return [lv for lv in INTERVAL_LEVELS if f"lo-{lv}" in frame and f"hi-{lv}" in frame]
+def interval_columns(frame: pd.DataFrame) -> list[str]:
+    """The interval levels (as column labels: ``80``, ``97.5``) whose ``lo-``/``hi-`` columns
+    ``frame`` holds, narrowest first."""
+    labels = [col.removeprefix("lo-") for col in frame.columns if str(col).startswith("lo-")]
+    found = [label for label in labels if f"hi-{label}" in frame]
+    return sorted(found, key=float)
+
+
+def candidate_columns(job: JobData) -> dict[str, str]:
+    """Each candidate's backtest score column, by candidate name (empty without selection)."""
+    if WINNER_COL not in job.entities:
+        return {}
+    prefix = f"{job.config.evaluation.metric}_"
+    return {
+        col.removeprefix(prefix): col
+        for col in job.entities.columns
+        if col.startswith(prefix) and job.entities[col].notna().any()
+    }
+
+
+def coverage_columns(job: JobData) -> dict[str, str]:
+    """The observed coverage column of each interval level, by level label."""
+    return {
+        col.removeprefix(COVERAGE_PREFIX): col
+        for col in job.entities.columns
+        if col.startswith(COVERAGE_PREFIX) and job.entities[col].notna().any()
+    }

@@ -153,6 +153,9 @@ def _result(
 
 def _refusal(result: ForecastResult, config: Config) -> str | None:
     """Why the forecasts must not replace the previous output, or None when they may."""
+    missing = _missing_future(result.entities)
+    if missing:
+        return missing
     if not result.rows:
         return "no entity could be forecast"
     allowed = allowed_failures(config, result.total)
@@ -164,6 +167,24 @@ def _refusal(result: ForecastResult, config: Config) -> str | None:
     return None
 
 
+_LACKING = "entities lack future values of"
+
+
+def _missing_future(entities: pd.DataFrame) -> str | None:
+    """One line on the entities whose forecast periods lack exogenous values, if any."""
+    if "error_type" not in entities:
+        return None
+    lacking = entities[entities["error_type"] == "FutureValuesError"]
+    if lacking.empty:
+        return None
+    columns = sorted(set(lacking["error"].str.extract(r"no future value of '([^']*)'")[0].dropna()))
+    return (
+        f"{len(lacking)} {_LACKING} {', '.join(columns)} for the forecast "
+        "periods (give them as rows after the last observed target or in forecast.future_path, "
+        "or set data.future_exog: carry_forward)"
+    )
+
+
 def _publish(staging: str, target: str, refusal: str | None) -> None:
     if refusal is None:
         replace_dir(staging, target)
@@ -172,7 +193,7 @@ def _publish(staging: str, target: str, refusal: str | None) -> None:
 
 
 def _not_published(result: ForecastResult, config: Config, refusal: str) -> JobError:
-    digest = result.failure_digest(limit=1)
+    digest = [] if _LACKING in refusal else result.failure_digest(limit=1)
     common = f" Most common failure: {digest[0].rstrip('.')}." if digest else ""
     return JobError(
         f"{config.label()}: {refusal}, so nothing was published and the previous output at "
@@ -310,7 +331,8 @@ def _log(
         tracking.log_table(client, run_id, failures, "failures.csv")
     metrics = {"entities_total": result.total, "entities_forecast": result.forecast,
                "entities_failed": result.failed, "rows": result.rows, "seconds": result.seconds,
-               "entities_per_second": result.forecast / result.seconds if result.seconds else 0.0}  # fmt: skip
+               "entities_per_second": result.forecast / result.seconds if result.seconds else 0.0,
+               "entities_carried_forward": result.carried_forward}  # fmt: skip
     tracking.log_metrics(client, run_id, metrics)
     summary = {**metrics, "output": result.output, "published": published}
     tracking.log_json(client, run_id, summary, "summary.json")

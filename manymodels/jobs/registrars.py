@@ -15,6 +15,7 @@ from typing import Any
 from manymodels.bundle import bundle_name, read_manifest, write_bundle
 from manymodels.flavor import requirements
 from manymodels.guard import failure_from
+from manymodels.intervals import level_label
 from manymodels.jobs.session import Inputs, JobRun, Tracking
 from manymodels.metrics import METRICS
 from manymodels.outcomes import Champion, EntityResult
@@ -220,7 +221,7 @@ class BundleRegistrar(_Registrar):
         source = write_bundle(self.job.artifact_uri, pd.DataFrame(entries),
                               self.config.data.entity_cols, requirements())  # fmt: skip
         tags = {f"{TAG_PREFIX}job_id": self.job.job_id, f"{TAG_PREFIX}entities": str(len(entries)),
-                f"{TAG_PREFIX}template": self.inputs.trained_template.name,
+                f"{TAG_PREFIX}template": self.inputs.trained_plan.name,
                 **self.config.tracking.tags}  # fmt: skip
         known = {self.name: self.record} if self.record else {}
         ref = registry.register(Registration(self.name, {}, source, tags), self.job.run_id, known)
@@ -248,19 +249,39 @@ def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str)
 
     ``digest`` is :func:`~manymodels.tasks.params_digest` of the job, computed once.
     """
-    template = inputs.trained_template
+    plan = inputs.trained_plan
+    selection = result.selection
     return {
         f"{TAG_PREFIX}job_id": job_id,
-        f"{TAG_PREFIX}template": template.name,
-        f"{TAG_PREFIX}template_digest": template.source.digest,
+        f"{TAG_PREFIX}template": selection.template if selection else plan.name,
+        f"{TAG_PREFIX}template_digest": plan.digest,
         f"{TAG_PREFIX}params_digest": digest,
         f"{TAG_PREFIX}data_fingerprint": result.fingerprint or "",
         f"{TAG_PREFIX}holdout_start": result.holdout_start or "",
         f"{TAG_PREFIX}trained_until": result.trained_until or "",
         f"{TAG_PREFIX}observations": str(result.observations),
         **{f"{TAG_PREFIX}metric.{k}": repr(float(v)) for k, v in result.metrics.items()},
+        **(selection_tags(result, plan.name) if selection else {}),
         **inputs.config.tracking.tags,
     }
+
+
+def selection_tags(result: EntityResult, plan: str) -> dict[str, str]:
+    """How the version was chosen: the plan, the winner, its margins, its backtest."""
+    selection = result.selection
+    assert selection is not None
+    margins = selection.margins(result.metrics)
+    tags = {
+        f"{TAG_PREFIX}plan": plan,
+        f"{TAG_PREFIX}winner": selection.winner,
+        f"{TAG_PREFIX}backtest_windows": str(selection.windows),
+        f"{TAG_PREFIX}fallback": str(selection.fallback).lower(),
+        f"{TAG_PREFIX}margin.runner_up": repr(margins["runner_up"]),
+        f"{TAG_PREFIX}margin.seasonal_naive": repr(margins["seasonal_naive"]),
+    }
+    for level, value in selection.coverage.items():
+        tags[f"{TAG_PREFIX}coverage.{level_label(level)}"] = repr(value)
+    return tags
 
 
 def _row_from_tags(ref: VersionRef, entity_cols: list[str]) -> dict[str, Any]:

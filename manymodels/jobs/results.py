@@ -55,6 +55,8 @@ class TrainResult:
         budget_exceeded: more entities failed than ``failures.max_share``/``max_count`` allow.
         stopped_early: the job stopped before the end because the budget was already spent.
         resumed_with: for a resumed job, how many entities its earlier session had finished.
+        metric: the metric that chose each entity's model (``evaluation.metric``).
+        backtest_dir: the local folder of the backtest table's parts (see :meth:`backtest`).
     """
 
     job_id: str
@@ -69,6 +71,8 @@ class TrainResult:
     stopped_early: bool = False
     ui_hint: str | None = None
     resumed_with: int | None = None
+    metric: str = "mase"
+    backtest_dir: str | None = None
 
     @property
     def total(self) -> int:
@@ -109,6 +113,56 @@ class TrainResult:
         """The most common failures, one line each."""
         return _failure_digest(self.entities, limit)
 
+    def backtest(self) -> pd.DataFrame:
+        """Every candidate's out-of-sample predictions in every backtest window: entity keys,
+        ``cutoff``, the time column, ``actual`` (null where it was filled in), ``prediction``,
+        ``candidate`` and ``window`` (also ``backtest.parquet`` in the job's run)."""
+        from pathlib import Path
+
+        folder = Path(self.backtest_dir) if self.backtest_dir else None
+        parts = sorted(folder.glob("part-*.parquet")) if folder and folder.is_dir() else []
+        if not parts:
+            return pd.DataFrame()
+        return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+
+    def winners(self) -> dict[str, int]:
+        """How many entities each candidate won, most first."""
+        ok = self._trained_rows()
+        if "winner" not in ok:
+            return {}
+        return {str(k): int(v) for k, v in ok["winner"].value_counts().items()}
+
+    def selection_summary(self) -> dict[str, float]:
+        """Job-level numbers of the selection: entities that beat seasonal naive, mean skill,
+        fallbacks, heavily filled series, silenced warnings."""
+        ok = self._trained_rows()
+        skill = f"skill_{self.metric}"
+        summary: dict[str, float] = {}
+        if skill in ok and ok[skill].notna().any():
+            values = ok[skill].to_numpy(dtype=float)
+            summary["beats_seasonal_naive"] = int(np.sum(values > 0))
+            summary["scored_against_seasonal_naive"] = int(np.sum(np.isfinite(values)))
+            summary[f"mean_{skill}"] = float(np.nanmean(values))
+        if "fallback" in ok:
+            summary["fallbacks"] = int(ok["fallback"].fillna(False).astype(bool).sum())
+        if "filled_share" in ok:
+            summary["heavily_filled"] = int((ok["filled_share"].fillna(0) > HEAVILY_FILLED).sum())
+        if "warnings" in ok:
+            summary["library_warnings"] = int(ok["warnings"].fillna(0).sum())
+        for column in [col for col in ok if str(col).startswith("coverage_")]:
+            if ok[column].notna().any():
+                summary[f"mean_{column}"] = float(np.nanmean(ok[column].to_numpy(dtype=float)))
+        return summary
+
+    def _trained_rows(self) -> pd.DataFrame:
+        if not self.total or "status" not in self.entities:
+            return self.entities
+        return self.entities[self.entities["status"] == "ok"]
+
+
+# An entity with more than this share of its target values filled in gets a warning.
+HEAVILY_FILLED = 0.2
+
 
 @dataclass
 class ForecastResult:
@@ -132,6 +186,14 @@ class ForecastResult:
     @property
     def failed(self) -> int:
         return int((self.entities["status"] == "failed").sum()) if self.total else 0
+
+    @property
+    def carried_forward(self) -> int:
+        """Entities whose missing future exogenous values were carried forward
+        (``data.future_exog: carry_forward``)."""
+        if not self.total or "carried_forward" not in self.entities:
+            return 0
+        return int(self.entities["carried_forward"].fillna(False).astype(bool).sum())
 
     @property
     def without_model(self) -> int:

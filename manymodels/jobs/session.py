@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from manymodels import tracking
+from manymodels.candidates import ModelPlan, plan_models
 from manymodels.config import Config
 from manymodels.data import Partition, check_columns, discover_partitions
 from manymodels.engine import MLFLOW_MODULES
 from manymodels.errors import ManyModelsError, ResumeError, UnreadableFileError
 from manymodels.registry import Registry
 from manymodels.secrets import remember_config, scrub
-from manymodels.templates import BUILTIN_TEMPLATES, Template, load_template, resolve_template
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -50,19 +50,19 @@ DRIVER_TAG = "manymodels.driver"
 
 @dataclass(frozen=True)
 class Inputs:
-    """A job's validated inputs (a forecast needs no template: ``template`` is None)."""
+    """A job's validated inputs (a forecast needs no template: ``plan`` is None)."""
 
     config: Config
-    template: Template | None
+    plan: ModelPlan | None
     params: dict[str, Any]
     partitions: list[Partition]
 
     @property
-    def trained_template(self) -> Template:
-        """The template of a training job (validated with ``needs_template=True``)."""
-        if self.template is None:
+    def trained_plan(self) -> ModelPlan:
+        """The model plan of a training job (validated with ``needs_template=True``)."""
+        if self.plan is None:
             raise TypeError("these inputs were validated without a template")
-        return self.template
+        return self.plan
 
 
 @dataclass
@@ -83,11 +83,11 @@ def validate_inputs(config: Config, needs_template: bool = True) -> Inputs:
         ManyModelsError: with the config file's name in front of the message.
     """
     remember_config(config)
-    template, params = None, {}
+    plan, params = None, {}
     try:
         if needs_template:
-            template = load_template(resolve_template(config.model.template))
-            params = template.validate_params(config.model.params)
+            plan = plan_models(config.model)
+            params = plan.params
         data = config.data
         partitions = discover_partitions(data.path, data.partition_by, data.storage_options)
         required = {col: "data.id_cols" for col in data.entity_cols}
@@ -98,7 +98,7 @@ def validate_inputs(config: Config, needs_template: bool = True) -> Inputs:
             _check_writable(config.work_dir)
     except ManyModelsError as exc:
         raise type(exc)(f"{config.label()}: {exc}") from None
-    return Inputs(config, template, params, partitions)
+    return Inputs(config, plan, params, partitions)
 
 
 def _check_columns(
@@ -134,9 +134,10 @@ def worker_modules(config: Config) -> tuple[str, ...]:
     likely trained with it), and MLflow's when the job talks to a tracking server, whose
     artifact store may be remote. With a local artifact store, workers write and read model
     folders and job bundles without MLflow. A user's template travels inside the task."""
-    spec = config.model.template
-    builtin = resolve_template(spec).module if spec in BUILTIN_TEMPLATES else None
-    modules = [builtin] if builtin else []
+    try:
+        modules = plan_models(config.model).builtin_modules
+    except ManyModelsError:  # reported by validation, with the config's name
+        modules = []
     if config.tracking.uri:
         modules.extend(MLFLOW_MODULES)
     return tuple(modules)

@@ -21,6 +21,7 @@ from manymodels.engine import PendingCluster, cluster_in_background, map_batches
 from manymodels.exploration.frames import with_frame
 from manymodels.flavor import entity_model_files, requirements
 from manymodels.guard import failure_from
+from manymodels.jobs.backtests import BacktestLog
 from manymodels.jobs.budget import allowed_failures, systematic_failure
 from manymodels.jobs.registrars import BundleRegistrar, EntityRegistrar, open_registrar
 from manymodels.jobs.results import TrainResult, failures_table
@@ -114,19 +115,20 @@ def _run(
         # The cluster is usually up by now; an unreachable scheduler must fail here, before a
         # job run exists that the next command would take for an interrupted job.
         pending.client()
-        digest = config_hash(config, kind, inputs.trained_template.source.digest)
+        digest = config_hash(config, kind, inputs.trained_plan.digest)
         job = open_job_run(session, config, kind, digest, resume, fresh)
         registrar = open_registrar(session, job, inputs, kind, promote)
         ledger = Ledger(config.work_dir, job.job_id)
+        backtests = BacktestLog(config.work_dir, job.job_id, config.data.entity_cols)
         done, rows = ledger.read() if job.resumed else (set(), [])
         rows = registrar.reconcile(rows)
         resumed_with = len(rows) if job.resumed else None
         if not job.resumed:
-            log_config(session, job.run_id, config, {"template": inputs.trained_template.name,
+            log_config(session, job.run_id, config, {"template": inputs.trained_plan.name,
                                                       "partitions": len(inputs.partitions)})  # fmt: skip
         todo = [partition for partition in inputs.partitions if partition.keys not in done]
         task = TrainTask(
-            config=config, template=inputs.trained_template.source, params=inputs.params,
+            config=config, template=inputs.trained_plan, params=inputs.params,
             artifact_uri=job.artifact_uri, model_files=entity_model_files(requirements()),
             artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
             tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),
@@ -134,22 +136,24 @@ def _run(
             force=force,
         )  # fmt: skip
         try:
-            stopped_early = _train_partitions(todo, inputs, task, registrar, ledger, rows,
-                                              progress, pending)  # fmt: skip
+            stopped_early = _train_partitions(todo, inputs, task, registrar, ledger, backtests,
+                                              rows, progress, pending)  # fmt: skip
         except BaseException:
             # Interrupted or broken: leave the run resumable by the next run of the same command.
             session.client.set_terminated(job.run_id, status="KILLED")
             raise
         pending.release()
         registrar.finish(rows, complete=not stopped_early)
-        result = _finish(session, job, kind, config, rows, registrar, started, stopped_early)
+        result = _finish(session, job, kind, config, rows, registrar, started, stopped_early,
+                         backtests)  # fmt: skip
     result.resumed_with = resumed_with
     return result
 
 
 def _train_partitions(
     todo: list[Partition], inputs: Inputs, task: TrainTask, registrar: Registrar,
-    ledger: Ledger, rows: list[dict[str, Any]], progress: bool, pending: PendingCluster,
+    ledger: Ledger, backtests: BacktestLog, rows: list[dict[str, Any]], progress: bool,
+    pending: PendingCluster,
 ) -> bool:  # fmt: skip
     config = inputs.config
     if not todo:
@@ -161,6 +165,7 @@ def _train_partitions(
     with progress_bar(registrar.kind, len(todo), progress) as bar:
         for batch, outcome in map_batches(client, train_batch, batches, task, name=name):
             results = outcome if isinstance(outcome, list) else _task_failed(config, batch, outcome)
+            backtests.add(results)
             new_rows = registrar.handle(results)
             # From the rows, not the results: a registration can still fail an entity.
             finished = _finished_partitions(batch, new_rows, config)
@@ -200,7 +205,7 @@ def _finished_partitions(
 
 def _finish(
     session: Tracking, job: JobRun, kind: str, config: Config, rows: list[dict[str, Any]],
-    registrar: Registrar, started: float, stopped_early: bool,
+    registrar: Registrar, started: float, stopped_early: bool, backtests: BacktestLog,
 ) -> TrainResult:  # fmt: skip
     entities = pd.DataFrame(rows)
     if entities.empty:
@@ -215,7 +220,8 @@ def _finish(
         tracking_uri=session.target.describe(), entities=entities, seconds=seconds,
         promoted=registrar.promoted, first_champions=registrar.first_champions,
         stopped_early=stopped_early,
-        ui_hint=_ui_hint(session.target, job),
+        ui_hint=_ui_hint(session.target, job), metric=config.evaluation.metric,
+        backtest_dir=str(backtests.folder),
     )  # fmt: skip
     result.budget_exceeded = stopped_early or result.failed > allowed_failures(config, result.total)
     client, run_id = session.client, job.run_id
@@ -229,15 +235,17 @@ def _finish(
         "seconds": seconds, "models_per_second": result.trained / seconds if seconds else 0.0,
         "promoted": len(result.promoted),
         **{f"mean_{k}": v for k, v in result.mean_metrics().items()},
+        **result.selection_summary(),
     }  # fmt: skip
     tracking.log_metrics(client, run_id, metrics)
     tracking.log_json(client, run_id, {**metrics, "job_id": job.job_id, "kind": kind,
                                        "stopped_early": stopped_early}, "summary.json")  # fmt: skip
+    backtests.log(client, run_id)
     # Imported here: the exploration package reads job results through manymodels.jobs.
     from manymodels.exploration.job_artifacts import job_data, log_exploration
 
     explored = job_data(config, job.job_id, run_id, kind, entities, metrics,
-                        {"template": config.model.template})  # fmt: skip
+                        {"template": config.model.template}, backtests.read())  # fmt: skip
     log_exploration(session, explored)
     client.set_terminated(run_id, status="FAILED" if result.budget_exceeded else "FINISHED")
     return result

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 import pandas as pd
 
 from manymodels import data as data_io
+from manymodels.candidates import ModelPlan, load_candidates
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.errors import DataError
 from manymodels.fitting import FitSpec
 from manymodels.guard import Failure, failure_from
-from manymodels.templates import TemplateSource, load_template
 
 __all__ = ["fit_spec", "iter_entities"]
 
 
-def fit_spec(config: Config, template_source: TemplateSource, params: Mapping[str, Any]) -> FitSpec:
-    """The fitting specification of a job, built on the worker from the config."""
+def fit_spec(config: Config, plan: ModelPlan) -> FitSpec:
+    """The fitting specification of a job, built on the worker from the config and plan."""
     data = config.data
+    evaluation = config.evaluation
     return FitSpec(
-        template=load_template(template_source),
-        params=dict(params),
+        candidates=load_candidates(plan),
         time_col=data.time_col,
         target_col=data.target_col,
         exog_cols=tuple(data.exog_cols),
@@ -31,8 +30,14 @@ def fit_spec(config: Config, template_source: TemplateSource, params: Mapping[st
         fill_missing=data.fill_missing,
         horizon=config.horizon,
         holdout=config.holdout,
-        refit=config.evaluation.refit,
-        season_length=config.evaluation.season_length,
+        refit=evaluation.refit,
+        season_length=evaluation.season_length,
+        windows=evaluation.windows,
+        step=evaluation.step,
+        metric=evaluation.metric,
+        levels=tuple(config.forecast.levels),
+        fallback=plan.fallback,
+        keep_predictions=evaluation.keep_predictions,
     )
 
 

@@ -14,7 +14,9 @@ from manymodels import data as data_io
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.entity_model import PREDICTION_COL, EntityModel
+from manymodels.errors import FutureValuesError
 from manymodels.guard import failure_from
+from manymodels.intervals import level_label
 from manymodels.model_store import ModelLoader
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult, failed
@@ -63,7 +65,9 @@ def forecast_batch(
         else:
             started = time.perf_counter()
             try:
-                predictions = _forecast_entity(loader.load(ref[2]), frame, config, task.horizon)
+                predictions, carried = _forecast_entity(
+                    loader.load(ref[2]), frame, config, task.horizon
+                )
             except BaseException as exc:  # noqa: BLE001 - one entity's failure is recorded
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
@@ -72,7 +76,8 @@ def forecast_batch(
             rows.add(keys, predictions, ref)
             results.append(
                 EntityResult(
-                    keys, name, "ok", time.perf_counter() - started, forecast_rows=len(predictions)
+                    keys, name, "ok", time.perf_counter() - started, forecast_rows=len(predictions),
+                    carried_forward=carried,
                 )
             )
     if rows.count:
@@ -83,15 +88,29 @@ def forecast_batch(
     return results
 
 
+def interval_names(levels: list[float]) -> list[str]:
+    """The output's interval columns, ``lo-80``, ``hi-80``, ... in level order."""
+    return [f"{side}-{level_label(level)}" for level in sorted(levels) for side in ("lo", "hi")]
+
+
 def _forecast_entity(
     model: EntityModel, frame: pd.DataFrame, config: Config, horizon: int
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, bool]:
+    """The entity's forecast, and whether exogenous values were carried forward into it."""
     data = config.data
     series = regularize(frame, data.time_col, data.target_col, list(data.exog_cols),
                         model.context.freq, data.fill_missing)  # fmt: skip
-    future = future_frame(series.history, series.future, data.time_col, list(data.exog_cols),
-                          series.freq, horizon)  # fmt: skip
-    return model.forecast(history=series.history, future=future)
+    arguments = (series.history, series.future, data.time_col, list(data.exog_cols),
+                 series.freq, horizon)  # fmt: skip
+    carried = False
+    try:
+        future = future_frame(*arguments, carry_forward=False)
+    except FutureValuesError:
+        if data.future_exog != "carry_forward":
+            raise
+        future, carried = future_frame(*arguments, carry_forward=True), True
+    forecast = model.forecast(history=series.history, future=future, levels=config.forecast.levels)
+    return forecast, carried
 
 
 class _Rows:
@@ -103,6 +122,7 @@ class _Rows:
         self.lengths: list[int] = []
         self.times: list[Any] = []
         self.values: list[Any] = []
+        self.bounds: list[dict[str, Any]] = []
         self.refs: list[ModelRef] = []
 
     @property
@@ -114,6 +134,7 @@ class _Rows:
         self.lengths.append(len(predictions))
         self.times.append(predictions.iloc[:, 0])
         self.values.append(predictions[PREDICTION_COL].to_numpy())
+        self.bounds.append({col: predictions[col].to_numpy() for col in predictions.columns[2:]})
         self.refs.append(ref)
 
     def frame(self, config: Config, key_types: Mapping[str, str]) -> pd.DataFrame:
@@ -125,6 +146,12 @@ class _Rows:
         # Concatenated as Series, so that time zones survive.
         columns[config.data.time_col] = pd.concat(self.times, ignore_index=True).array
         columns[PREDICTION_COL] = np.concatenate(self.values)
+        for column in interval_names(config.forecast.levels):
+            # A model saved before intervals existed has none: its rows get nulls.
+            columns[column] = np.concatenate([
+                bounds.get(column, np.full(length, np.nan))
+                for bounds, length in zip(self.bounds, self.lengths, strict=True)
+            ])  # fmt: skip
         columns["model_name"] = np.repeat([ref[0] for ref in self.refs], repeat)
         columns["model_version"] = np.repeat([ref[1] for ref in self.refs], repeat)
         return pd.DataFrame(columns)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from manymodels import data as data_io
+from manymodels.candidates import ModelPlan
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.entity_model import EntityModel
@@ -21,10 +23,9 @@ from manymodels.flavor import ModelFiles
 from manymodels.guard import call_with_limits, failure_from
 from manymodels.model_store import EntityFolders, ModelLoader, Shard, open_sink
 from manymodels.naming import entity_slug, model_name
-from manymodels.outcomes import Champion, EntityResult, failed
+from manymodels.outcomes import Champion, EntityResult, Selection, failed
 from manymodels.promotion import challenger_wins
 from manymodels.tasks.entities import fit_spec, iter_entities
-from manymodels.templates import TemplateSource
 
 __all__ = ["TrainTask", "params_digest", "train_batch"]
 
@@ -42,7 +43,7 @@ class TrainTask:
     """
 
     config: Config
-    template: TemplateSource
+    template: ModelPlan
     params: Mapping[str, Any]
     artifact_uri: str
     model_files: ModelFiles
@@ -60,7 +61,7 @@ def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResu
         One result per entity (or per unreadable partition).
     """
     config = task.config
-    spec = fit_spec(config, task.template, task.params)
+    spec = fit_spec(config, task.template)
     batch_key = repr(sorted(partition.keys for partition in partitions))
     sink = open_sink(config.tracking.registration, task.artifact_uri, task.artifact_dir,
                      task.model_files, batch_key, task.tracking_uri)  # fmt: skip
@@ -82,7 +83,8 @@ def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResu
 def params_digest(params: Mapping[str, Any], config: Config) -> str:
     """A hash of everything besides data and code that shapes a model."""
     shaping = {"params": params, "horizon": config.horizon, "holdout": config.holdout,
-               "refit": config.evaluation.refit,
+               "refit": config.evaluation.refit, "windows": config.evaluation.windows,
+               "step": config.evaluation.step, "metric": config.evaluation.metric,
                "data": config.data.model_dump(exclude={"path", "storage_options"})}  # fmt: skip
     text = json.dumps(shaping, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
@@ -119,7 +121,7 @@ def _train_entity(
             retries=config.failures.retries, backoff=config.failures.retry_backoff,
         )  # fmt: skip
         stage = "compare"
-        outcome = _challenger(keys, name, fingerprint, fit)
+        outcome = _challenger(keys, name, fingerprint, fit, spec)
         if champion is not None:
             outcome.champion_metrics = _champion_metrics(
                 champion, frame, spec, fit, loader, fingerprint
@@ -150,11 +152,21 @@ def _train_entity(
     return outcome
 
 
-def _challenger(keys: dict[str, str], name: str, fingerprint: str, fit: EntityFit) -> EntityResult:
+def _challenger(
+    keys: dict[str, str], name: str, fingerprint: str, fit: EntityFit, spec: FitSpec
+) -> EntityResult:
+    selection = Selection(
+        winner=fit.winner, template=fit.model.template, metric=spec.metric,
+        scores={cand: scores.get(spec.metric, math.nan) for cand, scores in fit.scores.items()},
+        baseline=fit.baseline, windows=fit.windows, fallback=fit.fallback,
+        coverage=fit.coverage, warnings=fit.warnings, errors=fit.errors,
+    )  # fmt: skip
     return EntityResult(
         keys=keys, name=name, status="ok", metrics=fit.metrics, fingerprint=fingerprint,
         observations=fit.observations, filled=fit.filled,
-        holdout_start=fit.holdout_start.isoformat(), trained_until=fit.trained_until.isoformat(),
+        holdout_start=fit.holdout_start.isoformat() if fit.holdout_start is not None else None,
+        trained_until=fit.trained_until.isoformat(), selection=selection,
+        backtest=fit.backtest,
     )  # fmt: skip
 
 
@@ -194,7 +206,8 @@ def _champion_metrics(
 ) -> dict[str, float]:  # fmt: skip
     """The champion's metrics on the challenger's holdout; empty when it cannot be scored."""
     tags = champion.tags
-    same_holdout = tags.get(f"{TAG}holdout_start") == fit.holdout_start.isoformat()
+    start = fit.holdout_start.isoformat() if fit.holdout_start is not None else ""
+    same_holdout = tags.get(f"{TAG}holdout_start") == start
     if same_holdout and tags.get(f"{TAG}data_fingerprint") == fingerprint:
         # Same data and holdout as when the champion was trained: its recorded score is the
         # one it would get now (revised values in the holdout change the fingerprint).

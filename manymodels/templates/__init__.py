@@ -16,6 +16,13 @@ and optionally::
 
     def min_history(context: TrainContext) -> int:   # fewest rows ``train`` can fit
     class PARAMS(pydantic.BaseModel): ...              # validates and defaults ``model.params``
+    def update(model, history, context) -> object:    # fit again on other data, keeping the
+                                                       # specification that train() chose
+
+``update`` matters for templates that choose a specification (ETS components, ARIMA orders):
+the backtest fits ``train`` at the first window's cutoff and ``update`` at the later ones and
+on all the data, so that the scores recorded for a model belong to the specification it
+registers. Without it, ``train`` runs each time.
 
 Templates know nothing of Dask or MLflow: they are called once per entity inside an error guard,
 and whatever they raise becomes that entity's recorded failure.
@@ -50,7 +57,9 @@ __all__ = [
     "starter_template_text",
 ]
 
-BUILTIN_TEMPLATES = ("sklearn_lags", "ets", "seasonal_naive")
+BUILTIN_TEMPLATES = (
+    "sklearn_lags", "ets", "seasonal_naive", "naive", "auto_ets", "auto_arima", "theta",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ class Template:
     module: types.ModuleType = field(repr=False)
     params_model: type[BaseModel] | None = None
     min_history_fn: Callable[[TrainContext], int] | None = None
+    update_fn: Callable[[Any, pd.DataFrame, TrainContext], Any] | None = None
 
     @property
     def name(self) -> str:
@@ -116,6 +126,13 @@ class Template:
     def min_history(self, context: TrainContext) -> int:
         """Fewest observed rows ``train`` can fit (1 when the template does not say)."""
         return int(self.min_history_fn(context)) if self.min_history_fn else 1
+
+    def refit(self, model: Any, history: pd.DataFrame, context: TrainContext) -> Any:
+        """Fit again on ``history`` with the specification ``model`` was given by ``train``
+        (the template's ``update``), or train afresh where the template has no ``update``."""
+        if self.update_fn is not None:
+            return self.update_fn(model, history, context)
+        return self.train(history, context)
 
     def validate_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Check ``model.params`` against the template's ``PARAMS`` model, filling defaults.
@@ -191,7 +208,10 @@ def _load_cached(source: TemplateSource) -> Template:
     ):
         raise TemplateError(f"{label}: PARAMS must be a pydantic BaseModel subclass.")
     min_history = getattr(module, "min_history", None)
-    return Template(source, train, predict, module, params_model, min_history)
+    update = getattr(module, "update", None)
+    if update is not None:
+        update = _required_function(module, "update", 3, label)
+    return Template(source, train, predict, module, params_model, min_history, update)
 
 
 def _import_builtin(source: TemplateSource) -> types.ModuleType:
@@ -250,9 +270,13 @@ def _required_function(
     except TypeError:
         raise TemplateError(
             f"{label}: '{name}' must accept {arity} positional arguments "
-            f"({'history, context' if arity == 2 else 'model, history, future, context'})."
+            f"({_ARGUMENTS[arity]})."
         ) from None
     return function
+
+
+_ARGUMENTS = {2: "history, context", 3: "model, history, context",
+              4: "model, history, future, context"}  # fmt: skip
 
 
 def _describe_params_error(exc: ValidationError, template: Template) -> str:

@@ -5,6 +5,11 @@ Parameters (``model.params``):
     damped_trend: damp the trend towards a flat line. Default true.
     seasonal: ``add``, ``mul``, null, or ``auto`` (additive when the series holds two full
         seasons, none otherwise). Default ``auto``.
+    season_length: periods per season; derived from the data's frequency when null.
+
+``auto`` is decided once, when the model is first trained; :func:`update` fits the same
+specification again on other data, so that the backtest scores and the registered model belong
+to one specification.
 
 Exogenous columns are ignored. When asked to forecast from a history longer than the one it was
 fitted on, the model keeps its fitted smoothing parameters and re-estimates only the starting
@@ -20,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from manymodels.templates import TrainContext
 
@@ -33,6 +38,7 @@ class PARAMS(BaseModel):
     trend: Literal["add", "mul"] | None = "add"
     damped_trend: bool = True
     seasonal: Literal["add", "mul", "auto"] | None = "auto"
+    season_length: int | None = Field(default=None, ge=1)
 
 
 @dataclass
@@ -47,16 +53,41 @@ class EtsModel:
 
 def min_history(context: TrainContext) -> int:
     """Enough rows to estimate a level and a trend, and two full seasons for a seasonal model."""
-    if context.params["seasonal"] in ("add", "mul") and context.season_length > 1:
+    season = _season_length(context)
+    if context.params["seasonal"] in ("add", "mul") and season > 1:
         # statsmodels initialises the seasonal terms from the first two seasons.
-        return max(6, 2 * context.season_length)
+        return max(6, 2 * season)
     return 6
 
 
 def train(history: pd.DataFrame, context: TrainContext) -> EtsModel:
     """Fit level, trend and season by maximum likelihood."""
     values = history[context.target_col].to_numpy(dtype=float)
-    spec = _specification(context.params, len(values), context.season_length, values)
+    spec = _specification(context.params, len(values), _season_length(context), values)
+    return _fitted(history, context, spec)
+
+
+def update(model: EtsModel, history: pd.DataFrame, context: TrainContext) -> EtsModel:
+    """Fit the same specification (trend, damping, season) again on ``history``."""
+    spec = dict(model.spec)
+    values = history[context.target_col].to_numpy(dtype=float)
+    if spec["seasonal"] and len(values) < 2 * spec["seasonal_periods"]:
+        raise ValueError(
+            f"the seasonal specification needs {2 * spec['seasonal_periods']} rows, got "
+            f"{len(values)}"
+        )
+    if not np.all(values > 0):  # multiplicative terms need positive values
+        spec["trend"] = "add" if spec["trend"] == "mul" else spec["trend"]
+        spec["seasonal"] = "add" if spec["seasonal"] == "mul" else spec["seasonal"]
+    return _fitted(history, context, spec)
+
+
+def _season_length(context: TrainContext) -> int:
+    return int(context.params.get("season_length") or context.season_length)
+
+
+def _fitted(history: pd.DataFrame, context: TrainContext, spec: dict[str, Any]) -> EtsModel:
+    values = history[context.target_col].to_numpy(dtype=float)
     results = _fit(values, spec)
     smoothing = {
         name: float(results.params[name])

@@ -6,9 +6,15 @@ Parameters (``model.params``):
         hist_gradient_boosting, random_forest, extra_trees, knn) or the dotted path of any
         scikit-learn-style regressor class, e.g. ``sklearn.svm.SVR``. Default ``ridge``.
     estimator_params: keyword arguments for the estimator, e.g. ``{alpha: 0.5}``.
-    lags: the lags of the target to use, a list such as ``[1, 2, 52]``, or N for 1..N. Default 8.
+    lags: the lags of the target to use, a list such as ``[1, 2, 52]``, N for 1..N, or
+        ``season`` for one full season (1..season length). Default 8.
     fourier_terms: sine/cosine pairs of the yearly cycle (0 to turn off). Default 3.
     use_exog: whether ``data.exog_cols`` are features. Default true.
+    transform: what the lags are taken of: ``none`` (default), ``log1p``, ``diff`` (first
+        differences: follows a trend instead of drifting to the mean over long horizons) or
+        ``log1p_diff``.
+    scale: divide each entity's (transformed) target by its mean absolute value, so that one
+        regularisation strength suits every entity. Default false.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,6 +37,7 @@ from manymodels.templates.features import (
     next_lag_row,
     numeric_columns,
 )  # fmt: skip
+from manymodels.templates.transforms import TargetTransform, fit_transform
 
 ESTIMATORS = {
     "ridge": "sklearn.linear_model.Ridge",
@@ -57,22 +64,28 @@ class PARAMS(BaseModel):
 
     estimator: str = "ridge"
     estimator_params: dict[str, Any] = Field(default_factory=dict)
-    lags: list[int] = Field(default_factory=lambda: list(range(1, 9)))
+    lags: list[int] | Literal["season"] = Field(default_factory=lambda: list(range(1, 9)))
     fourier_terms: int = Field(default=3, ge=0, le=26)
     use_exog: bool = True
+    transform: Literal["none", "log1p", "diff", "log1p_diff"] = "none"
+    scale: bool = False
 
     @field_validator("lags", mode="before")
     @classmethod
     def _expand_count(cls, value: Any) -> Any:
+        if value == "season" or isinstance(value, list):
+            return value
         if isinstance(value, int) and not isinstance(value, bool):
             if value < 1:
                 raise ValueError("a lag count must be at least 1")
             return list(range(1, value + 1))
-        return value
+        raise ValueError("lags must be a list of positive integers, a count N, or 'season'")
 
     @field_validator("lags")
     @classmethod
-    def _positive_lags(cls, value: list[int]) -> list[int]:
+    def _positive_lags(cls, value: list[int] | str) -> list[int] | str:
+        if isinstance(value, str):
+            return value
         if not value or min(value) < 1:
             raise ValueError("lags must be a non-empty list of positive integers")
         return sorted(set(value))
@@ -101,6 +114,7 @@ class LagModel:
     fourier_terms: int
     weekdays: bool
     exog_cols: list[str]
+    transform: TargetTransform | None = None
 
 
 def make_estimator(name: str, params: dict[str, Any]) -> Any:
@@ -139,32 +153,43 @@ def estimator_class(name: str) -> type:
     return cls
 
 
+def lags_of(context: TrainContext) -> list[int]:
+    """The lags the parameters ask for (``season``: 1 to the season length)."""
+    lags = context.params["lags"]
+    return list(range(1, max(context.season_length, 2) + 1)) if lags == "season" else list(lags)
+
+
 def min_history(context: TrainContext) -> int:
-    """The largest lag plus a few rows to fit on."""
-    return max(context.params["lags"]) + 3
+    """The largest lag plus a few rows to fit on (one more when differencing)."""
+    return max(lags_of(context)) + 3 + ("diff" in context.params.get("transform", "none"))
 
 
 def train(history: pd.DataFrame, context: TrainContext) -> LagModel:
     """Fit the regressor on every row that has all its lags."""
     params = context.params
-    lags: list[int] = params["lags"]
+    lags = lags_of(context)
     exog_cols = list(context.exog_cols) if params["use_exog"] else []
+    raw = history[context.target_col].to_numpy(dtype=float)
+    transform = fit_transform(raw, params.get("transform", "none"), params.get("scale", False))
     model = LagModel(
         estimator=make_estimator(params["estimator"], params["estimator_params"]),
         lags=lags,
         fourier_terms=params["fourier_terms"],
         weekdays=is_sub_weekly(context.freq),
         exog_cols=exog_cols,
+        transform=transform,
     )
-    target = history[context.target_col].to_numpy(dtype=float)
+    target = transform.apply(raw)
+    # Differencing drops the first row: features line up with the rows of the modelled series.
+    rows = history.iloc[len(history) - len(target) :]
     start = max(lags)
     features = np.hstack(
         [
             lag_matrix(target, lags),
             calendar_features(
-                history[context.time_col].iloc[start:], model.fourier_terms, model.weekdays
+                rows[context.time_col].iloc[start:], model.fourier_terms, model.weekdays
             ),
-            numeric_columns(history, exog_cols)[start:],
+            numeric_columns(rows, exog_cols)[start:],
         ]
     )
     model.estimator.fit(features, target[start:])
@@ -175,7 +200,11 @@ def predict(
     model: LagModel, history: pd.DataFrame, future: pd.DataFrame, context: TrainContext
 ) -> np.ndarray:
     """Forecast ``future`` one step at a time, feeding each prediction back as a lag."""
-    recent = list(history[context.target_col].to_numpy(dtype=float)[-max(model.lags) :])
+    raw = history[context.target_col].to_numpy(dtype=float)
+    # Models saved before transforms existed have none (the attribute defaults on the class).
+    transform = model.transform
+    modelled = transform.apply(raw) if transform is not None else raw
+    recent = list(modelled[-max(model.lags) :])
     known = np.hstack(
         [
             calendar_features(future[context.time_col], model.fourier_terms, model.weekdays),
@@ -191,7 +220,7 @@ def predict(
             row = np.concatenate([next_lag_row(recent, model.lags), known[step]])
             predictions[step] = predict_row(row)
             recent.append(predictions[step])
-    return predictions
+    return transform.invert(predictions, raw) if transform is not None else predictions
 
 
 def _row_predictor(estimator: Any) -> Callable[[np.ndarray], float]:

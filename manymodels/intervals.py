@@ -1,0 +1,123 @@
+"""Conformal prediction intervals from backtest residuals, for any template.
+
+The backtest leaves a matrix of out-of-sample errors: one row per window, one column per step
+ahead. Each step's typical error size (its mean absolute error, made non-decreasing in the step,
+as errors grow with the horizon) is the scale; every error divided by its step's scale is a
+score, and the scores of all windows and steps are pooled, so that a handful of windows still
+gives a usable quantile. The interval at level L around a forecast ``y`` at step ``h`` is
+``y +/- q_L * scale_h``, with ``q_L`` the conformal quantile of the pooled scores. Any level
+can be asked for later: the scores are kept, not the widths.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ConformalScores", "coverage", "fit_scores", "interval_columns", "level_label"]
+
+
+@dataclass(frozen=True)
+class ConformalScores:
+    """What an entity's intervals are made from.
+
+    Attributes:
+        scale: the error scale of each backtested step ahead.
+        scores: the pooled absolute errors divided by their step's scale, sorted.
+    """
+
+    scale: np.ndarray
+    scores: np.ndarray
+
+    def half_widths(self, level: float, steps: int) -> np.ndarray:
+        """Half-widths of the ``level``% interval for ``steps`` steps ahead. Beyond the
+        backtested steps, the last scale grows with the square root of the step, as a random
+        walk's error does."""
+        return _quantile(self.scores, level / 100.0) * _extend(self.scale, steps)
+
+
+def fit_scores(errors: np.ndarray) -> ConformalScores | None:
+    """The conformal scores of backtest errors.
+
+    Args:
+        errors: ``actual - prediction``, one row per window, one column per step; ``nan``
+            where the actual was not observed.
+
+    Returns:
+        The scores, or None when there is no observed error to learn from.
+    """
+    absolute = np.abs(np.asarray(errors, dtype=float))
+    if absolute.size == 0 or not np.isfinite(absolute).any():
+        return None
+    scale = _step_scale(absolute)
+    scores = np.sort((absolute / scale)[np.isfinite(absolute)])
+    return ConformalScores(scale=scale, scores=scores)
+
+
+def interval_columns(
+    predictions: np.ndarray, scores: ConformalScores, levels: Sequence[float]
+) -> dict[str, np.ndarray]:
+    """``lo-80``/``hi-80``-style columns around ``predictions``, lower levels first."""
+    columns = {}
+    for level in sorted(levels):
+        half = scores.half_widths(level, len(predictions))
+        label = level_label(level)
+        columns[f"lo-{label}"] = predictions - half
+        columns[f"hi-{label}"] = predictions + half
+    return columns
+
+
+def coverage(errors: np.ndarray, levels: Sequence[float]) -> dict[float, float]:
+    """Each level's empirical coverage over the backtest, out of sample window by window: the
+    intervals that judge a window are learnt from the other windows only.
+
+    Returns:
+        ``{level: share of observed values inside their interval}``; ``nan`` with fewer than
+        two windows.
+    """
+    errors = np.asarray(errors, dtype=float)
+    inside: dict[float, list[bool]] = {float(level): [] for level in levels}
+    if len(errors) >= 2:
+        for held in range(len(errors)):
+            scores = fit_scores(np.delete(errors, held, axis=0))
+            row = errors[held]
+            seen = np.isfinite(row)
+            if scores is None or not seen.any():
+                continue
+            for level, hits in inside.items():
+                half = scores.half_widths(level, len(row))
+                hits.extend((np.abs(row[seen]) <= half[seen]).tolist())
+    return {level: float(np.mean(hits)) if hits else math.nan for level, hits in inside.items()}
+
+
+def level_label(level: float) -> str:
+    """``80`` for 80.0, ``97.5`` for 97.5: how a level appears in column names."""
+    return str(int(level)) if float(level).is_integer() else str(level)
+
+
+def _step_scale(absolute: np.ndarray) -> np.ndarray:
+    overall = float(np.nanmean(absolute))
+    with np.errstate(all="ignore"):
+        counts = np.isfinite(absolute).sum(axis=0)
+        per_step = np.where(counts > 0, np.nansum(absolute, axis=0) / np.maximum(counts, 1),
+                            overall)  # fmt: skip
+    floor = overall * 1e-3 if overall > 0 else 1e-9
+    return np.maximum(np.maximum.accumulate(per_step), floor)
+
+
+def _extend(scale: np.ndarray, steps: int) -> np.ndarray:
+    if steps <= len(scale):
+        return scale[:steps]
+    known = len(scale)
+    beyond = scale[-1] * np.sqrt(np.arange(known + 1, steps + 1) / known)
+    return np.concatenate([scale, beyond])
+
+
+def _quantile(scores: np.ndarray, level: float) -> float:
+    # The split-conformal quantile: the ceil((n + 1) * level)-th smallest score, so that a new
+    # score falls below it with probability at least ``level``; the largest when n is small.
+    rank = min(math.ceil((len(scores) + 1) * level), len(scores))
+    return float(scores[max(rank, 1) - 1])

@@ -1,0 +1,84 @@
+"""The job's backtest table: every candidate's out-of-sample predictions in every window.
+
+Each batch's predictions are written to a Parquet part under the job's folder in ``work_dir``
+as the batch arrives (so a resumed job keeps the parts of its earlier session, and the driver
+never holds the whole table), and streamed into one ``backtest.parquet`` in the job's MLflow run
+at the end, beside ``entity_results``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manymodels import tracking
+from manymodels.outcomes import EntityResult
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = ["BacktestLog"]
+
+ARTIFACT = "backtest.parquet"
+
+
+class BacktestLog:
+    """Collects a job's backtest predictions, batch by batch, in ``work_dir``."""
+
+    def __init__(self, work_dir: str, job_id: str, entity_cols: list[str]) -> None:
+        self.folder = Path(work_dir) / "jobs" / job_id / "backtest"
+        self.entity_cols = entity_cols
+
+    def add(self, results: list[EntityResult]) -> None:
+        """Write the batch's predictions as one part, and drop them from the results."""
+        frames = []
+        for result in results:
+            frame, result.backtest = result.backtest, None
+            if frame is not None and len(frame):
+                keys = pd.DataFrame({col: [result.keys.get(col)] * len(frame)
+                                     for col in self.entity_cols})  # fmt: skip
+                frames.append(pd.concat([keys, frame.reset_index(drop=True)], axis=1))
+        if frames:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            table = pd.concat(frames, ignore_index=True)
+            table.to_parquet(self.folder / f"part-{uuid.uuid4().hex[:12]}.parquet", index=False)
+
+    def parts(self) -> list[Path]:
+        return sorted(self.folder.glob("part-*.parquet")) if self.folder.is_dir() else []
+
+    def read(self) -> pd.DataFrame:
+        """The whole table (for a notebook; the job itself never reads it whole)."""
+        parts = self.parts()
+        return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True) if parts \
+            else pd.DataFrame()
+
+    def log(self, client: MlflowClient, run_id: str) -> None:
+        """Stream the parts into one Parquet file in the run; nothing when there are none."""
+        parts = self.parts()
+        if not parts:
+            return
+        merged = self.folder.parent / ARTIFACT
+        writer: pq.ParquetWriter | None = None
+        try:
+            for part in parts:
+                table = pq.read_table(part)
+                if writer is None:
+                    writer = pq.ParquetWriter(merged, table.schema)
+                writer.write_table(table.cast(writer.schema) if table.schema != writer.schema
+                                   else table)  # fmt: skip
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            # Parts whose columns differ in type (a key read as text in one batch and numbers
+            # in another): fall back to a pandas concatenation.
+            if writer is not None:
+                writer.close()
+                writer = None
+            self.read().to_parquet(merged, index=False)
+        finally:
+            if writer is not None:
+                writer.close()
+        tracking.log_file(client, run_id, str(merged))

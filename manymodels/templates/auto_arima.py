@@ -1,0 +1,92 @@
+"""Built-in template ``auto_arima``: a (seasonal) ARIMA model with its orders chosen per entity.
+
+The orders are chosen by a stepwise search on the corrected Akaike information criterion
+(statsforecast's ``AutoARIMA``, after Hyndman and Khandakar) on the target alone; with
+exogenous columns, the chosen orders are then fitted as a regression with ARIMA errors. (Searching
+with the regressors in every candidate model costs two to three times as much for orders that
+are nearly always the same.) Once chosen, the orders are kept: :func:`update` fits the same
+orders again on more data, so the backtest of a specification and the registered model agree.
+
+Parameters (``model.params``):
+    season_length: periods per season; derived from the data's frequency when null.
+    use_exog: use ``data.exog_cols`` as regressors. Default true.
+    max_order: the largest p + q + P + Q the search considers. Default 5.
+
+Seasonal terms need two full seasons of history; shorter series get a non-seasonal model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from manymodels.templates import TrainContext
+from manymodels.templates._stats import StatsModel, fit_stats, forecast_stats
+
+
+class PARAMS(BaseModel):
+    """Parameters of the ``auto_arima`` template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    season_length: int | None = Field(default=None, ge=1)
+    use_exog: bool = True
+    max_order: int = Field(default=5, ge=1, le=10)
+
+
+def min_history(context: TrainContext) -> int:
+    """Enough rows to difference and estimate a few coefficients."""
+    return 12
+
+
+def train(history: pd.DataFrame, context: TrainContext) -> StatsModel:
+    """Search the ARIMA orders by AICc and fit the best."""
+    from statsforecast.models import AutoARIMA
+
+    params = context.params
+    season = params.get("season_length") or context.season_length
+    season = season if season > 1 and len(history) >= 2 * season + 2 else 1
+    settings = {"season_length": season, "seasonal": season > 1,
+                "max_order": params["max_order"]}  # fmt: skip
+    searched = fit_stats(lambda: AutoARIMA(**settings), history, context, {})
+    searched.spec = _orders(searched.model.model_, season)
+    if params["use_exog"] and context.exog_cols and _varies(history, context):
+        searched.uses_exog = True
+        return update(searched, history, context)
+    return searched
+
+
+def update(model: StatsModel, history: pd.DataFrame, context: TrainContext) -> StatsModel:
+    """Fit the chosen orders again on ``history``: the coefficients change, the orders do not."""
+    from statsforecast.models import ARIMA
+
+    spec = model.spec
+    use_exog = model.uses_exog and _varies(history, context)
+    return fit_stats(lambda: ARIMA(**spec), history, context, spec, use_exog)
+
+
+def predict(
+    model: StatsModel, history: pd.DataFrame, future: pd.DataFrame, context: TrainContext
+) -> np.ndarray:
+    """Forecast ``future`` after ``history``."""
+    return forecast_stats(model, history, future, context)
+
+
+def _orders(fitted: dict[str, Any], season: int) -> dict[str, Any]:
+    p, q, seasonal_p, seasonal_q, _, d, seasonal_d = fitted["arma"]
+    coef = fitted["coef"]
+    return {
+        "order": (p, d, q),
+        "seasonal_order": (seasonal_p, seasonal_d, seasonal_q),
+        "season_length": season,
+        "include_mean": "intercept" in coef,
+        "include_drift": "drift" in coef,
+    }
+
+
+def _varies(history: pd.DataFrame, context: TrainContext) -> bool:
+    # A regressor that never changes is collinear with the mean: ARIMA cannot estimate it.
+    return all(history[col].nunique() > 1 for col in context.exog_cols)

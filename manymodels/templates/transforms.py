@@ -1,0 +1,65 @@
+"""Target transforms for lag regressors: log, per-entity scaling and differencing.
+
+A regressor on raw lags drifts to the series' long-run mean over long horizons; on differences
+it follows a trend, and on a log scale a multiplicative season becomes additive. Scaling by the
+entity's mean absolute value makes one regularisation strength fit every entity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+__all__ = ["TargetTransform", "fit_transform"]
+
+Kind = Literal["none", "log1p", "diff", "log1p_diff"]
+
+
+@dataclass(frozen=True)
+class TargetTransform:
+    """How an entity's target was transformed before its lags were taken.
+
+    Attributes:
+        log: values went through ``log1p`` first.
+        diff: first differences were modelled.
+        scale: the (logged) values were divided by it.
+    """
+
+    log: bool
+    diff: bool
+    scale: float
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """The modelled series of ``values`` (one shorter when differencing)."""
+        level = self._level(values)
+        return np.diff(level) if self.diff else level
+
+    def invert(self, modelled: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """Forecasts on the original scale from forecasts of the modelled series that follow
+        ``history`` (the original values)."""
+        level = modelled
+        if self.diff:
+            level = self._level(history)[-1] + np.cumsum(modelled)
+        level = level * self.scale
+        return np.expm1(level) if self.log else level
+
+    def _level(self, values: np.ndarray) -> np.ndarray:
+        logged = np.log1p(values) if self.log else values
+        return logged / self.scale
+
+
+def fit_transform(values: np.ndarray, kind: Kind, scale: bool) -> TargetTransform:
+    """The transform of ``kind`` for one entity's ``values``.
+
+    Raises:
+        ValueError: a log transform of values at or below -1.
+    """
+    log = kind in ("log1p", "log1p_diff")
+    if log and np.nanmin(values) <= -1:
+        raise ValueError("the log1p transform needs values above -1; use transform: none or diff")
+    logged = np.log1p(values) if log else values
+    size = float(np.nanmean(np.abs(logged))) if scale else 1.0
+    return TargetTransform(log=log, diff=kind in ("diff", "log1p_diff"),
+                           scale=size if np.isfinite(size) and size > 0 else 1.0)  # fmt: skip
