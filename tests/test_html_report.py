@@ -18,20 +18,18 @@ from manymodels.exploration.jobdata import load_job
 from tests.browser import chromium_binary, open_page
 from tests.conftest import base_config
 
-SHORT = {"store": "2", "brand": "dominicks"}
+BROKEN = {"store": "2", "brand": "dominicks"}
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory, oj_frame: pd.DataFrame, dask_scheduler: str):
-    """One real training job whose data has one series too short to model."""
+    """One real training job whose data has one partition that cannot be read."""
     from manymodels.data import write_partitioned
 
     root = tmp_path_factory.mktemp("report")
-    short = (oj_frame["store"].astype(str) == SHORT["store"]) & (
-        oj_frame["brand"] == SHORT["brand"]
-    )
-    frame = pd.concat([oj_frame[~short], oj_frame[short].head(5)])
-    write_partitioned(frame, str(root / "data"), ["store", "brand"], basename="part")
+    write_partitioned(oj_frame, str(root / "data"), ["store", "brand"], basename="part")
+    broken = root / "data" / f"store={BROKEN['store']}" / f"brand={BROKEN['brand']}"
+    (broken / "part-0.parquet").write_bytes(b"not a parquet file")
     raw = base_config(root / "data", root / "work", compute={"scheduler": dask_scheduler})
     config = manymodels.config_from_dict(raw)
     result = manymodels.train(config)
@@ -76,11 +74,12 @@ def test_every_training_job_logs_report_csv_and_numeric_spread(job) -> None:
 def test_report_lists_summary_failures_and_the_worst_entities(job, report_file: Path) -> None:
     text = report_file.read_text(encoding="utf-8")
     assert "Metric distributions" in text and "Worst entities" in text
-    assert "series too short" in text
+    assert "store=2" in text.split('id="failures-table"')[1] and "ArrowInvalid" in text
     listed = re.findall(r'<tr data-entity="([^"]+)"', text.split('id="worst-table"')[1])[:5]
     assert listed == _expected_worst(job)
-    # Sections of data the job did not record are left out rather than drawn empty.
-    assert "Skill against seasonal naive" not in text and "Which template won" not in text
+    # The job backtested, selected and calibrated intervals: those sections are drawn.
+    for section in ("Skill against seasonal naive", "Which template won", "Prediction intervals"):
+        assert section in text
 
 
 def test_report_needs_no_network(report_file: Path) -> None:
@@ -90,22 +89,20 @@ def test_report_needs_no_network(report_file: Path) -> None:
     assert text.count("<svg") == text.count('<figure class="chart"') >= 1 + 5 + 3
 
 
-def test_optional_sections_appear_when_their_columns_exist(job) -> None:
+def test_sections_without_their_columns_are_left_out(job) -> None:
     config, result = job
     loaded = load_job(config, result.job_id)
-    entities = loaded.entities
-    ok = entities["status"] == "ok"
-    rng = np.random.default_rng(0)
-    entities.loc[ok, "winner"] = rng.choice(["ets", "sklearn_lags"], ok.sum())
-    entities.loc[ok, "mase_ets"] = entities.loc[ok, "mase"] * 1.1
-    entities.loc[ok, "mase_sklearn_lags"] = entities.loc[ok, "mase"]
-    entities.loc[ok, "skill_mase"] = rng.normal(0.1, 0.2, ok.sum())
-    entities.loc[ok, "coverage_80"] = 0.75
+    selection = [
+        c for c in loaded.entities if c == "winner" or c.startswith(("skill_", "coverage_"))
+    ]
+    loaded.entities = loaded.entities.drop(columns=selection)
+    loaded.backtest = None
     page = render_report(loaded)
 
-    assert "Skill against seasonal naive" in page and "Which template won" in page
-    assert 'id="coverage-table"' in page and 'id="candidate-table"' in page
-    assert page.count('<figure class="chart"') == 1 + 2 + 5 + 3
+    for section in ("Skill against seasonal naive", "Which template won", "Prediction intervals"):
+        assert section not in page
+    assert page.count('<figure class="chart"') == 1 + 5 + 3
+    assert all("backtest" not in figure for figure in _entity_figures(page))
 
 
 def test_entity_chart_draws_backtest_and_intervals() -> None:
@@ -181,7 +178,8 @@ def test_every_entity_chart_draws_history_forecast_and_holdout(report_file: Path
     figures = _entity_figures(report_file.read_text(encoding="utf-8"))
     assert len(figures) == 5 + 3
     for figure in figures:
-        assert "history" in figure and "forecast" in figure and "holdout" in figure
+        for label in ("history", "forecast", "holdout", "backtest", "80% interval", "95% interval"):
+            assert label in figure
 
 
 def test_report_of_a_per_job_bundle_draws_forecasts(make_config) -> None:

@@ -263,6 +263,7 @@ def _winners(job: JobData) -> dict[str, Any] | None:
     return {
         "chart": charts.bar_chart(counts, "entities won, per candidate"),
         "candidates": candidates,
+        "metric": job.config.evaluation.metric,
     }
 
 
