@@ -69,10 +69,23 @@ def test_fit_predict_and_report_from_a_dataframe(
     )
     assert np.isfinite(forecasts["prediction"]).all()
 
-    with pytest.raises(manymodels.ManyModelsError, match="no 80% prediction intervals"):
-        model.predict(level=[80])
-    with pytest.raises(manymodels.ManyModelsError, match="no backtest predictions"):
-        model.cross_validation()
+    intervals = model.predict(level=[90])
+    assert {"lo-90", "hi-90"} <= set(intervals.columns) and "lo-80" not in intervals
+    assert (intervals["lo-90"] <= intervals["prediction"]).all()
+    assert (intervals["prediction"] <= intervals["hi-90"]).all()
+
+    backtest = model.cross_validation()
+    assert {
+        "store",
+        "brand",
+        "cutoff",
+        "week",
+        "actual",
+        "prediction",
+        "candidate",
+        "window",
+    } <= set(backtest.columns)
+    assert set(backtest["store"].astype(str)) == set(oj_frame["store"].astype(str))
     assert model.report(tmp_path / "r.html").stat().st_size > 10_000
 
 

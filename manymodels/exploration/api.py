@@ -125,8 +125,8 @@ class ManyModels:
 
         Args:
             h: periods to forecast; ``horizon`` by default.
-            level: interval levels to return (``lo-80``/``hi-80`` for 80), which the models
-                must provide.
+            level: interval levels in percent (``lo-80``/``hi-80`` columns for 80);
+                ``forecast.levels`` (80 and 95 by default) when None, ``[]`` for none.
             df: newer data to forecast from; the data given to ``fit`` by default.
 
         Returns:
@@ -142,6 +142,10 @@ class ManyModels:
         config = self._fitted()
         if df is not None:
             config = self.config(stage_frame(df, list(self.id_cols), self.work_dir))
+        if level is not None:
+            # The levels to compute travel in the config, as forecast.levels does from YAML.
+            forecast_section = config.forecast.model_copy(update={"levels": list(level)})
+            config = config.model_copy(update={"forecast": forecast_section})
         forecasts = forecast(config, horizon=h).read()
         return _with_levels(self._ordered(forecasts), level)
 
@@ -217,13 +221,12 @@ class ManyModels:
         )
 
 
-def _with_levels(forecasts: pd.DataFrame, level: Sequence[int] | None) -> pd.DataFrame:
-    if not level:
-        return forecasts
-    missing = [lv for lv in level if f"lo-{lv}" not in forecasts or f"hi-{lv}" not in forecasts]
+def _with_levels(forecasts: pd.DataFrame, level: Sequence[float] | None) -> pd.DataFrame:
+    labels = [str(int(lv)) if float(lv).is_integer() else str(lv) for lv in level or []]
+    missing = [lv for lv in labels if f"lo-{lv}" not in forecasts or f"hi-{lv}" not in forecasts]
     if missing:
         raise ManyModelsError(
-            f"level={list(level)}: the models give no {missing[0]}% prediction intervals "
+            f"level={list(level or [])}: the models give no {missing[0]}% prediction intervals "
             f"(no lo-{missing[0]}/hi-{missing[0]} columns in the forecasts)."
         )
     return forecasts
