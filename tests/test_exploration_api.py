@@ -19,7 +19,7 @@ HORIZON = 4
 def _model(tmp_path: Path, scheduler: str, **kwargs) -> manymodels.ManyModels:
     return manymodels.ManyModels(
         horizon=HORIZON, freq="W-SUN", id_cols=["store", "brand"], time_col="week",
-        target_col="sales", exog_cols=["price", "deal"], params={"lags": 4},
+        target_col="sales", exog_cols=["price", "deal"], template="sklearn_lags", params={"lags": 4},
         work_dir=str(tmp_path / "work"), compute={"scheduler": scheduler},
         tracking={"experiment": "api"}, **kwargs,
     )  # fmt: skip

@@ -34,7 +34,8 @@ class ManyModels:
 
     Args:
         horizon: periods to forecast (and, by default, to hold out for scoring).
-        template: ``sklearn_lags``, ``ets``, ``seasonal_naive`` or a template ``.py`` file.
+        template: a built-in template, ``auto`` (choose per entity among candidates, the
+            default of ``model.template``) or a template ``.py`` file.
         params: the template's parameters.
         freq: pandas frequency of the series; inferred when None.
         id_cols: the columns that identify one entity.
@@ -55,7 +56,7 @@ class ManyModels:
     def __init__(
         self,
         horizon: int,
-        template: str = "sklearn_lags",
+        template: str | None = None,
         params: dict[str, Any] | None = None,
         freq: str | None = None,
         id_cols: Sequence[str] = ("unique_id",),
@@ -85,10 +86,12 @@ class ManyModels:
         raw: dict[str, Any] = {
             "horizon": self.horizon,
             "data": {key: value for key, value in data.items() if value is not None},
-            "model": {"template": self.template, "params": dict(self.params or {})},
+            "model": {"params": dict(self.params or {})},
             "work_dir": os.path.abspath(self.work_dir),
             "forecast": {"output": os.path.join(os.path.abspath(self.work_dir), "forecasts")},
         }
+        if self.template is not None:
+            raw["model"]["template"] = self.template
         for section, values in self.sections.items():
             merged = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
             raw[section] = merged
