@@ -125,7 +125,8 @@ def _template(config: Config) -> str:
     plan = plan_models(config.model)
     if plan.name == "auto":
         return f"auto among {', '.join(candidate.name for candidate in plan.candidates)}"
-    return f"template {plan.name}"
+    # A template file is named by its stem, as results and tags name it.
+    return f"template {Path(plan.name).stem if plan.name.endswith('.py') else plan.name}"
 
 
 def _partitions(config: Config) -> list[Partition]:

@@ -302,7 +302,7 @@ def test_train_prints_a_summary_with_the_mlflow_store(trained: Trained) -> None:
     assert_ok(trained.result)
     out = trained.result.stdout
     assert summary_counts(out, "trained") == (N_ENTITIES, 0, N_ENTITIES)
-    assert "mean holdout metrics: mae " in out
+    assert "mean backtest metrics: mae " in out
     store = f"sqlite:///{trained.folder / 'work' / 'mlflow.db'}"
     assert f"MLflow: {store}" in out
     assert f"open the UI: mlflow ui --backend-store-uri {store}" in out

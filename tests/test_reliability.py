@@ -294,7 +294,7 @@ def test_secrets_never_recorded_or_printed(tmp_path, oj_data, dask_scheduler):
     mlflow.set_tracking_uri(client._tracking_client.tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     recorded = _all_recorded_text(config_file, [run.info.run_id for run in runs])
-    ledgers = "".join(file.read_text() for file in (tmp_path / "work" / "jobs").glob("*"))
+    ledgers = "".join(file.read_text() for file in (tmp_path / "work" / "jobs").glob("*.jsonl"))
     for text in (recorded, ledgers, trained.stdout, trained.stderr, forecasted.stdout):
         assert SECRET not in text
     assert "storage_options" in recorded  # the key is recorded, its value masked
