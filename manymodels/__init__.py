@@ -23,6 +23,9 @@ from manymodels.errors import (
 from manymodels.templates import TrainContext
 
 if TYPE_CHECKING:
+    from manymodels.exploration.api import ManyModels
+    from manymodels.exploration.html_report import write_report
+    from manymodels.exploration.jobdata import list_jobs, load_job
     from manymodels.jobs import ForecastResult, TrainResult, forecast, retrain, train
 
 # The jobs pull in Dask and MLflow; they are imported on first use, so that loading a saved
@@ -33,6 +36,10 @@ _JOBS = {
     "forecast": "manymodels.jobs.forecasting",
     "retrain": "manymodels.jobs.training",
     "train": "manymodels.jobs.training",
+    "write_report": "manymodels.exploration.html_report",
+    "load_job": "manymodels.exploration.jobdata",
+    "list_jobs": "manymodels.exploration.jobdata",
+    "ManyModels": "manymodels.exploration.api",
 }
 
 
@@ -50,6 +57,7 @@ __all__ = [
     "DataError",
     "ForecastResult",
     "JobError",
+    "ManyModels",
     "ManyModelsError",
     "RegistryError",
     "ResumeError",
@@ -58,7 +66,10 @@ __all__ = [
     "TrainResult",
     "config_from_dict",
     "forecast",
+    "list_jobs",
     "load_config",
+    "load_job",
     "retrain",
     "train",
+    "write_report",
 ]

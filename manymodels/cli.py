@@ -237,16 +237,40 @@ def _write_creating_folders(target: Path, text: str) -> None:
 @_config_options
 @_friendly
 def validate(config_path: str, overrides: tuple[str, ...]) -> None:
-    """Check a config, its template and its data without training anything."""
+    """Check a config, its template and its data without training anything.
+
+    Every problem found is listed, one line each; a valid config prints where a job of it
+    reads and writes.
+    """
+    from manymodels.validation import validate_config
+
+    found = validate_config(config_path, list(overrides))
+    for problem in found.problems:
+        click.echo(f"error: {_one_line(ManyModelsError(problem))}", err=True)
+    if not found.ok:
+        sys.exit(2)
+    click.echo(f"{config_path}: ok ({len(found.partitions)} partitions, {found.template})")
+    for what, where in found.locations():
+        click.echo(f"  {what + ':':<19}{_one_line(ManyModelsError(where))}")
+
+
+@main.command(context_settings=CONTEXT)
+@_config_options
+@click.option("--job", "job_id", metavar="JOB_ID", help="The job to report on (default: the newest).")
+@click.option(
+    "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+    help="The HTML file to write.",
+)  # fmt: skip
+@_friendly
+def report(config_path: str, overrides: tuple[str, ...], job_id: str | None, output: str) -> None:
+    """Write the HTML report of a training job: summary, metric distributions, failures, and
+    plots of the worst and a sample of the best entities. One file, no network needed."""
     from manymodels.config import load_config
-    from manymodels.inputs import validate_inputs
+    from manymodels.exploration.html_report import write_report
 
     config = load_config(config_path, list(overrides))
-    inputs = validate_inputs(config)
-    plan = inputs.trained_plan
-    chosen = (f"auto among {', '.join(c.name for c in plan.candidates)}"
-              if plan.name == "auto" else f"template {plan.name}")  # fmt: skip
-    click.echo(f"{config_path}: ok ({len(inputs.partitions)} partitions, {chosen})")
+    path = write_report(config, job_id=job_id, output=output)
+    click.echo(f"wrote {path}")
 
 
 @main.command(context_settings=CONTEXT)

@@ -6,7 +6,7 @@ import contextlib
 import math
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -16,12 +16,19 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 if TYPE_CHECKING:
     from manymodels.jobs.results import ForecastResult, TrainResult
 
-__all__ = ["progress_bar", "print_train_summary", "print_forecast_summary"]
+__all__ = [
+    "announce_dashboard",
+    "dashboard_link",
+    "progress_bar",
+    "print_train_summary",
+    "print_forecast_summary",
+]
 
 console = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False, soft_wrap=True)
@@ -55,12 +62,36 @@ def progress_bar(label: str, total: int, enabled: bool) -> Iterator[_Bar]:
         MofNCompleteColumn(),
         TextColumn("partitions"),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         TextColumn("{task.description}"),
         console=console,
         transient=False,
     )
     with progress:
         yield _Bar(progress, progress.add_task("", total=total))
+
+
+def dashboard_link(client: Any) -> str | None:
+    """The Dask dashboard address of a cluster this process started, when it serves one.
+
+    A cluster reached by address is left out: its owner knows its dashboard. Without bokeh,
+    Dask serves no dashboard, and the scheduler lists no such service.
+    """
+    if getattr(client, "cluster", None) is None:
+        return None
+    try:
+        services = client.scheduler_info().get("services", {})
+    except Exception:  # noqa: BLE001 - a link is a courtesy; the job must not depend on it
+        return None
+    return str(client.dashboard_link) if "dashboard" in services else None
+
+
+def announce_dashboard(client: Any, enabled: bool) -> None:
+    """Print the local cluster's dashboard link on stderr, beside the progress bar."""
+    link = dashboard_link(client) if enabled else None
+    if link:
+        console.print(f"[dim]Dask dashboard: {link}[/dim]")
 
 
 def _fmt(value: float) -> str:

@@ -27,7 +27,7 @@ N_ENTITIES = 6
 N_WEEKS = 60
 HORIZON = 4
 TWO_WORKERS = ["--set", "compute.n_workers=2"]
-COMMANDS = ["demo", "prepare", "validate", "train", "retrain", "forecast", "new-template"]
+COMMANDS = ["demo", "prepare", "validate", "train", "retrain", "forecast", "report", "new-template"]
 
 CONFIG = """\
 horizon: {horizon}
@@ -167,7 +167,7 @@ def config_file(tmp_path: Path, cli_data: Path) -> Path:
 
 HELP_MARKERS = {
     "demo": "--workdir", "prepare": "--partition-by", "validate": "--config",
-    "train": "--promote", "retrain": "--force", "forecast": "--version", "new-template": "PATH",
+    "train": "--promote", "retrain": "--force", "forecast": "--version", "report": "--job", "new-template": "PATH",
 }  # fmt: skip
 
 

@@ -89,7 +89,8 @@ def test_own_data_config_loads_with_commented_out_sections_as_defaults():
     config = load_config(CONFIGS / "own-data.yaml")
     assert config.horizon == 12
     assert config.data.partition_by == ["region", "sku"]
-    assert config.model.params["lags"] == [1, 2, 3, 7, 14]
+    assert config.model.template == "auto" and config.data.freq is None
+    assert config.model.candidates[-1].params["lags"] == [1, 2, 3, 7, 14]
     assert config.tracking.tags == {"team": "demand-planning"}
     # evaluation, compute, failures and retrain hold only comments: every key takes its default.
     assert config.evaluation.metric == "mase"

@@ -31,6 +31,7 @@ from manymodels.data import (
 )
 from manymodels.engine import cluster_in_background, halves, map_batches, worker_count
 from manymodels.errors import JobError, ManyModelsError
+from manymodels.exploration.frames import with_frame
 from manymodels.guard import Failure, failure_from
 from manymodels.inputs import validate_inputs
 from manymodels.jobs.budget import allowed_failures
@@ -39,10 +40,11 @@ from manymodels.jobs.modes import mode_of
 from manymodels.jobs.preload import worker_modules
 from manymodels.jobs.results import ForecastResult, failures_table
 from manymodels.keys import KeyType
+from manymodels.mainguard import require_main_guard
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.outputs import check_output, remove_dir, replace_dir, start_staging
-from manymodels.report import progress_bar
+from manymodels.report import announce_dashboard, progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
 from manymodels.tracking.runs import JobRun, open_job_run
 from manymodels.tracking.store import open_tracking
@@ -64,6 +66,7 @@ def forecast(
     output: str | None = None,
     horizon: int | None = None,
     progress: bool = False,
+    data: pd.DataFrame | None = None,
 ) -> ForecastResult:
     """Forecast every entity with its registered model and write partitioned Parquet.
 
@@ -78,9 +81,11 @@ def forecast(
             output of manymodels, apart from ``data.path``.
         horizon: periods to forecast (``horizon`` by default).
         progress: draw a progress bar on stderr.
+        data: a long DataFrame to forecast from instead of ``data.path`` (staged as for
+            :func:`~manymodels.train`).
 
     Returns:
-        The outcome; the forecasts have the entity keys, the time column, ``prediction``,
+        The outcome (``read()`` gives the forecasts as a DataFrame); the forecasts have the entity keys, the time column, ``prediction``,
         ``model_name`` and ``model_version``.
 
     Raises:
@@ -91,6 +96,8 @@ def forecast(
             nothing was published.
     """
     started = time.perf_counter()
+    config = with_frame(config, data)
+    require_main_guard(config.compute.scheduler is None, "manymodels.forecast()")
     if version is None and alias is None:
         alias = config.forecast.alias
     target = output or config.forecast.output
@@ -250,6 +257,7 @@ def _forecast_batches(
     client: Client,
 ) -> list[EntityResult]:  # fmt: skip
     results: list[EntityResult] = []
+    announce_dashboard(client, progress)
     batches = mode_of(config).forecast_batches(items, worker_count(client), config)
     name = f"forecast-{uuid.uuid4().hex[:8]}"
     with progress_bar("forecast", len(items), progress) as bar:

@@ -31,8 +31,9 @@ def _failure_digest(table: pd.DataFrame, limit: int) -> list[str]:
         return []
     counts = failed.groupby(["stage", "error_type", "error"], dropna=False).size()
     counts = counts.sort_values(ascending=False)
+    # The whole message, on one line: a hint cut short is a hint lost.
     lines = [
-        f"{count} x {stage}/{kind}: {str(message)[:140]}"
+        f"{count} x {stage}/{kind}: {' '.join(str(message).split())}"
         for (stage, kind, message), count in counts.head(limit).items()
     ]
     if len(counts) > limit:
@@ -206,3 +207,10 @@ class ForecastResult:
     def failure_digest(self, limit: int = 5) -> list[str]:
         """The most common failures, one line each."""
         return _failure_digest(self.entities, limit)
+
+    def read(self) -> pd.DataFrame:
+        """The published forecasts as one DataFrame, key columns as strings."""
+        frame = pd.read_parquet(self.output)
+        for col in frame.columns[frame.dtypes == "category"]:
+            frame[col] = frame[col].astype(str)
+        return frame

@@ -26,6 +26,7 @@ from manymodels.engine import (
     map_batches,
     worker_count,
 )
+from manymodels.exploration.frames import with_frame
 from manymodels.guard import failure_from
 from manymodels.inputs import Inputs, validate_inputs
 from manymodels.jobs.backtests import BacktestLog
@@ -34,10 +35,11 @@ from manymodels.jobs.modes import Registrar, mode_of
 from manymodels.jobs.preload import worker_modules
 from manymodels.jobs.results import TrainResult, failures_table
 from manymodels.ledger import Ledger
+from manymodels.mainguard import require_main_guard
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
 from manymodels.planning import plan_batches
-from manymodels.report import progress_bar
+from manymodels.report import announce_dashboard, progress_bar
 from manymodels.tasks import TrainTask, train_batch
 from manymodels.tracking.runs import JobRun, config_hash, open_job_run
 from manymodels.tracking.store import Tracking, TrackingTarget, open_tracking
@@ -52,6 +54,7 @@ def train(
     fresh: bool = False,
     promote: bool = False,
     progress: bool = False,
+    data: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train one model per entity and register a new version of each.
 
@@ -62,6 +65,8 @@ def train(
         fresh: start a new job even when an unfinished one of the same config exists.
         promote: move ``champion`` to every new version (by default only version 1 gets it).
         progress: draw a progress bar on stderr.
+        data: a long DataFrame to train on instead of ``data.path``; it is staged as
+            partitioned Parquet under ``work_dir/frames/`` (the same rows, the same folder).
 
     Returns:
         The job's outcome; check ``budget_exceeded`` for the failure budget.
@@ -70,6 +75,7 @@ def train(
         ConfigError, DataError, TemplateError: bad input, found before anything is written.
         ResumeError: ``resume`` names no unfinished job.
     """
+    config = with_frame(config, data)
     return _run(config, "train", resume, fresh, progress, promote=promote)
 
 
@@ -80,6 +86,7 @@ def retrain(
     fresh: bool = False,
     force: bool = False,
     progress: bool = False,
+    data: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train challengers and promote those that beat the champion on the same holdout.
 
@@ -90,6 +97,7 @@ def retrain(
 
     Args: as for :func:`train`, plus ``force`` to retrain unchanged entities too.
     """
+    config = with_frame(config, data)
     return _run(config, "retrain", resume, fresh, progress, force=force)
 
 
@@ -98,6 +106,7 @@ def _run(
     promote: bool = False, force: bool = False,
 ) -> TrainResult:  # fmt: skip
     started = time.perf_counter()
+    require_main_guard(config.compute.scheduler is None, f"manymodels.{kind}()")
     inputs = validate_inputs(config)
     with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
@@ -148,6 +157,7 @@ def _train_partitions(
     if not todo:
         return False
     client = pending.client()
+    announce_dashboard(client, progress)
     batches = plan_batches(todo, worker_count(client), config.compute.batch_size)
     name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
     with progress_bar(registrar.kind, len(todo), progress) as bar:
@@ -231,6 +241,12 @@ def _finish(
     job.log_json({**metrics, "job_id": job.job_id, "kind": kind, "stopped_early": stopped_early},
                  "summary.json")  # fmt: skip
     backtests.log(job)
+    # Imported here: the exploration package reads job results through manymodels.jobs.
+    from manymodels.exploration.job_artifacts import job_data, log_exploration
+
+    explored = job_data(config, job.job_id, job.run_id, kind, entities, metrics,
+                        {"template": config.model.template}, backtests.read())  # fmt: skip
+    log_exploration(job, explored, session)
     job.end("FAILED" if result.budget_exceeded else "FINISHED")
     return result
 

@@ -76,6 +76,10 @@ class JobRun:
         """A JSON artifact."""
         run_logs.log_json(self.client, self.run_id, data, name)
 
+    def log_text(self, text: str, name: str) -> None:
+        """A text artifact."""
+        run_logs.log_text(self.client, self.run_id, text, name)
+
     def log_file(self, path: str) -> None:
         """A local file as an artifact, under its own name."""
         run_logs.log_file(self.client, self.run_id, path)

@@ -1,0 +1,1 @@
+"""Exploring jobs from Python: DataFrames in and out, and the HTML report of a job."""

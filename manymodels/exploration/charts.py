@@ -1,0 +1,164 @@
+"""The report's charts: matplotlib figures rendered to inline SVG.
+
+SVG keeps the report one self-contained file that needs no script and no network to open, stays
+sharp at any zoom, and is small for line charts of a few hundred points. Each function takes
+plain DataFrames and returns one ``<svg>`` element as text.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["bar_chart", "distribution_chart", "entity_chart"]
+
+HISTORY_COLOR = "#1f3b57"
+FORECAST_COLOR = "#d1495b"
+BACKTEST_COLOR = "#2e933c"
+# Periods of history drawn before the forecast: enough to see a few seasons, not a decade.
+HISTORY_SHOWN = 156
+
+
+def _figure(width: float, height: float) -> Figure:
+    # The object API without pyplot: no global state, no GUI backend, safe in any thread.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    return figure
+
+
+def _svg(figure: Figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    text = buffer.getvalue()
+    # Inline in HTML, the XML prolog and doctype are noise; the <svg> element is what renders.
+    return text[text.index("<svg") :]
+
+
+def _style(axes: Axes) -> None:
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.grid(alpha=0.25, linewidth=0.6)
+    axes.tick_params(labelsize=8)
+
+
+def distribution_chart(values: Mapping[str, pd.Series], marker: float | None = None) -> str:
+    """Histograms of per-entity metrics, one panel per metric.
+
+    Args:
+        values: metric name to its per-entity values (undefined values are dropped).
+        marker: draw a vertical line at this value (0 for skill, 1 for MASE).
+    """
+    names = [name for name, series in values.items() if series.notna().any()]
+    figure = _figure(2.9 * max(len(names), 1), 2.4)
+    for index, name in enumerate(names, start=1):
+        axes = figure.add_subplot(1, len(names), index)
+        finite = values[name].astype(float)
+        finite = finite[np.isfinite(finite)]
+        # Clip the far tail so that a handful of outliers do not squash the histogram.
+        upper = float(np.quantile(finite, 0.99)) if len(finite) else 1.0
+        axes.hist(finite.clip(upper=upper), bins=30, color=HISTORY_COLOR, alpha=0.85)
+        axes.axvline(
+            float(finite.median()),
+            color=FORECAST_COLOR,
+            linewidth=1.2,
+            label=f"median {finite.median():.3g}",
+        )
+        if marker is not None:
+            axes.axvline(marker, color="#555", linestyle=":", linewidth=1)
+        axes.set_title(name, fontsize=9)
+        axes.legend(fontsize=7, frameon=False)
+        _style(axes)
+    return _svg(figure)
+
+
+def bar_chart(counts: pd.Series, title: str) -> str:
+    """Horizontal bars of counts, largest on top (e.g. how often each template won)."""
+    counts = counts.sort_values()
+    figure = _figure(5.5, 0.45 * len(counts) + 0.9)
+    axes = figure.add_subplot()
+    axes.barh([str(label) for label in counts.index], counts.to_numpy(), color=HISTORY_COLOR)
+    for y, value in enumerate(counts.to_numpy()):
+        axes.text(value, y, f" {value}", va="center", fontsize=8)
+    axes.set_title(title, fontsize=9)
+    _style(axes)
+    return _svg(figure)
+
+
+def entity_chart(
+    title: str,
+    history: pd.DataFrame,
+    forecast: pd.DataFrame,
+    backtest: pd.DataFrame,
+    time_col: str,
+    target_col: str,
+    levels: list[str],
+    holdout_start: object = None,
+) -> str:
+    """One entity: its history, backtest predictions, forecast and intervals.
+
+    Args:
+        title: the entity's keys and scores.
+        history: time and target columns.
+        forecast: time column, ``prediction`` and ``lo-<level>``/``hi-<level>`` columns.
+        backtest: time column, ``prediction`` and ``window`` (one line per window).
+        levels: the interval levels to shade (column labels such as ``80``), widest first.
+        holdout_start: the first period the job scored its model on, marked when given.
+    """
+    figure = _figure(8.0, 2.6)
+    axes = figure.add_subplot()
+    if not history.empty:
+        shown = history.tail(HISTORY_SHOWN)
+        axes.plot(
+            shown[time_col], shown[target_col], color=HISTORY_COLOR, linewidth=1.1, label="history"
+        )
+    _draw_backtest(axes, backtest, time_col)
+    if holdout_start is not None and not pd.isna(holdout_start):
+        axes.axvline(
+            pd.Timestamp(holdout_start), color="#777", linestyle=":", linewidth=1, label="holdout"
+        )
+    if not forecast.empty:
+        for level in sorted(levels, key=float, reverse=True):
+            axes.fill_between(
+                forecast[time_col],
+                forecast[f"lo-{level}"],
+                forecast[f"hi-{level}"],
+                color=FORECAST_COLOR,
+                alpha=0.12 if float(level) >= 90 else 0.22,
+                linewidth=0,
+                label=f"{level}% interval",
+            )
+        axes.plot(
+            forecast[time_col],
+            forecast["prediction"],
+            color=FORECAST_COLOR,
+            linewidth=1.6,
+            label="forecast",
+        )
+    axes.set_title(title, fontsize=9, loc="left")
+    axes.legend(fontsize=7, frameon=False, ncols=4, loc="upper left")
+    _style(axes)
+    return _svg(figure)
+
+
+def _draw_backtest(axes: Axes, backtest: pd.DataFrame, time_col: str) -> None:
+    if backtest.empty or time_col not in backtest or "prediction" not in backtest:
+        return
+    windows = backtest.groupby("window") if "window" in backtest else [(0, backtest)]
+    for index, (_, rows) in enumerate(windows):
+        rows = rows.sort_values(time_col)
+        axes.plot(
+            rows[time_col],
+            rows["prediction"],
+            color=BACKTEST_COLOR,
+            linewidth=1.1,
+            linestyle="--",
+            label="backtest" if index == 0 else None,
+        )
