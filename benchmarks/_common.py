@@ -184,18 +184,13 @@ def template_of(config: Any) -> tuple[Any, dict[str, Any]]:
     return source, load_template(source).validate_params(config.model.params)
 
 
-def fit_spec(config: Any, source: Any, params: dict[str, Any]) -> Any:
-    """The :class:`manymodels.fitting.FitSpec` a job's workers build from its config."""
-    from manymodels.fitting import FitSpec
-    from manymodels.templates import load_template
+def fit_spec(config: Any, source: Any = None, params: dict[str, Any] | None = None) -> Any:
+    """The :class:`manymodels.fitting.FitSpec` a job's workers build from its config (the same
+    backtest windows, candidates and fallback; ``source`` and ``params`` are not needed)."""
+    from manymodels.candidates import plan_models
+    from manymodels.tasks.entities import fit_spec as job_fit_spec
 
-    data = config.data
-    return FitSpec(
-        template=load_template(source), params=dict(params), time_col=data.time_col,
-        target_col=data.target_col, exog_cols=tuple(data.exog_cols), freq=data.freq,
-        fill_missing=data.fill_missing, horizon=config.horizon, holdout=config.holdout,
-        refit=config.evaluation.refit, season_length=config.evaluation.season_length,
-    )  # fmt: skip
+    return job_fit_spec(config, plan_models(config.model))
 
 
 def fit_all(frames: Iterable[tuple[dict[str, str], Any]], spec: Any) -> tuple[int, int]:

@@ -25,8 +25,10 @@ AUTO = "auto"
 
 # Strong and fast on the development panels (see benchmarks/quality.py): the two naive
 # baselines, automatic ETS, Theta and ARIMA, Croston (SBA) for intermittent demand, and a ridge
-# regression on one season of lags (with the exogenous columns), which is the only one besides
-# ARIMA that uses covariates.
+# regression on one season of lags of log1p(target) where the target is never negative (with
+# the exogenous columns), which is the only one besides ARIMA that uses covariates. On raw
+# values with light regularisation, that regression scored a MASE of 3.4 on orange juice; on
+# the log scale with alpha 10, 0.57.
 DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = (
     {"template": "naive"},
     {"template": "seasonal_naive"},
@@ -35,7 +37,8 @@ DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = (
     {"template": "auto_arima"},
     {"template": "croston"},
     {"name": "lags", "template": "sklearn_lags",
-     "params": {"estimator": "ridge", "lags": "season", "fourier_terms": 0, "scale": True}},
+     "params": {"estimator": "ridge", "estimator_params": {"alpha": 10.0}, "lags": "season",
+                "fourier_terms": 0, "transform": "auto"}},
 )  # fmt: skip
 
 

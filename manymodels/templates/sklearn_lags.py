@@ -11,8 +11,8 @@ Parameters (``model.params``):
     fourier_terms: sine/cosine pairs of the yearly cycle (0 to turn off). Default 3.
     use_exog: whether ``data.exog_cols`` are features. Default true.
     transform: what the lags are taken of: ``none`` (default), ``log1p``, ``diff`` (first
-        differences: follows a trend instead of drifting to the mean over long horizons) or
-        ``log1p_diff``.
+        differences: follows a trend instead of drifting to the mean over long horizons),
+        ``log1p_diff``, or ``auto`` (``log1p`` for a series without negative values).
     scale: divide each entity's (transformed) target by its mean absolute value, so that one
         regularisation strength suits every entity. Default false.
 """
@@ -67,7 +67,7 @@ class PARAMS(BaseModel):
     lags: list[int] | Literal["season"] = Field(default_factory=lambda: list(range(1, 9)))
     fourier_terms: int = Field(default=3, ge=0, le=26)
     use_exog: bool = True
-    transform: Literal["none", "log1p", "diff", "log1p_diff"] = "none"
+    transform: Literal["none", "log1p", "diff", "log1p_diff", "auto"] = "none"
     scale: bool = False
 
     @field_validator("lags", mode="before")

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["TargetTransform", "fit_transform"]
 
-Kind = Literal["none", "log1p", "diff", "log1p_diff"]
+Kind = Literal["none", "log1p", "diff", "log1p_diff", "auto"]
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,14 @@ class TargetTransform:
 def fit_transform(values: np.ndarray, kind: Kind, scale: bool) -> TargetTransform:
     """The transform of ``kind`` for one entity's ``values``.
 
+    ``auto`` is ``log1p`` for a series without negative values (counts, sales, volumes, whose
+    seasons and promotions act by multiplication) and ``none`` otherwise.
+
     Raises:
         ValueError: a log transform of values at or below -1.
     """
+    if kind == "auto":
+        kind = "log1p" if np.nanmin(values) >= 0 else "none"
     log = kind in ("log1p", "log1p_diff")
     if log and np.nanmin(values) <= -1:
         raise ValueError("the log1p transform needs values above -1; use transform: none or diff")
