@@ -114,7 +114,7 @@ def _open_client(target: TrackingTarget) -> MlflowClient:
     except Exception as exc:
         raise ManyModelsError(
             f"tracking.uri: cannot open the MLflow store at {target.describe()} "
-            f"({type(exc).__name__}: {scrub(str(exc))[:300]})."
+            f"({type(exc).__name__}: {_first_words(scrub(str(exc)), 300)})."
         ) from None
     return client
 
@@ -187,7 +187,16 @@ def open_tracking(config: Config) -> Tracking:
     except Exception as exc:
         raise ManyModelsError(
             f"{config.label()}: tracking.uri: cannot use the MLflow store at {target.describe()} "
-            f"({type(exc).__name__}: {scrub(str(exc))[:200]})."
+            f"({type(exc).__name__}: {_first_words(scrub(str(exc)), 200)})."
         ) from None
     registry = Registry(client, config.tracking.model_prefix, bulk=config.tracking.bulk_registry)
     return Tracking(target, client, experiment_id, registry)
+
+
+def _first_words(text: str, width: int) -> str:
+    """The first line of ``text``, shortened at a word boundary to ``width`` characters: a
+    database error's first line says what went wrong; the rest is its SQL."""
+    import textwrap
+
+    first = text.strip().splitlines()[0] if text.strip() else text
+    return textwrap.shorten(first, width=width, placeholder=" ...")
