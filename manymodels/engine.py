@@ -406,11 +406,12 @@ def _outcome(future: Future) -> Any:
         return exc
 
 
-def _why_lost(client: Client, lost: _Lost, wait: float = 3.0) -> str:
+def _why_lost(client: Client, lost: _Lost, wait: float = 10.0) -> str:
     """Why the worker of a lost task died, from the cluster's event log.
 
-    The nanny's report may reach the scheduler a moment after the task was declared lost, so
-    the log is read again for up to ``wait`` seconds.
+    The nanny's report may reach the scheduler a moment after the task was declared lost
+    (seconds later on a busy machine), so the log is read again for up to ``wait`` seconds; a
+    dead worker is rare enough that waiting for its reason costs nothing that matters.
     """
     if lost.worker is None:
         return UNKNOWN_DEATH
