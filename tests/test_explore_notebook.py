@@ -11,23 +11,14 @@ import re
 from pathlib import Path
 
 import mlflow
-import nbclient
 import nbformat
 import pandas as pd
 import pytest
 
+from tests.notebooks import execute, stdout
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore.ipynb"
 KERNEL = "manymodels-explore-tests"
-
-
-def _stdout(notebook: nbformat.NotebookNode) -> str:
-    return "".join(
-        output.get("text", "")
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-        if output.output_type == "stream" and output.name == "stdout"
-    )
 
 
 def test_notebook_is_stored_without_outputs() -> None:
@@ -40,25 +31,8 @@ def test_notebook_is_stored_without_outputs() -> None:
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nbformat.NotebookNode, Path]:
-    from ipykernel.kernelspec import install
-
-    folder = tmp_path_factory.mktemp("explore")
-    kernels = tmp_path_factory.mktemp("kernels")
-    install(kernel_name=KERNEL, prefix=str(kernels))
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JUPYTER_PATH", str(kernels / "share" / "jupyter"))
-        patch.chdir(folder)
-        patch.setenv("MPLBACKEND", "Agg")
-        patch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        client = nbclient.NotebookClient(
-            notebook, kernel_name=KERNEL, timeout=300,
-            resources={"metadata": {"path": str(folder)}},
-        )  # fmt: skip
-        client.execute()
-    return notebook, folder
+    """The notebook after a real run, and the folder it ran in."""
+    return execute(NOTEBOOK, KERNEL, tmp_path_factory)
 
 
 def _results(work: Path, job_id: str) -> pd.DataFrame:
@@ -84,7 +58,7 @@ def test_notebook_writes_only_into_its_working_folder(executed) -> None:
 
 def test_the_worst_entities_are_those_mlflow_recorded(executed) -> None:
     notebook, folder = executed
-    out = _stdout(notebook)
+    out = stdout(notebook)
     job = re.search(r"job (train-\S+): (\d+) trained, (\d+) failed", out)
     assert job, out
     results = _results(folder / "explore-work", job.group(1))
@@ -107,7 +81,7 @@ def test_the_worst_entities_are_those_mlflow_recorded(executed) -> None:
 
 def test_promotion_reaches_the_forecasts(executed) -> None:
     notebook, _ = executed
-    out = _stdout(notebook)
+    out = stdout(notebook)
     beats = re.search(r"seasonal naive beats the lag model on (\d+) of (\d+) entities", out)
     promoted = re.search(r"promoted (\d+) entities; forecasts now use version 2 for (\d+)", out)
     assert beats and promoted, out

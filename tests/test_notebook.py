@@ -11,26 +11,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbclient
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.notebooks import execute, stdout
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
 HORIZON = 8
 KERNEL = "manymodels-tests"
 N_ENTITIES = 30
-
-
-def _stdout(notebook: nbformat.NotebookNode) -> str:
-    return "".join(
-        output.get("text", "")
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-        if output.output_type == "stream" and output.name == "stdout"
-    )
 
 
 def test_notebook_is_stored_without_outputs() -> None:
@@ -46,25 +37,7 @@ def test_notebook_is_stored_without_outputs() -> None:
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nbformat.NotebookNode, Path]:
     """The notebook after a real run, and the folder it ran in."""
-    from ipykernel.kernelspec import install
-
-    folder = tmp_path_factory.mktemp("notebook")
-    kernels = tmp_path_factory.mktemp("kernels")
-    install(kernel_name=KERNEL, prefix=str(kernels))
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JUPYTER_PATH", str(kernels / "share" / "jupyter"))
-        patch.chdir(folder)
-        patch.setenv("MPLBACKEND", "Agg")
-        patch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        client = nbclient.NotebookClient(
-            notebook, kernel_name=KERNEL, timeout=300,
-            resources={"metadata": {"path": str(folder)}},
-        )  # fmt: skip
-        client.execute()  # raises CellExecutionError, with the cell's traceback, on any error
-    return notebook, folder
+    return execute(NOTEBOOK, KERNEL, tmp_path_factory)
 
 
 def test_notebook_writes_only_into_its_working_folder(executed) -> None:
@@ -103,7 +76,7 @@ def test_notebook_forecasts_every_trained_entity(executed) -> None:
     assert (forecasts["model_version"] == 1).all()
     assert np.isfinite(forecasts["prediction"]).all()
 
-    out = _stdout(notebook)
+    out = stdout(notebook)
     counts = re.search(r"(\d+) trained, (\d+) failed of (\d+) entities", out)
     assert counts, out
     assert tuple(map(int, counts.groups())) == (N_ENTITIES, 0, N_ENTITIES)
