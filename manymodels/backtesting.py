@@ -183,10 +183,17 @@ def window_errors(
     """``actual - prediction`` per window and step; ``nan`` where the actual was filled in."""
     rows = []
     for index, cutoff in enumerate(windows.cutoffs):
-        span = slice(cutoff, cutoff + windows.length)
-        actual = np.where(observed[span], values[span], np.nan)
+        actual = _observed_actuals(values, observed, cutoff, windows.length)
         rows.append(actual - backtest.predictions[index][: len(actual)])
     return np.vstack(rows) if rows else np.empty((0, windows.length))
+
+
+def _observed_actuals(
+    values: np.ndarray, observed: np.ndarray, cutoff: int, length: int
+) -> np.ndarray:
+    """A window's actual values, ``nan`` where the fill policy made them up."""
+    span = slice(cutoff, cutoff + length)
+    return np.where(observed[span], values[span], np.nan)
 
 
 def backtest_table(
@@ -203,7 +210,7 @@ def backtest_table(
     parts = []
     for index, cutoff in enumerate(windows.cutoffs):
         span = slice(cutoff, cutoff + windows.length)
-        actual = np.where(observed[span], values[span], np.nan)
+        actual = _observed_actuals(values, observed, cutoff, windows.length)
         for name, backtest in backtests.items():
             parts.append(pd.DataFrame({
                 "cutoff": times.iloc[cutoff - 1], time_col: times.iloc[span].to_numpy(),

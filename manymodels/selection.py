@@ -14,21 +14,20 @@ import math
 import numpy as np
 
 from manymodels.backtesting import Backtest, Windows, mean_metrics, score_windows
+from manymodels.timeseries import is_intermittent
 
-__all__ = ["COMBINATION", "INTERMITTENT_ZEROS", "choose", "combination", "selection_metric"]
+__all__ = ["COMBINATION", "choose", "combination", "selection_metric"]
 
 # The name of the mean of the best candidates (model.combine), in results and tags.
 COMBINATION = "combination"
-# The share of zero periods from which a series counts as intermittent.
-INTERMITTENT_ZEROS = 0.3
 
 
 def selection_metric(observed_values: np.ndarray, metric: str, intermittent: str | None) -> str:
-    """``metric``, or ``intermittent`` for a series whose observed values are at least
-    :data:`INTERMITTENT_ZEROS` zeros."""
-    if intermittent is None or not len(observed_values):
-        return metric
-    return intermittent if np.mean(observed_values == 0) >= INTERMITTENT_ZEROS else metric
+    """``metric``, or ``intermittent`` for an intermittent series (see
+    :func:`~manymodels.timeseries.is_intermittent`)."""
+    if intermittent is not None and is_intermittent(observed_values):
+        return intermittent
+    return metric
 
 
 def choose(results: dict[str, Backtest], metric: str) -> Backtest:

@@ -17,7 +17,18 @@ from pandas.tseries.frequencies import to_offset
 
 from manymodels.errors import EntityError, FutureValuesError
 
-__all__ = ["Series", "frequency_problem", "future_frame", "regularize", "season_length_for"]
+__all__ = [
+    "INTERMITTENT_ZEROS",
+    "Series",
+    "frequency_problem",
+    "future_frame",
+    "is_intermittent",
+    "regularize",
+    "season_length_for",
+]
+
+# From this share of zero periods on, a series counts as intermittent.
+INTERMITTENT_ZEROS = 0.3
 
 # Periods per yearly (or weekly, daily) cycle, by the frequency's base code.
 _SEASONS = {
@@ -47,6 +58,12 @@ class Series:
     freq: str
     filled: int
     observed: np.ndarray
+
+
+def is_intermittent(values: np.ndarray) -> bool:
+    """Whether at least :data:`INTERMITTENT_ZEROS` of ``values`` are zeros (intermittent
+    demand, which Croston's method forecasts and MAE-based metrics judge badly)."""
+    return bool(len(values) and np.mean(np.asarray(values) == 0) >= INTERMITTENT_ZEROS)
 
 
 def season_length_for(freq: str) -> int:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from manymodels.templates import TrainContext
 
-__all__ = ["StatsModel", "fit_stats", "forecast_stats", "target_values"]
+__all__ = ["StatsModel", "fit_stats", "forecast_stats", "target_values", "usable_season"]
 
 
 @dataclass
@@ -90,8 +90,9 @@ def forecast_stats(
     return np.asarray(result["mean"], dtype=float)
 
 
-def effective_season(context: TrainContext, length: int, seasons_needed: int = 2) -> int:
-    """The season length a model can use on ``length`` rows: 1 (none) unless the history
-    holds ``seasons_needed`` full seasons."""
-    season = context.season_length
-    return season if season > 1 and length >= seasons_needed * season else 1
+def usable_season(context: TrainContext, length: int, extra: int = 0) -> int:
+    """The season length a model can use on ``length`` rows: the ``season_length`` parameter
+    or the data's, or 1 (no season) unless the history holds two full seasons and ``extra``
+    rows more."""
+    season = int(context.params.get("season_length") or context.season_length)
+    return season if season > 1 and length >= 2 * season + extra else 1

@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from manymodels.templates import TrainContext
-from manymodels.templates._stats import StatsModel, fit_stats, forecast_stats
+from manymodels.templates._stats import StatsModel, fit_stats, forecast_stats, usable_season
 
 
 class PARAMS(BaseModel):
@@ -47,8 +47,7 @@ def train(history: pd.DataFrame, context: TrainContext) -> StatsModel:
     from statsforecast.models import AutoARIMA
 
     params = context.params
-    season = params.get("season_length") or context.season_length
-    season = season if season > 1 and len(history) >= 2 * season + 2 else 1
+    season = usable_season(context, len(history), extra=2)
     settings = {"season_length": season, "seasonal": season > 1,
                 "max_order": params["max_order"]}  # fmt: skip
     searched = fit_stats(lambda: AutoARIMA(**settings), history, context, {})

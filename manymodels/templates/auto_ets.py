@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from manymodels.templates import TrainContext
-from manymodels.templates._stats import StatsModel, fit_stats, forecast_stats
+from manymodels.templates._stats import StatsModel, fit_stats, forecast_stats, usable_season
 
 
 class PARAMS(BaseModel):
@@ -75,9 +75,8 @@ def predict(
 
 
 def _season(context: TrainContext, length: int) -> int:
-    season = context.params.get("season_length") or context.season_length
-    context_with = season if season > 1 and length >= 2 * season else 1
-    return context_with if context_with <= 24 else 1
+    season = usable_season(context, length)
+    return season if season <= 24 else 1
 
 
 def _fit(history: pd.DataFrame, context: TrainContext, spec: dict[str, Any]) -> StatsModel:

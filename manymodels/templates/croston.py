@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from manymodels.templates import TrainContext
+from manymodels.timeseries import is_intermittent
 
 _MODELS = {
     "sba": "CrostonSBA",
@@ -41,14 +42,9 @@ class PARAMS(BaseModel):
     variant: Literal["sba", "classic", "optimized", "adida"] = "sba"
 
 
-# From this share of zero periods on, a series counts as intermittent.
-INTERMITTENT_ZEROS = 0.3
-
-
 def suits(history: pd.DataFrame, context: TrainContext) -> bool:
     """Only intermittent series: on others, the bias correction would pull forecasts down."""
-    values = history[context.target_col].to_numpy(dtype=float)
-    return bool(len(values) and np.mean(values == 0) >= INTERMITTENT_ZEROS)
+    return is_intermittent(history[context.target_col].to_numpy(dtype=float))
 
 
 def min_history(context: TrainContext) -> int:

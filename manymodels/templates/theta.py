@@ -20,7 +20,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from manymodels.templates import TrainContext
-from manymodels.templates._stats import StatsModel, fit_stats, forecast_stats, target_values
+from manymodels.templates._stats import (
+    StatsModel,
+    fit_stats,
+    forecast_stats,
+    target_values,
+    usable_season,
+)
 
 
 class PARAMS(BaseModel):
@@ -40,8 +46,7 @@ def min_history(context: TrainContext) -> int:
 def train(history: pd.DataFrame, context: TrainContext) -> StatsModel:
     """Choose the Theta variant and fit it."""
     params = context.params
-    season = params.get("season_length") or context.season_length
-    season = season if season > 1 and len(history) >= 2 * season else 1
+    season = usable_season(context, len(history))
     decomposition = params["decomposition_type"]
     if decomposition == "multiplicative" and not np.all(target_values(history, context) > 0):
         decomposition = "additive"
