@@ -199,9 +199,6 @@ def _refusal(result: ForecastResult, config: Config) -> str | None:
     return None
 
 
-_LACKING = "entities lack future values of"
-
-
 def _missing_future(entities: pd.DataFrame) -> str | None:
     """One line on the entities whose forecast periods lack exogenous values, if any."""
     if "error_type" not in entities:
@@ -212,7 +209,7 @@ def _missing_future(entities: pd.DataFrame) -> str | None:
     named = lacking["error"].str.extract(r"no future values of ((?:'[^']*'(?:, )?)+)")[0].dropna()
     columns = sorted({column for text in named for column in re.findall(r"'([^']*)'", text)})
     return (
-        f"{len(lacking)} {_LACKING} {', '.join(columns)} for the forecast "
+        f"{len(lacking)} entities lack future values of {', '.join(columns)} for the forecast "
         "periods (give them as rows after the last observed target or in forecast.future_path, "
         "or set data.future_exog: carry_forward)"
     )
@@ -226,7 +223,9 @@ def _publish(staging: str, target: str, refusal: str | None) -> None:
 
 
 def _not_published(result: ForecastResult, config: Config, refusal: str) -> JobError:
-    digest = [] if _LACKING in refusal else result.failure_digest(limit=1)
+    # A refusal for missing future values names its cause already; others quote the failures.
+    lacking = _missing_future(result.entities) is not None
+    digest = [] if lacking else result.failure_digest(limit=1)
     common = f" Most common failure: {digest[0].rstrip('.')}." if digest else ""
     return JobError(
         f"{config.label()}: {refusal}, so nothing was published and the previous output at "
