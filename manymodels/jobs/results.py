@@ -148,7 +148,10 @@ class TrainResult:
         if "fallback" in ok:
             summary["fallbacks"] = int(ok["fallback"].fillna(False).astype(bool).sum())
         if "windows" in ok and self.windows:
-            summary["fewer_windows"] = int((ok["windows"].fillna(0) < self.windows).sum())
+            # Entities on the fallback are counted as such, not again here.
+            fallback = ok["fallback"].fillna(False).astype(bool) if "fallback" in ok else False
+            fewer = (ok["windows"].fillna(0) < self.windows) & ~fallback
+            summary["fewer_windows"] = int(fewer.sum())
         if "filled_share" in ok:
             summary["heavily_filled"] = int((ok["filled_share"].fillna(0) > HEAVILY_FILLED).sum())
         if "warnings" in ok:
