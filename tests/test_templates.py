@@ -254,8 +254,8 @@ def test_unknown_parameter_without_a_close_match_lists_the_valid_ones():
         (-2, "a lag count must be at least 1"),
         ([], "lags must be a non-empty list of positive integers"),
         ([0, 1], "lags must be a non-empty list of positive integers"),
-        ("abc", "lags must be a list of positive integers, a count N, or 'season'"),
-        (True, "lags must be a list of positive integers, a count N, or 'season'"),
+        ("abc", "lags must be a list of positive integers, a count N, 'season' or 'auto'"),
+        (True, "lags must be a list of positive integers, a count N, 'season' or 'auto'"),
     ],
 )
 def test_bad_lags(lags, reason):
@@ -634,3 +634,39 @@ def test_sklearn_lags_one_row_prediction_is_the_estimators_own(estimator):
     for row in rng.random((5, 6)):
         assert predict_row(row) == pytest.approx(float(fitted.predict(row[np.newaxis, :])[0]),
                                                  rel=1e-12, abs=1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize(("rows", "expected"), [(60, [1, 2, 3, 52]), (520, list(range(1, 53)))])
+def test_automatic_lags_keep_a_full_season_only_where_the_series_affords_it(rows, expected):
+    from manymodels.templates.sklearn_lags import lags_of
+
+    context = context_for(load_template("sklearn_lags"), {"lags": "auto"})
+    assert lags_of(context, rows) == expected
+
+
+def test_automatic_transform_differences_a_trend_but_not_a_stationary_series():
+    from manymodels.templates.transforms import fit_transform
+
+    rng = np.random.default_rng(3)
+    trended = 100.0 + 2.0 * np.arange(120) + rng.normal(0, 3, 120)
+    stationary = 100.0 + rng.normal(0, 3, 120)
+    negative = stationary - 200.0
+    assert (fit_transform(trended, "auto", False).log, fit_transform(trended, "auto", False).diff) \
+        == (True, True)  # fmt: skip
+    assert not fit_transform(stationary, "auto", False).diff
+    assert not fit_transform(negative, "auto", False).log
+
+
+def test_sklearn_lags_keeps_its_lags_and_transform_when_refit():
+    # The specification chosen at the first backtest cutoff is the one every later fit uses,
+    # so that the recorded backtest belongs to the registered model.
+    template = load_template("sklearn_lags")
+    weeks = pd.date_range("2024-01-07", periods=200, freq="W-SUN")
+    rng = np.random.default_rng(5)
+    trend = 50.0 + np.arange(200) * 0.8 + rng.normal(0, 2, 200)
+    frame = pd.DataFrame({"week": weeks, "sales": trend, "price": 1.0, "deal": 0.0})
+    context = context_for(template, {"lags": "auto", "transform": "auto"})
+    model = template.train(frame.iloc[:80], context)
+    refit = template.refit(model, frame, context)
+    assert model.lags == refit.lags == [1, 2, 3, 52]  # 80 rows: too few for 52 lags
+    assert (refit.transform.log, refit.transform.diff) == (model.transform.log, model.transform.diff)

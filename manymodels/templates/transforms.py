@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["TargetTransform", "fit_transform"]
+__all__ = ["TargetTransform", "fit_transform", "refit_transform"]
 
 Kind = Literal["none", "log1p", "diff", "log1p_diff", "auto"]
 
@@ -53,14 +53,16 @@ class TargetTransform:
 def fit_transform(values: np.ndarray, kind: Kind, scale: bool) -> TargetTransform:
     """The transform of ``kind`` for one entity's ``values``.
 
-    ``auto`` is ``log1p`` for a series without negative values (counts, sales, volumes, whose
-    seasons and promotions act by multiplication) and ``none`` otherwise.
+    ``auto`` takes ``log1p`` of a series without negative values (counts, sales, volumes, whose
+    seasons and promotions act by multiplication), and differences where a KPSS test rejects a
+    stationary level at 5% (a trend or a random walk, which lags of the level would pull back to
+    the mean; the test auto.arima uses to choose its ``d``).
 
     Raises:
         ValueError: a log transform of values at or below -1.
     """
     if kind == "auto":
-        kind = "log1p" if np.nanmin(values) >= 0 else "none"
+        kind = _automatic(values)
     log = kind in ("log1p", "log1p_diff")
     if log and np.nanmin(values) <= -1:
         raise ValueError("the log1p transform needs values above -1; use transform: none or diff")
@@ -68,3 +70,24 @@ def fit_transform(values: np.ndarray, kind: Kind, scale: bool) -> TargetTransfor
     size = float(np.nanmean(np.abs(logged))) if scale else 1.0
     return TargetTransform(log=log, diff=kind in ("diff", "log1p_diff"),
                            scale=size if np.isfinite(size) and size > 0 else 1.0)  # fmt: skip
+
+
+def _automatic(values: np.ndarray) -> Kind:
+    from statsforecast.arima import ndiffs
+
+    log = bool(np.nanmin(values) >= 0)
+    level = np.log1p(values) if log else values
+    level = level[np.isfinite(level)]
+    trending = len(level) >= 8 and np.ptp(level) > 0 and ndiffs(level, max_d=1) > 0
+    if trending:
+        return "log1p_diff" if log else "diff"
+    return "log1p" if log else "none"
+
+
+def refit_transform(values: np.ndarray, fitted: TargetTransform, scale: bool) -> TargetTransform:
+    """``fitted``'s choice of log and differencing, with the scale of ``values``: what a later
+    backtest cutoff or the final refit uses, so that every fit of an entity models the same
+    series."""
+    kind: Kind = {(True, True): "log1p_diff", (True, False): "log1p",
+                  (False, True): "diff", (False, False): "none"}[(fitted.log, fitted.diff)]  # fmt: skip
+    return fit_transform(values, kind, scale)
