@@ -455,7 +455,8 @@ def test_auto_selects_per_entity_and_records_the_backtest(make_config, registry_
     config = make_config(model={"template": "auto", "params": {},
                                 "candidates": [{"template": "naive"}, {"template": "auto_ets"},
                                                {"name": "ridge", "template": "sklearn_lags",
-                                                "params": {"lags": 4}}]})  # fmt: skip
+                                                "params": {"lags": 4}}],
+                                "combine": 1})  # fmt: skip
     result = manymodels.train(config)
     assert result.trained == N_ENTITIES
     table = result.entities
