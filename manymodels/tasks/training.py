@@ -205,12 +205,15 @@ def _champion_metrics(
     champion: Champion, frame: pd.DataFrame, spec: FitSpec, fit: EntityFit, loader: ModelLoader,
     fingerprint: str,
 ) -> dict[str, float]:  # fmt: skip
-    """The champion's metrics on the challenger's holdout; empty when it cannot be scored."""
+    """The champion's metrics on the challenger's backtest windows, its own specification
+    refitted at each cutoff (see :func:`~manymodels.fitting.score_model`); empty when it cannot
+    be scored."""
     tags = champion.tags
     start = fit.holdout_start.isoformat() if fit.holdout_start is not None else ""
-    same_holdout = tags.get(lineage.HOLDOUT_START) == start
-    if same_holdout and tags.get(lineage.DATA_FINGERPRINT) == fingerprint:
-        # Same data and holdout as when the champion was trained: its recorded score is the
+    same_windows = (tags.get(lineage.HOLDOUT_START) == start
+                    and tags.get(lineage.BACKTEST_WINDOWS, str(fit.windows)) == str(fit.windows))  # fmt: skip
+    if same_windows and tags.get(lineage.DATA_FINGERPRINT) == fingerprint:
+        # Same data and windows as when the champion was trained: its recorded backtest is the
         # one it would get now (revised values in the holdout change the fingerprint).
         recorded = {
             metric: float(tags[lineage.metric_tag(metric)])
