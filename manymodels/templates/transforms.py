@@ -40,14 +40,29 @@ class TargetTransform:
         """Forecasts on the original scale from forecasts of the modelled series that follow
         ``history`` (the original values)."""
         level = modelled
+        past = self._level(history)
         if self.diff:
-            level = self._level(history)[-1] + np.cumsum(modelled)
-        level = level * self.scale
+            level = past[-1] + np.cumsum(modelled)
+        level = _within_reach(level, past[np.isfinite(past)]) * self.scale
         return np.expm1(level) if self.log else level
 
     def _level(self, values: np.ndarray) -> np.ndarray:
         logged = np.log1p(values) if self.log else values
         return logged / self.scale
+
+
+def _within_reach(level: np.ndarray, past: np.ndarray) -> np.ndarray:
+    """``level`` kept within the history's range widened by its width on either side.
+
+    A recursive forecast whose lag coefficients sum past one grows without bound, and on a log
+    scale it reaches infinity within a season; no series of the development panels moved that
+    far within one horizon.
+    """
+    if not len(past):
+        return level
+    low, high = float(past.min()), float(past.max())
+    width = max(high - low, abs(high) * 0.1, 1e-9)
+    return np.clip(level, low - width, high + width)
 
 
 def fit_transform(values: np.ndarray, kind: Kind, scale: bool) -> TargetTransform:
