@@ -52,7 +52,8 @@ class TargetTransform:
 
 
 def _within_reach(level: np.ndarray, past: np.ndarray) -> np.ndarray:
-    """``level`` kept within the history's range widened by its width on either side.
+    """``level`` kept within the history's range widened on either side by its width (at
+    least a tenth of its largest absolute value).
 
     A recursive forecast whose lag coefficients sum past one grows without bound, and on a log
     scale it reaches infinity within a season; no series of the development panels moved that
