@@ -71,8 +71,14 @@ def update(model: StatsModel, history: pd.DataFrame, context: TrainContext) -> S
     from statsforecast.models import ARIMA
 
     spec = model.spec
-    use_exog = model.uses_exog and _varies(history, context)
-    return fit_stats(lambda: ARIMA(**spec), history, context, spec, use_exog)
+    if model.uses_exog and _varies(history, context):
+        try:
+            return fit_stats(lambda: ARIMA(**spec), history, context, spec, use_exog=True)
+        except (ValueError, np.linalg.LinAlgError):
+            # Regressors collinear over this stretch (deal and feature always together): the
+            # likelihood has no finite value. The same orders without them still forecast.
+            pass
+    return fit_stats(lambda: ARIMA(**spec), history, context, spec)
 
 
 def predict(
