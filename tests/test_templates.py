@@ -686,3 +686,23 @@ def test_a_runaway_recursive_forecast_stays_within_reach_of_the_history():
     assert np.log1p(runaway.max()) == pytest.approx(logged.max() + width)
     calm = transform.invert(np.zeros(4), history)
     assert calm == pytest.approx(np.full(4, history[-1]))
+
+
+def test_auto_arima_refits_chosen_orders_where_the_default_estimation_fails():
+    # statsforecast's conditional-sum-of-squares start leaves no finite residual for this
+    # ARIMA(2,0,1) on 24 points of a random walk (three prison series failed so).
+    from manymodels.templates._stats import StatsModel
+
+    template = load_template("auto_arima")
+    values = 330 + np.cumsum(np.random.default_rng(0).normal(0, 12, 24))
+    quarters = pd.date_range("2010-01-01", periods=24, freq="QS-JAN")
+    history = pd.DataFrame({"week": quarters, "sales": values, "price": 1.0, "deal": 0.0})
+    context = context_for(template, freq="QS-JAN", season_length=4)
+    spec = {"order": (2, 0, 1), "seasonal_order": (0, 0, 0), "season_length": 4,
+            "include_mean": True, "include_drift": False}  # fmt: skip
+    chosen = StatsModel(None, spec, quarters[-1])
+    refit = template.refit(chosen, history, context)
+    assert refit.spec == spec
+    future = pd.DataFrame({"week": pd.date_range("2016-01-01", periods=4, freq="QS-JAN"),
+                           "price": 1.0, "deal": 0.0})  # fmt: skip
+    assert np.isfinite(template.predict(refit, history, future, context)).all()

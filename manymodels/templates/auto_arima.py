@@ -68,17 +68,27 @@ def train(history: pd.DataFrame, context: TrainContext) -> StatsModel:
 
 def update(model: StatsModel, history: pd.DataFrame, context: TrainContext) -> StatsModel:
     """Fit the chosen orders again on ``history``: the coefficients change, the orders do not."""
-    from statsforecast.models import ARIMA
-
-    spec = model.spec
     if model.uses_exog and _varies(history, context):
         try:
-            return fit_stats(lambda: ARIMA(**spec), history, context, spec, use_exog=True)
+            return _fit_orders(model.spec, history, context, use_exog=True)
         except (ValueError, np.linalg.LinAlgError):
-            # Regressors collinear over this stretch (deal and feature always together): the
-            # likelihood has no finite value. The same orders without them still forecast.
+            # Regressors that make the likelihood undefined over this stretch (seen on one
+            # orange juice series): the same orders without them still forecast.
             pass
-    return fit_stats(lambda: ARIMA(**spec), history, context, spec)
+    return _fit_orders(model.spec, history, context, use_exog=False)
+
+
+def _fit_orders(
+    spec: dict[str, Any], history: pd.DataFrame, context: TrainContext, use_exog: bool
+) -> StatsModel:
+    from statsforecast.models import ARIMA
+
+    try:
+        return fit_stats(lambda: ARIMA(**spec), history, context, spec, use_exog)
+    except (ValueError, np.linalg.LinAlgError):
+        # The conditional-sum-of-squares start fails on some short series (three prison
+        # series at 24 quarters); maximum likelihood alone fits them.
+        return fit_stats(lambda: ARIMA(**spec, method="ML"), history, context, spec, use_exog)
 
 
 def predict(
