@@ -18,7 +18,9 @@ from manymodels.artifacts.model_files import requirements
 from manymodels.guard import failure_from
 from manymodels.inputs import Inputs
 from manymodels.intervals import level_label
+from manymodels.lifecycle.renames import rename_legacy_models
 from manymodels.metrics import METRICS
+from manymodels.naming import model_name
 from manymodels.outcomes import Champion, EntityResult
 from manymodels.secrets import scrub_row
 from manymodels.tasks import params_digest
@@ -50,7 +52,8 @@ class EntityRegistrar(_Registrar):
 
     def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
         super().__init__(session, job, inputs, kind, promote)
-        self.known: dict[str, ModelRecord] = session.registry.models()
+        # A registry written by the older naming is renamed first, so entities find their models.
+        self.known: dict[str, ModelRecord] = rename_legacy_models(session.registry)
         self.registered: dict[str, VersionRef] = (
             {ref.name: ref for ref in session.registry.versions(run_ids=[job.run_id])}
             if job.resumed
@@ -169,8 +172,10 @@ class BundleRegistrar(_Registrar):
         (ref,) = self.session.registry.versions(chosen=[(self.name, version)])
         manifest = read_manifest(ref.source)
         tag_cols = [col for col in manifest.columns if col.startswith(lineage.TAG_PREFIX)]
+        prefix, entity_cols = self.config.tracking.model_prefix, self.config.data.entity_cols
+        # By the name computed now: a bundle written by the older naming lists escaped names.
         return {
-            row["model_name"]: Champion(
+            model_name(prefix, {col: str(row[col]) for col in entity_cols}): Champion(
                 version, row["location"], {col: str(row[col]) for col in tag_cols}
             )
             for row in manifest.to_dict("records")

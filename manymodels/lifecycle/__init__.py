@@ -1,0 +1,1 @@
+"""Looking after the registry once it holds thousands of models."""
