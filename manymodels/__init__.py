@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         prune_models,
         rollback_models,
         show_model,
+        stale_models,
     )
 
 # The jobs pull in Dask and MLflow; they are imported on first use, so that loading a saved
@@ -52,6 +53,7 @@ _JOBS = {
     "promote_models": "manymodels.lifecycle",
     "rollback_models": "manymodels.lifecycle",
     "prune_models": "manymodels.lifecycle",
+    "stale_models": "manymodels.lifecycle",
 }
 
 
@@ -87,6 +89,7 @@ __all__ = [
     "retrain",
     "rollback_models",
     "show_model",
+    "stale_models",
     "train",
     "write_report",
 ]

@@ -254,3 +254,44 @@ def test_python_api_matches_the_commands(workspace):
                                       dry_run=True)  # fmt: skip
     assert [(m.old, m.new) for m in moves] == [(1, 2)]
     assert champions(workspace["client"])[name_of(1, "dominicks")] == 1
+
+
+# --- stale ------------------------------------------------------------------------------------
+
+
+def test_stale_by_age(workspace):
+    recent = run(workspace, "stale", "--older-than", "1d", "--format", "json")
+    assert recent.exit_code == 0 and json.loads(recent.output) == []
+    everything = run(workspace, "stale", "--older-than", "0s", "--format", "json")
+    rows = json.loads(everything.output)
+    assert {row["model_name"] for row in rows} == {name_of(*entity) for entity in ENTITIES}
+    assert {row["reason"] for row in rows} == {"older than 0s"}
+
+
+def test_stale_finds_the_entities_whose_data_changed(workspace, trained, tmp_path, oj_frame):
+    from manymodels.data import write_partitioned
+
+    unchanged = run(workspace, "stale", "--changed", "--format", "json")
+    assert unchanged.exit_code == 0, unchanged.output
+    assert json.loads(unchanged.output) == []
+    # New data for one entity: a copy of the dataset with one sales value changed.
+    data = tmp_path / "data"
+    shutil.copytree(trained["root"] / "data", data)
+    part = next((data / "store_id=2" / "brand=dominicks").glob("*.parquet"))
+    frame = pd.read_parquet(part)
+    frame.loc[frame.index[0], "sales"] += 1.0
+    frame.to_parquet(part, index=False)
+    out = run(workspace, "stale", "--changed", "--set", f"data.path={data}", "--format", "csv")
+    assert out.exit_code == 0, out.output
+    rows = pd.read_csv(io.StringIO(out.output))
+    assert list(rows["model_name"]) == [name_of(2, "dominicks")]
+    assert list(rows["reason"]) == ["data changed"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [([], "give --older-than AGE"), (["--older-than", "30x"], "expected a number and a unit")],
+)
+def test_stale_needs_a_readable_question(workspace, args, message):
+    out = run(workspace, "stale", *args)
+    assert out.exit_code == 2 and message in out.output

@@ -5,7 +5,7 @@ it changes anything, and has a command of the same job:
 
 * :func:`list_models` (``models list``), :func:`show_model` (``models show``);
 * :func:`promote_models`, :func:`rollback_models` (``models promote``/``rollback``);
-* :func:`prune_models` (``models prune``).
+* :func:`prune_models` (``models prune``), :func:`stale_models` (``models stale``).
 
 Example:
     >>> import manymodels
@@ -17,6 +17,7 @@ Example:
 from manymodels.lifecycle.listing import ModelDetails, list_models, show_model
 from manymodels.lifecycle.moves import AliasMove, promote_models, rollback_models
 from manymodels.lifecycle.pruning import Deletion, prune_models
+from manymodels.lifecycle.stale import stale_models
 
 __all__ = [
     "AliasMove",
@@ -27,4 +28,5 @@ __all__ = [
     "prune_models",
     "rollback_models",
     "show_model",
+    "stale_models",
 ]

@@ -140,6 +140,17 @@ def prune_command(config_path: str, overrides: tuple[str, ...], key_values: tupl
                    dry_run)  # fmt: skip
 
 
+def stale_command(config_path: str, overrides: tuple[str, ...], older_than: str | None,
+                  changed: bool, output_format: str) -> None:  # fmt: skip
+    """List entities whose champion is older than --older-than AGE, or (--changed) whose data
+    changed since it was trained (reads every entity's rows on the cluster)."""
+    from manymodels.lifecycle.stale import stale_models
+
+    rows = stale_models(_load(config_path, overrides), older_than, changed)
+    _print_rows(rows, output_format, ["model_name", "champion", "registered", "age_days",
+                                      "reason"])  # fmt: skip
+
+
 _COMMANDS: list[tuple[str, Callable[..., Any], list[Decorator]]] = [
     ("list", list_command, [
         click.option("--where", multiple=True, metavar="CONDITION",
@@ -162,6 +173,13 @@ _COMMANDS: list[tuple[str, Callable[..., Any], list[Decorator]]] = [
         click.option("--version", "version", type=click.IntRange(min=1),
                      help="Delete this one version of the entity given by KEY=VALUE."),
         click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing."),
+    ]),
+    ("stale", stale_command, [
+        click.option("--older-than", metavar="AGE",
+                     help="Champions registered longer ago than AGE, e.g. 30d, 12h, 4w."),
+        click.option("--changed", is_flag=True,
+                     help="Entities whose data changed since their champion was trained."),
+        _FORMAT,
     ]),
 ]  # fmt: skip
 
