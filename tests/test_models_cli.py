@@ -268,9 +268,7 @@ def test_stale_by_age(workspace):
     assert {row["reason"] for row in rows} == {"older than 0s"}
 
 
-def test_stale_finds_the_entities_whose_data_changed(workspace, trained, tmp_path, oj_frame):
-    from manymodels.data import write_partitioned
-
+def test_stale_finds_the_entities_whose_data_changed(workspace, trained, tmp_path):
     unchanged = run(workspace, "stale", "--changed", "--format", "json")
     assert unchanged.exit_code == 0, unchanged.output
     assert json.loads(unchanged.output) == []
