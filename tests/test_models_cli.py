@@ -42,7 +42,8 @@ def trained(tmp_path_factory, oj_frame, dask_scheduler) -> dict[str, Any]:
     config = config_from_dict(raw)
     first, second = train(config), train(config)
     assert first.trained == second.trained == len(ENTITIES)
-    return {"root": root, "raw": raw, "first": first.job_id, "second": second.job_id}
+    return {"root": root, "raw": raw, "first": first.job_id, "second": second.job_id,
+            "results": (first, second)}  # fmt: skip
 
 
 @pytest.fixture
@@ -103,6 +104,17 @@ def test_registry_of_the_older_naming_is_renamed_and_keeps_working(workspace, tm
     assert result.forecast == len(ENTITIES) and result.without_model == 0
     assert champions(client) == dict.fromkeys(champions(client), 1)
     assert versions(client) == {name_of(*entity): [1, 2] for entity in ENTITIES}
+
+
+def test_train_summaries_say_which_new_versions_became_champion(trained):
+    from manymodels.report import champion_line
+
+    first, second = trained["results"]
+    assert champion_line(first) == "4 new versions; 4 became champion (4 first version)"
+    assert champion_line(second) == (
+        "4 new versions; 0 became champion, 4 did not: champion kept; promote with "
+        f"'manymodels models promote --job {second.job_id}'"
+    )
 
 
 # --- list -------------------------------------------------------------------------------------
