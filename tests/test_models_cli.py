@@ -217,6 +217,22 @@ def test_rollback_a_job_returns_to_the_earlier_versions(workspace):
     assert set(champions(client).values()) == {1}
 
 
+def test_rollback_returns_to_the_champion_before_not_to_the_version_before(workspace):
+    from manymodels import load_config, train
+
+    client = workspace["client"]
+    third = train(load_config(workspace["config"]))  # version 3, registered while 1 is champion
+    name = name_of(1, "dominicks")
+    assert client.get_model_version(name, "3").tags["manymodels.champion_before"] == "1"
+    assert run(workspace, "promote", "--job", third.job_id).exit_code == 0
+    assert set(champions(client).values()) == {3}
+    one = run(workspace, "rollback", "store_id=1", "brand=dominicks")
+    assert one.exit_code == 0 and f"{name}: champion version 3 -> version 1" in one.output
+    out = run(workspace, "rollback", "--job", third.job_id)
+    assert out.exit_code == 0 and "moved back champion of 3 models" in out.output
+    assert set(champions(client).values()) == {1}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -96,7 +96,7 @@ class EntityRegistrar(_Registrar):
                 name=result.name,
                 keys=result.keys,
                 source=f"{self.job.artifact_uri}/{result.artifact_path}",
-                tags=lineage_tags(result, self.inputs, self.job.job_id, self.digest),
+                tags=self._version_tags(result),
             )  # fmt: skip
             for result, _ in fresh
         ]
@@ -123,6 +123,10 @@ class EntityRegistrar(_Registrar):
 
     def finish(self, rows: list[dict[str, Any]], complete: bool) -> None:
         """Nothing is left to do: every version was registered as its batch arrived."""
+
+    def _version_tags(self, result: EntityResult) -> dict[str, str]:
+        tags = lineage_tags(result, self.inputs, self.job.job_id, self.digest)
+        return {**tags, **_champion_before(self.known.get(result.name))}
 
     def _alias_moves(
         self, result: EntityResult, ref: VersionRef, before: ModelRecord | None, row: dict[str, Any]
@@ -274,6 +278,13 @@ def selection_tags(result: EntityResult, plan: str) -> dict[str, str]:
     for level, value in selection.coverage.items():
         tags[lineage.coverage_tag(level_label(level))] = repr(value)
     return tags
+
+
+def _champion_before(record: ModelRecord | None) -> dict[str, str]:
+    """The tag that remembers which version was champion when a new one was registered."""
+    if record is None or CHAMPION not in record.aliases:
+        return {}
+    return {lineage.CHAMPION_BEFORE: str(record.aliases[CHAMPION])}
 
 
 def _row_from_tags(ref: VersionRef, entity_cols: list[str]) -> dict[str, Any]:

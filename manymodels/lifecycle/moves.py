@@ -10,12 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from manymodels import lineage
 from manymodels.config import Config
 from manymodels.errors import RegistryError
 from manymodels.lifecycle.catalog import Catalog, Entity, open_catalog
 from manymodels.tracking.aliases import CHAMPION
 
-__all__ = ["AliasMove", "plan_promotion", "plan_rollback", "promote_models", "rollback_models"]
+__all__ = [
+    "AliasMove",
+    "plan_promotion",
+    "plan_rollback",
+    "previous_champion",
+    "promote_models",
+    "rollback_models",
+]
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,12 @@ def rollback_models(
     version: int | None = None,
     dry_run: bool = False,
 ) -> list[AliasMove]:
-    """Move the champion back: one entity's to the version before it (or ``version``), or,
-    for ``job_id``, every entity whose champion that job registered to its newest version
-    from an earlier job.
+    """Move the champion back: one entity's to the version that was champion before it (or
+    ``version``), or, for ``job_id``, that of every entity whose champion that job registered.
+
+    The version that was champion when the current one was registered is recorded on it
+    (``manymodels.champion_before``); for versions registered before that tag existed, or whose
+    earlier champion was pruned, the newest earlier version (of another job) is taken.
 
     Entities of the job that have no earlier version keep their champion; a rollback where no
     entity can go back is an error.
@@ -123,13 +134,13 @@ def plan_rollback(
         if version is not None:
             entity.require(version)
             return [] if version == current else [_move(entity, version)]
-        earlier = [v.number for v in entity.versions if v.number < current]
-        if not earlier:
+        previous = previous_champion(entity, skip_job=None)
+        if previous is None:
             raise RegistryError(
                 f"{entity.name}: its champion is version {current}, the first it has; there is "
                 "no earlier version to roll back to."
             )
-        return [_move(entity, earlier[-1])]
+        return [_move(entity, previous)]
     registered = catalog.versions_of_job(job_id)
     if not registered:
         raise RegistryError(_no_job(catalog, job_id))
@@ -138,16 +149,31 @@ def plan_rollback(
         champion = entity.champion
         if champion is None or champion.job_id != job_id:
             continue
-        earlier = [v.number for v in entity.versions
-                   if v.number < champion.number and v.job_id != job_id]  # fmt: skip
-        if earlier:
-            moves.append(_move(entity, earlier[-1]))
+        previous = previous_champion(entity, skip_job=job_id)
+        if previous is not None:
+            moves.append(_move(entity, previous))
     if not moves:
         raise RegistryError(
             f"job {job_id}: none of its versions is a champion with an earlier version to go "
             "back to; nothing to roll back."
         )
     return moves
+
+
+def previous_champion(entity: Entity, skip_job: str | None) -> int | None:
+    """The version a rollback of the champion goes back to: the one that was champion when the
+    current champion was registered (its ``manymodels.champion_before`` tag), when it still
+    exists; else the newest earlier version (not registered by ``skip_job``); else None."""
+    champion = entity.champion
+    if champion is None:
+        return None
+    recorded = champion.tags.get(lineage.CHAMPION_BEFORE, "")
+    before = int(recorded) if recorded.isdigit() else None
+    if before is not None and before != champion.number and entity.version(before) is not None:
+        return before
+    earlier = [v.number for v in entity.versions
+               if v.number < champion.number and (skip_job is None or v.job_id != skip_job)]  # fmt: skip
+    return earlier[-1] if earlier else None
 
 
 def _apply(catalog: Catalog, moves: list[AliasMove], dry_run: bool) -> list[AliasMove]:
