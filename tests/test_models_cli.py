@@ -154,7 +154,8 @@ def test_list_prints_a_table(workspace):
 @pytest.mark.parametrize(
     ("where", "message"),
     [("mase >", "expected FIELD OP VALUE"), ("mase", "expected FIELD OP VALUE"),
-     ("masee > 1", "did you mean 'mase'")],
+     ("masee > 1", "did you mean 'mase'"), ("mase >> 1", "'>>' is no operator"),
+     ("mase > high", "mase holds numbers and 'high' is not one")],
 )  # fmt: skip
 def test_malformed_where_is_one_line_and_exit_2(workspace, where, message):
     out = run(workspace, "list", "--where", where)

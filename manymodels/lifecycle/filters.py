@@ -65,6 +65,10 @@ def parse_condition(text: str) -> Condition:
             "--where 'mase > 1.2' or --where 'winner = theta'."
         )
     field, op, raw = match.groups()
+    if raw[0] in "<>=!":
+        raise FilterError(
+            f"--where '{text}': '{op}{raw[0]}' is no operator; use one of < <= > >= = !=."
+        )
     quoted = _QUOTED.match(raw)
     if quoted:
         return Condition(field, op, quoted.group(2))
@@ -83,7 +87,13 @@ def apply_conditions(rows: pd.DataFrame, conditions: Sequence[Condition]) -> pd.
     keep = pd.Series(True, index=rows.index)
     for condition in conditions:
         _require_column(rows, condition.field, "--where")
-        keep &= condition.mask(rows[condition.field])
+        column = rows[condition.field]
+        if isinstance(condition.value, str) and _numeric(column):
+            raise FilterError(
+                f"--where '{condition.field} {condition.op} {condition.value}': "
+                f"{condition.field} holds numbers and '{condition.value}' is not one."
+            )
+        keep &= condition.mask(column)
     return rows[keep]
 
 
@@ -107,8 +117,13 @@ def sort_rows(rows: pd.DataFrame, sort: Sequence[str]) -> pd.DataFrame:
 
 
 def _sortable(column: pd.Series) -> pd.Series:
-    numbers = pd.to_numeric(column, errors="coerce")
-    return numbers if numbers.notna().sum() == column.notna().sum() else column.astype("string")
+    return pd.to_numeric(column, errors="coerce") if _numeric(column) else column.astype("string")
+
+
+def _numeric(column: pd.Series) -> bool:
+    """Whether every value present is a number (a metric), not text that may hold digits."""
+    present = column.dropna()
+    return bool(len(present)) and bool(pd.to_numeric(present, errors="coerce").notna().all())
 
 
 def _require_column(rows: pd.DataFrame, field: str, option: str) -> None:
