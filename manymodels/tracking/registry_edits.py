@@ -35,9 +35,16 @@ class DatedVersion:
 
 
 def rename_model(registry: Registry, name: str, new_name: str) -> None:
-    """Rename a registered model; its versions, aliases and tags go with it."""
+    """Rename a registered model; its versions, aliases and tags go with it. A model that
+    another process renamed first (it is gone, the new name exists) is left as it is."""
+    from mlflow.exceptions import MlflowException
+
     client = registry.client_api.client
-    _retry(lambda: client.rename_registered_model(name, new_name))
+    try:
+        _retry(lambda: client.rename_registered_model(name, new_name))
+    except MlflowException as exc:
+        if exc.error_code not in {"RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS"}:
+            raise
 
 
 def delete_version(registry: Registry, name: str, version: int) -> None:
