@@ -89,20 +89,39 @@ def test_models_have_readable_names(workspace):
                      "oj.store_id=2.brand=dominicks", "oj.store_id=2.brand=minute~2Emaid"}  # fmt: skip
 
 
-def test_registry_of_the_older_naming_is_renamed_and_keeps_working(workspace, tmp_path):
-    client = workspace["client"]
-    for store, brand in ENTITIES:  # as an earlier release named them
+def name_models_the_older_way(client) -> None:
+    """Rename every model to the name an earlier release gave it."""
+    for store, brand in ENTITIES:
         legacy = legacy_model_name("oj", {"store_id": str(store), "brand": brand})
-        if legacy != name_of(store, brand):
-            client.rename_registered_model(name_of(store, brand), legacy)
-    assert "oj.store_5Fid=1.brand=minute_2Emaid" in {
-        m.name for m in client.search_registered_models()
-    }
+        client.rename_registered_model(name_of(store, brand), legacy)
+    assert {m.name for m in client.search_registered_models()} == {
+        "oj.store_5Fid=1.brand=dominicks", "oj.store_5Fid=1.brand=minute_2Emaid",
+        "oj.store_5Fid=2.brand=dominicks", "oj.store_5Fid=2.brand=minute_2Emaid",
+    }  # fmt: skip
+
+
+def test_registry_of_the_older_naming_is_renamed_and_keeps_working(workspace):
+    client = workspace["client"]
+    name_models_the_older_way(client)
     from manymodels import forecast, load_config
 
     result = forecast(load_config(workspace["config"]))
     assert result.forecast == len(ENTITIES) and result.without_model == 0
     assert champions(client) == dict.fromkeys(champions(client), 1)
+    assert versions(client) == {name_of(*entity): [1, 2] for entity in ENTITIES}
+
+
+def test_retrain_finds_the_champions_of_a_registry_of_the_older_naming(workspace):
+    from manymodels import load_config, retrain
+
+    client = workspace["client"]
+    name_models_the_older_way(client)
+    result = retrain(load_config(workspace["config"]))
+    # Unchanged data: every champion was found under its renamed model and nothing retrained.
+    assert (result.skipped, result.trained) == (len(ENTITIES), 0)
+    assert {m.name for m in client.search_registered_models()} == {
+        name_of(*entity) for entity in ENTITIES
+    }
     assert versions(client) == {name_of(*entity): [1, 2] for entity in ENTITIES}
 
 
