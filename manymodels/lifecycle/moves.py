@@ -117,6 +117,8 @@ def plan_promotion(
         moves = [_move(entity, chosen.number) for entity, chosen in registered]
     else:
         entity = catalog.find(keys or {})
+        if version is None and not entity.versions:
+            raise RegistryError(f"{entity.name} has no versions to promote.")
         number = version if version is not None else entity.versions[-1].number
         entity.require(number)
         moves = [_move(entity, number)]
