@@ -125,6 +125,22 @@ def test_retrain_finds_the_champions_of_a_registry_of_the_older_naming(workspace
     assert versions(client) == {name_of(*entity): [1, 2] for entity in ENTITIES}
 
 
+def test_models_commands_find_models_of_the_older_naming_and_rename_nothing(workspace):
+    client = workspace["client"]
+    name_models_the_older_way(client)
+    legacy = "oj.store_5Fid=1.brand=minute_2Emaid"
+    out = run(workspace, "promote", "store_id=1", "brand=minute.maid")
+    assert out.exit_code == 0, out.output
+    assert client.get_registered_model(legacy).aliases == {"champion": 2}
+    assert (
+        run(workspace, "rollback", "store_id=1", "brand=minute.maid", "--version", "7").exit_code
+        == 2
+    )
+    listed = json.loads(run(workspace, "list", "--format", "json").output)
+    assert len(listed) == len(ENTITIES) and legacy in {row["model_name"] for row in listed}
+    assert len({m.name for m in client.search_registered_models()} & {legacy}) == 1
+
+
 def test_train_summaries_say_which_new_versions_became_champion(trained):
     from manymodels.report import champion_line
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from manymodels import lineage
 from manymodels.artifacts.bundle import bundle_name
 from manymodels.errors import RegistryError
-from manymodels.lifecycle.renames import rename_legacy_models
+from manymodels.lifecycle.renames import legacy_renames
 from manymodels.naming import model_name
 from manymodels.tracking.aliases import CHAMPION
 from manymodels.tracking.registry_edits import dated_versions
@@ -94,7 +94,7 @@ class Catalog:
     session: Tracking
     prefix: str
     entity_cols: list[str]
-    entities: dict[str, Entity]
+    entities: dict[str, Entity]  # by readable name
 
     def find(self, keys: Mapping[str, str]) -> Entity:
         """The entity with these key values.
@@ -119,21 +119,28 @@ class Catalog:
 
 
 def open_catalog(config: Config) -> Catalog:
-    """Read the config's registry into a :class:`Catalog` (renaming models of the older naming
-    first, as a job would)."""
+    """Read the config's registry into a :class:`Catalog`, changing nothing.
+
+    A model still named the older way is found under its readable name and keeps its
+    registered name (``Entity.name``) for every write; the next job renames it.
+    """
     from manymodels.tracking.store import open_tracking
 
     session = open_tracking(config)
     registry = session.registry
     prefix = config.tracking.model_prefix
-    bundle = bundle_name(prefix)
+    models = registry.models()
+    readable = dict(legacy_renames(models, prefix))
     entities = {
-        name: Entity(name, _keys_of(record.tags, config.data.entity_cols), dict(record.aliases))
-        for name, record in rename_legacy_models(registry).items()
-        if name != bundle
+        readable.get(name, name): Entity(
+            name, _keys_of(record.tags, config.data.entity_cols), dict(record.aliases)
+        )
+        for name, record in models.items()
+        if name != bundle_name(prefix)
     }
+    by_registered_name = {entity.name: entity for entity in entities.values()}
     for dated in dated_versions(registry):
-        entity = entities.get(dated.ref.name)
+        entity = by_registered_name.get(dated.ref.name)
         if entity is not None:
             tags = dict(dated.ref.tags)
             entity.versions.append(Version(dated.ref.version, tags.get(lineage.JOB_ID, ""),
