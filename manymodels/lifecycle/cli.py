@@ -204,6 +204,8 @@ def _print_rows(rows: pd.DataFrame, output_format: str, table_fields: Sequence[s
         click.echo(rows.to_csv(index=False), nl=False)
     elif output_format == "json":
         click.echo(json.dumps(_records(rows), indent=2, default=str))
+    elif rows.empty:
+        click.echo("0 models")
     else:
         shown = [field for field in dict.fromkeys(table_fields) if field in rows.columns]
         _rich_table(rows[shown], title=f"{len(rows)} models")

@@ -49,6 +49,8 @@ def list_models(
     """
     conditions = [parse_condition(text) for text in where]
     rows = entity_rows(open_catalog(config))
+    if rows.empty:  # no model yet: no field to check a condition against, nothing to list
+        return rows
     rows = sort_rows(apply_conditions(rows, conditions), sort)
     return (rows.head(limit) if limit is not None else rows).reset_index(drop=True)
 
