@@ -186,6 +186,15 @@ def test_list_prints_a_table(workspace):
     assert "4 models" in out.output and "store_id=1.brand=minute~2Emaid" in out.output
 
 
+def test_an_empty_registry_lists_nothing(trained, tmp_path):
+    raw = {**trained["raw"], "work_dir": str(tmp_path / "empty")}
+    config_file = tmp_path / "empty.yaml"
+    config_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    out = CliRunner().invoke(main, ["models", "list", "-c", str(config_file), "--where",
+                                    "mase > 1", "--format", "json"])  # fmt: skip
+    assert out.exit_code == 0 and json.loads(out.output) == []
+
+
 @pytest.mark.parametrize(
     ("where", "message"),
     [("mase >", "expected FIELD OP VALUE"), ("mase", "expected FIELD OP VALUE"),
