@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from manymodels import data as data_io
 from manymodels import lineage
 from manymodels.artifacts.loader import ModelLoader
 from manymodels.artifacts.model_files import ModelFiles
@@ -27,7 +26,7 @@ from manymodels.guard import call_with_limits, failure_from
 from manymodels.naming import entity_slug, model_name
 from manymodels.outcomes import Champion, EntityResult, Selection, failed
 from manymodels.promotion import challenger_wins
-from manymodels.tasks.entities import fit_spec, iter_entities
+from manymodels.tasks.entities import entity_fingerprint, fit_spec, iter_entities
 
 __all__ = ["TrainTask", "params_digest", "train_batch"]
 
@@ -108,8 +107,7 @@ def _train_entity(
 ) -> EntityResult:  # fmt: skip
     config = task.config
     started = time.perf_counter()
-    data = config.data
-    fingerprint = data_io.fingerprint(frame, [data.time_col, data.target_col, *data.exog_cols])
+    fingerprint = entity_fingerprint(frame, config)
     champion = task.champions.get(name)
     slug = entity_slug(keys)
     if champion is not None and not task.force and _unchanged(champion, fingerprint, task):
