@@ -104,6 +104,6 @@ def refit_transform(values: np.ndarray, fitted: TargetTransform, scale: bool) ->
     """``fitted``'s choice of log and differencing, with the scale of ``values``: what a later
     backtest cutoff or the final refit uses, so that every fit of an entity models the same
     series."""
-    kind: Kind = {(True, True): "log1p_diff", (True, False): "log1p",
-                  (False, True): "diff", (False, False): "none"}[(fitted.log, fitted.diff)]  # fmt: skip
-    return fit_transform(values, kind, scale)
+    kinds: dict[tuple[bool, bool], Kind] = {(True, True): "log1p_diff", (True, False): "log1p",
+                                            (False, True): "diff", (False, False): "none"}  # fmt: skip
+    return fit_transform(values, kinds[(fitted.log, fitted.diff)], scale)
