@@ -46,7 +46,7 @@ from manymodels.outcomes import EntityResult
 from manymodels.outputs import check_output, remove_dir, replace_dir, start_staging
 from manymodels.report import announce_dashboard, progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
-from manymodels.tracking.runs import JobRun, open_job_run
+from manymodels.tracking.runs import JobRun, open_job_run, retire_abandoned
 from manymodels.tracking.store import open_tracking
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ def forecast(
         except ManyModelsError as exc:
             raise type(exc)(f"{config.label()}: {exc}") from None
         items, orphans = _assign(inputs.partitions, refs, config)
+        retire_abandoned(session, "forecast")
         job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
         job.log_config(config, {"alias": alias, "version": version})
         staging = start_staging(target)
