@@ -51,12 +51,15 @@ def panel(tmp_path: Path) -> Path:
     return path
 
 
-def _config_file(tmp_path: Path, data: Path, scheduler: str, tracking: dict) -> Path:
+def _config_file(tmp_path: Path, data: Path, scheduler: str | None, tracking: dict) -> Path:
+    """A job on the shared cluster, or with ``scheduler=None`` on a cluster of its own (whose
+    workers then inherit the job's environment)."""
     template = tmp_path / "slow.py"
     template.write_text(SLOW_TEMPLATE)
+    compute = {"scheduler": scheduler} if scheduler else {"n_workers": 2}
     raw = base_config(
         data, tmp_path / "work", model={"template": str(template), "params": {}},
-        compute={"scheduler": scheduler, "batch_size": 2},
+        compute={**compute, "batch_size": 2},
         tracking={"experiment": "faults", "model_prefix": "f", **tracking},
         failures={"max_share": 0.0}, data={"exog_cols": []},
     )  # fmt: skip
@@ -110,11 +113,11 @@ def _assert_exactly_once(uri: str, jobs: int = 1) -> None:
         per_run = Counter(version.run_id for version in found)
         assert len(per_run) == jobs and set(per_run.values()) == {1}, (name, per_run)
         first = min(int(version.version) for version in found)
-        assert aliases[name].get("champion") == str(first), (name, aliases[name])
+        assert int(aliases[name].get("champion", 0)) == first, (name, aliases[name])
 
 
-def _assert_forecast_covers_all(config_file: Path) -> None:
-    forecast = _run("forecast", "-c", str(config_file), "-q")
+def _assert_forecast_covers_all(config_file: Path, *options: str) -> None:
+    forecast = _run("forecast", "-c", str(config_file), "-q", *options)
     assert forecast.returncode == 0, forecast.stderr
     assert f"{ENTITIES} forecast, 0 failed of {ENTITIES}" in forecast.stdout
     output = yaml.safe_load(config_file.read_text())["forecast"]["output"]
@@ -171,24 +174,29 @@ def server(tmp_path, postgres_uri):
 
 
 @pytest.mark.slow
-def test_server_killed_during_registration_then_rerun(tmp_path, panel, dask_scheduler, server):
-    config_file = _config_file(tmp_path, panel, dask_scheduler, {"uri": server.url})
-    # A short HTTP retry budget: the outage below outlasts it, so registrations fail.
+def test_server_killed_during_registration_then_rerun(tmp_path, panel, server, dask_scheduler):
+    # A cluster of the job's own, and a short HTTP retry budget for it and its workers: the
+    # outage outlasts the budget, so registrations and uploads fail while the server is gone.
+    config_file = _config_file(tmp_path, panel, None, {"uri": server.url})
     env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}  # fmt: skip
     first = subprocess.Popen(_cli("train", "-c", str(config_file), "-q"), env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     _wait_for_ledger(first, tmp_path / "work", lines=2)
     server.kill()
-    first.communicate(timeout=300)
+    _, stderr = first.communicate(timeout=300)
     assert first.returncode != 0, "the job cannot succeed without its server"
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: ")
 
     server.start()
-    again = _run("train", "-c", str(config_file), "-q")
+    # The rerun may use another cluster: compute is not part of what makes "the same command".
+    shared = ("--set", f"compute.scheduler={dask_scheduler}")
+    again = _run("train", "-c", str(config_file), "-q", *shared)
     assert again.returncode == 0, again.stderr
     assert "resumed an unfinished job" in again.stdout
     _assert_exactly_once(server.url)
-    _assert_forecast_covers_all(config_file)
+    _assert_forecast_covers_all(config_file, *shared)
 
 
 @pytest.mark.slow
