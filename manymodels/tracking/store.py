@@ -135,6 +135,7 @@ def client_for(target: TrackingTarget) -> MlflowClient:
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri)
     _require_server(target)
+    _require_database(target)
     with _creation_lock(target):
         database = _new_embedded_database(target)
         seeded = database is not None and schema_cache.seed(database)
@@ -173,6 +174,33 @@ def _require_server(target: TrackingTarget, wait: float = SERVER_WAIT) -> None:
                     "the server (mlflow server ...), or fix the host and port in tracking.uri."
                 ) from None
             time.sleep(1)
+
+
+def _require_database(target: TrackingTarget) -> None:
+    """Connect once to a database server named by the tracking URI, and say at once why that
+    fails: MLflow retries a refused password or an unreachable host for about two minutes,
+    logging a traceback each time. (SQLite files are MLflow's to create.)"""
+    uri = target.tracking_uri
+    if not is_database(uri) or uri.startswith("sqlite:"):
+        return
+    import sqlalchemy
+
+    postgres = uri.partition(":")[0].startswith("postgres")
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10} if postgres else {})
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig else exc
+        raise ManyModelsError(
+            f"tracking.uri: cannot connect to the database at {target.describe()} "
+            f"({type(cause).__name__}: {_first_words(scrub(str(cause)), 300)}). Hint: check the "
+            "host, port, database, user name and password in tracking.uri, and that the "
+            "database driver is installed."
+        ) from None
 
 
 def _open_client(target: TrackingTarget) -> MlflowClient:
