@@ -57,9 +57,9 @@ class Cluster:
         # In a separate process: its connections are gone when it exits, and a database can be
         # copied only while nobody is connected to it.
         migrate = (
-            "import mlflow; client = mlflow.MlflowClient(tracking_uri=%r); "
+            f"import mlflow; client = mlflow.MlflowClient(tracking_uri={self.uri(TEMPLATE)!r}); "
             "client.search_experiments(); client.search_registered_models()"
-        ) % self.uri(TEMPLATE)
+        )
         subprocess.run([sys.executable, "-c", migrate], check=True, capture_output=True,
                        timeout=300)  # fmt: skip
 

@@ -284,10 +284,12 @@ def test_racing_bulk_registrations_retry_what_mlflow_raises(postgres_uri):
 
     # What MLflow raises for a clash: its own exception, with SQLAlchemy's as the cause.
     table = bulk.tables.SqlRegisteredModel.__table__
-    with pytest.raises(MlflowException) as raised:
-        with bulk.store.ManagedSessionMaker(read_only=False) as session:
-            session.execute(insert(table), [{"name": names[0], "creation_time": 0,
-                                             "last_updated_time": 0, "workspace": "default"}])  # fmt: skip
+    clash = {"name": names[0], "creation_time": 0, "last_updated_time": 0, "workspace": "default"}
+    with (
+        pytest.raises(MlflowException) as raised,
+        bulk.store.ManagedSessionMaker(read_only=False) as session,
+    ):
+        session.execute(insert(table), [clash])
     assert is_conflict(raised.value)
 
 
