@@ -107,10 +107,14 @@ def running_cluster(bin_dir: Path) -> Iterator[Cluster]:
 
 
 def _owner() -> pwd.struct_passwd | None:
-    """The user the cluster runs as: ``postgres`` when we are root, else ourselves (None)."""
+    """The user the cluster runs as: ``postgres`` (or ``nobody``) when we are root, else
+    ourselves (None)."""
     if os.geteuid() != 0:
         return None
-    return pwd.getpwnam("postgres")
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise RuntimeError("running as root, and there is no 'postgres' user to run PostgreSQL as")
 
 
 def _as_owner(owner: pwd.struct_passwd | None, command: list[str], check: bool = True) -> None:

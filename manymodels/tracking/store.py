@@ -108,7 +108,7 @@ def with_driver(uri: str) -> str:
 
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
         return f"postgresql+psycopg2://{rest}"
-    return uri
+    return f"postgresql://{rest}"  # SQLAlchemy knows no dialect named 'postgres'
 
 
 def _work_root(work_dir: str) -> Path:
