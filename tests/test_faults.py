@@ -284,7 +284,9 @@ def test_racing_bulk_registrations_retry_what_mlflow_raises(postgres_uri):
 
     # What MLflow raises for a clash: its own exception, with SQLAlchemy's as the cause.
     table = bulk.tables.SqlRegisteredModel.__table__
-    clash = {"name": names[0], "creation_time": 0, "last_updated_time": 0, "workspace": "default"}
+    clash = {"name": names[0], "creation_time": 0, "last_updated_time": 0}
+    if "workspace" in table.c:  # MLflow releases with workspaces
+        clash["workspace"] = "default"
     with (
         pytest.raises(MlflowException) as raised,
         bulk.store.ManagedSessionMaker(read_only=False) as session,
