@@ -45,6 +45,7 @@ def test_an_unreachable_tracking_server_is_one_line_within_30_s(tmp_path, oj_dat
     assert len(failed.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_wrong_database_password_is_one_line(tmp_path, oj_data, postgres):
     wrong = postgres.uri("postgres", password="not-the-password")
     failed = _train_cli(tmp_path, oj_data, wrong)
@@ -55,6 +56,7 @@ def test_a_wrong_database_password_is_one_line(tmp_path, oj_data, postgres):
     assert "manymodels:***@127.0.0.1" in failed.stderr
 
 
+@pytest.mark.slow
 def test_a_database_uri_keeps_artifacts_under_work_dir(
     tmp_path, oj_data, dask_scheduler, postgres_uri, monkeypatch
 ):

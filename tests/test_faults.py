@@ -295,6 +295,7 @@ def test_racing_bulk_registrations_retry_what_mlflow_raises(postgres_uri):
     assert is_conflict(raised.value)
 
 
+@pytest.mark.slow
 def test_forecast_names_an_entity_without_the_alias_as_failed(
     tmp_path, panel, dask_scheduler, postgres_uri
 ):

@@ -370,6 +370,7 @@ def test_rerun_after_failures_retries_only_the_failed_entities(make_config, regi
     assert mlflow.MlflowClient().get_run(first.run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_job_of_another_config(tmp_path, oj_data, dask_scheduler):
     template = tmp_path / "broken.py"
     template.write_text(
