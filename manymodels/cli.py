@@ -58,6 +58,14 @@ def _friendly(function: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted: run the same command again to resume the job.", err=True)
             sys.exit(130)
+        except Exception as exc:
+            from manymodels.environment import environment_problem
+
+            problem = environment_problem(exc)
+            if problem is None:
+                raise  # a bug: its traceback is the useful part
+            click.echo(f"error: {_one_line(problem)}", err=True)
+            sys.exit(2)
 
     return wrapper
 

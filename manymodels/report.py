@@ -198,6 +198,13 @@ def print_forecast_summary(result: ForecastResult) -> None:
     if result.failed:
         for line in result.failure_digest(limit=5):
             out.print(f"    {line}")
+        out.print(f"  failed: {_some_names(result.failures_named())}")
+
+
+def _some_names(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    more = len(names) - limit
+    return f"{shown} and {more} more (see failures.csv in the run)" if more > 0 else shown
 
 
 def is_interactive() -> bool:

@@ -100,3 +100,28 @@ def registry_of() -> Callable[..., Any]:
         return open_tracking(config).registry
 
     return open_registry
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for the session (see ``tests/postgres.py``).
+
+    Without PostgreSQL's binaries the tests that need it are skipped, except under ``CI=true``:
+    CI must install them (``.ci/run`` does), so there it is a failure.
+    """
+    from tests import postgres as pg
+
+    bin_dir = pg.binaries()
+    if bin_dir is None:
+        message = "PostgreSQL's initdb is not installed (Debian: apt-get install postgresql)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with pg.running_cluster(bin_dir) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_uri(postgres) -> str:
+    """The URI of a new PostgreSQL database with MLflow's empty schema, for one test."""
+    return postgres.new_database()

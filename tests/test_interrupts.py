@@ -64,34 +64,67 @@ def test_the_next_run_removes_staging_folders_of_dead_processes(tmp_path):
     assert remove_stale_staging(str(tmp_path / "out")) == []
 
 
-def test_a_terminated_forecast_is_killed_and_leaves_no_staging(tmp_path, oj_data, dask_scheduler):
+def _trained(tmp_path: Path, oj_data: Path, scheduler: str) -> tuple[Path, Path]:
+    """A trained job whose forecasts are slow while the returned marker file exists."""
     template = tmp_path / "slow.py"
     template.write_text(SLOW_FORECASTS)
     slow = tmp_path / "slow-forecasts"
-    raw = base_config(oj_data, tmp_path / "work", compute={"scheduler": dask_scheduler},
+    raw = base_config(oj_data, tmp_path / "work", compute={"scheduler": scheduler},
                       model={"template": str(template), "params": {"slow": str(slow)}})  # fmt: skip
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(raw))
-    cli = [sys.executable, "-m", "manymodels.cli"]
-    trained = subprocess.run([*cli, "train", "-c", str(config_file), "-q"], capture_output=True,
+    trained = subprocess.run([*CLI, "train", "-c", str(config_file), "-q"], capture_output=True,
                              text=True, timeout=300)  # fmt: skip
     assert trained.returncode == 0, trained.stderr
+    return config_file, slow
 
-    slow.write_text("")
-    job = subprocess.Popen([*cli, "forecast", "-c", str(config_file), "-q"], text=True,
+
+CLI = [sys.executable, "-m", "manymodels.cli"]
+
+
+def _slow_forecast_under_way(config_file: Path, output: Path) -> subprocess.Popen:
+    job = subprocess.Popen([*CLI, "forecast", "-c", str(config_file), "-q"], text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    output = tmp_path / "work" / "forecasts"
     deadline = time.monotonic() + 120
     while not list(output.parent.glob(".forecasts.tmp-*")) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # into the forecasting tasks
+    return job
+
+
+def _statuses(tmp_path: Path) -> list[str]:
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tests")
+    return sorted(run.info.status for run in client.search_runs([experiment.experiment_id]))
+
+
+def test_a_terminated_forecast_is_killed_and_leaves_no_staging(tmp_path, oj_data, dask_scheduler):
+    config_file, slow = _trained(tmp_path, oj_data, dask_scheduler)
+    slow.write_text("")
+    output = tmp_path / "work" / "forecasts"
+    job = _slow_forecast_under_way(config_file, output)
     job.send_signal(signal.SIGTERM)
     _, stderr = job.communicate(timeout=120)
 
     assert job.returncode == 130, stderr
     assert "interrupted" in stderr
     assert not list(output.parent.glob(".forecasts.tmp-*"))
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("tests")
-    statuses = sorted(run.info.status for run in client.search_runs([experiment.experiment_id]))
-    assert statuses == ["FINISHED", "KILLED"]
+    assert _statuses(tmp_path) == ["FINISHED", "KILLED"]
+
+
+def test_a_sigkilled_forecast_is_cleaned_up_by_the_next(tmp_path, oj_data, dask_scheduler):
+    config_file, slow = _trained(tmp_path, oj_data, dask_scheduler)
+    slow.write_text("")
+    output = tmp_path / "work" / "forecasts"
+    job = _slow_forecast_under_way(config_file, output)
+    job.send_signal(signal.SIGKILL)
+    job.communicate(timeout=120)
+    assert list(output.parent.glob(".forecasts.tmp-*")), "nothing could clean up after SIGKILL"
+    assert _statuses(tmp_path) == ["FINISHED", "RUNNING"]
+
+    slow.unlink()
+    again = subprocess.run([*CLI, "forecast", "-c", str(config_file), "-q"], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert not list(output.parent.glob(".forecasts.tmp-*"))
+    assert _statuses(tmp_path) == ["FINISHED", "FINISHED", "KILLED"]

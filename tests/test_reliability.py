@@ -368,3 +368,30 @@ def test_rerun_after_failures_retries_only_the_failed_entities(make_config, regi
         first.job_id
     }
     assert mlflow.MlflowClient().get_run(first.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_job_of_another_config(tmp_path, oj_data, dask_scheduler):
+    template = tmp_path / "broken.py"
+    template.write_text(
+        "def train(history, context):\n"
+        "    raise ValueError('not yet')\n"
+        "def predict(model, history, future, context):\n"
+        "    return []\n"
+    )
+    raw = base_config(oj_data, tmp_path / "work", model={"template": str(template)},
+                      compute={"scheduler": dask_scheduler})  # fmt: skip
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    unfinished = manymodels.train(manymodels.load_config(config_file))
+    assert unfinished.budget_exceeded, "a failed job stays resumable"
+
+    other = subprocess.run(_cli("train", "-c", str(config_file), "-q", "--resume",
+                                unfinished.job_id, "--set", "horizon=6"),
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert other.returncode == 2
+    assert len(other.stderr.strip().splitlines()) == 1
+    assert other.stderr.startswith(
+        f"error: --resume: job {unfinished.job_id} was started with another config (digest "
+    )
+    assert "resume it with the config it started with, or run without --resume" in other.stderr

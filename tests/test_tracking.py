@@ -77,3 +77,21 @@ def test_an_existing_store_is_never_overwritten(tmp_path: Path, cache_dir: Path)
 
     assert reopened.get_registered_model("kept").name == "kept"
     assert schema_cache.seed(tmp_path / "work" / "mlflow.db") is False
+
+
+def test_a_database_uri_keeps_artifacts_under_work_dir(tmp_path):
+    import importlib.util
+
+    work = tmp_path / "work"
+    postgres = tracking.resolve_target("postgresql://u:secret@db.internal/mlflow", None, str(work))
+    assert postgres.artifact_location == (work / "mlartifacts").resolve().as_uri()
+    # The README's form names no driver; SQLAlchemy 2.1 would pick psycopg 3 for it.
+    if importlib.util.find_spec("psycopg") is None:
+        assert postgres.tracking_uri == "postgresql+psycopg2://u:secret@db.internal/mlflow"
+    assert postgres.registry_uri == postgres.tracking_uri
+    assert postgres.describe() == postgres.tracking_uri.replace(":secret@", ":***@")
+
+    sqlite = tracking.resolve_target(f"sqlite:///{tmp_path / 'shared.db'}", None, str(work))
+    assert sqlite.artifact_location == postgres.artifact_location
+    server = tracking.resolve_target("http://mlflow.internal:5000", None, str(work))
+    assert server.artifact_location is None, "a server decides where its artifacts go"

@@ -46,7 +46,8 @@ from manymodels.outcomes import EntityResult
 from manymodels.outputs import check_output, remove_dir, replace_dir, start_staging
 from manymodels.report import announce_dashboard, progress_bar
 from manymodels.tasks import ForecastTask, forecast_batch
-from manymodels.tracking.runs import JobRun, open_job_run
+from manymodels.tracking.registry import Registry
+from manymodels.tracking.runs import JobRun, open_job_run, retire_abandoned
 from manymodels.tracking.store import open_tracking
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def forecast(
         except ManyModelsError as exc:
             raise type(exc)(f"{config.label()}: {exc}") from None
         items, orphans = _assign(inputs.partitions, refs, config)
+        retire_abandoned(session, "forecast")
         job = open_job_run(session, config, "forecast", uuid.uuid4().hex, None, fresh=True)
         job.log_config(config, {"alias": alias, "version": version})
         staging = start_staging(target)
@@ -120,6 +122,7 @@ def forecast(
         )  # fmt: skip
         try:
             results = _forecast_batches(items, task, config, progress, pending.client())
+            results = _without_alias(results, session.registry, alias, version)
             pending.release()
             result = _result(job.job_id, job.run_id, target, results + orphans, started)
             refusal = _refusal(result, config)
@@ -227,9 +230,12 @@ def _not_published(result: ForecastResult, config: Config, refusal: str) -> JobE
     lacking = _missing_future(result.entities) is not None
     digest = [] if lacking else result.failure_digest(limit=1)
     common = f" Most common failure: {digest[0].rstrip('.')}." if digest else ""
+    names = result.failures_named()
+    named = f" Failed: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}." if names else ""
     return JobError(
         f"{config.label()}: {refusal}, so nothing was published and the previous output at "
-        f"{result.output} was left as it was.{common} See failures.csv in run {result.run_id}."
+        f"{result.output} was left as it was.{common}{named} See failures.csv in run "
+        f"{result.run_id}."
     )
 
 
@@ -249,6 +255,30 @@ def _assign(
             failure = Failure("lookup", "DataError", "registered model has no data partition", "")
             orphans.append(EntityResult(refs[name][0], name, "failed", failure=failure))
     return items, orphans
+
+
+def _without_alias(
+    results: list[EntityResult], registry: Registry, alias: str | None, version: int | None
+) -> list[EntityResult]:
+    """Entities whose registered model lacks the alias or version asked for are failures, not
+    entities without a model: a model that lost ``champion`` must not drop out unnoticed."""
+    if not any(result.status == "no_model" for result in results):
+        return results
+    models = registry.models()
+    what = f"alias '{alias}'" if alias is not None else f"version {version}"
+    hint = (
+        "Hint: rerun the training command to finish its job, or set the alias with "
+        "MlflowClient().set_registered_model_alias."
+        if alias is not None
+        else "Hint: forecast with --alias, or with a version every model has."
+    )
+    failure = Failure("lookup", "RegistryError", f"the registered model has no {what}. {hint}", "")
+    return [
+        EntityResult(result.keys, result.name, "failed", failure=failure)
+        if result.status == "no_model" and result.name in models
+        else result
+        for result in results
+    ]
 
 
 def _forecast_batches(

@@ -54,6 +54,10 @@ class EntityRegistrar(_Registrar):
         super().__init__(session, job, inputs, kind, promote)
         # A registry written by the older naming is renamed first, so entities find their models.
         self.known: dict[str, ModelRecord] = rename_legacy_models(session.registry)
+        if job.resumed:
+            # The killed session may have left a version without champion, or one twice.
+            session.registry.settle(job.run_id)
+            self.known = session.registry.models()
         self.registered: dict[str, VersionRef] = (
             {ref.name: ref for ref in session.registry.versions(run_ids=[job.run_id])}
             if job.resumed
@@ -122,7 +126,10 @@ class EntityRegistrar(_Registrar):
         return [scrub_row(row) for row in rows]
 
     def finish(self, rows: list[dict[str, Any]], complete: bool) -> None:
-        """Nothing is left to do: every version was registered as its batch arrived."""
+        """Every version was registered as its batch arrived; what is left is to make sure,
+        by the run's id, that none was created twice (see
+        :meth:`~manymodels.tracking.registry.Registry.settle`)."""
+        _settle(self.session, self.job, rows)
 
     def _version_tags(self, result: EntityResult) -> dict[str, str]:
         tags = lineage_tags(result, self.inputs, self.job.job_id, self.digest)
@@ -235,9 +242,18 @@ class BundleRegistrar(_Registrar):
         if had_champion and (self.kind == "retrain" or self.promote_all):
             # After a retrain the bundle holds each entity's better model: it is the champion.
             registry.set_alias(self.name, CHAMPION, ref.version)
+        self.version = registry.settle(self.job.run_id).get(self.name, ref.version)
         for row in rows:
             if row.get("status") in ("ok", "skipped"):
-                row["model_version"] = ref.version
+                row["model_version"] = self.version
+
+
+def _settle(session: Tracking, job: JobRun, rows: list[dict[str, Any]]) -> None:
+    """One version per model from the job's run; rows name the version that stays."""
+    kept = session.registry.settle(job.run_id)
+    for row in rows:
+        if row.get("status") == "ok" and row.get("model_name") in kept:
+            row["model_version"] = kept[row["model_name"]]
 
 
 def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str) -> dict[str, str]:

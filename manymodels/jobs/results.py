@@ -225,6 +225,12 @@ class ForecastResult:
         """The most common failures, one line each."""
         return _failure_digest(self.entities, limit)
 
+    def failures_named(self) -> list[str]:
+        """The model names of the entities that failed, sorted."""
+        if not self.failed:
+            return []
+        return sorted(self.entities.loc[self.entities["status"] == "failed", "model_name"])
+
     def read(self) -> pd.DataFrame:
         """The published forecasts as one DataFrame, key columns as strings."""
         frame = pd.read_parquet(self.output)

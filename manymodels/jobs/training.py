@@ -253,7 +253,7 @@ def _finish(
 
 def _ui_hint(target: TrackingTarget, job: JobRun) -> str | None:
     if target.embedded:
-        return f"mlflow ui --backend-store-uri {target.tracking_uri}"
+        return f"mlflow ui --backend-store-uri {target.describe()}"
     if target.tracking_uri.startswith(("http://", "https://")):
         base = target.describe().rstrip("/")
         return f"{base}/#/experiments/{job.experiment_id}/runs/{job.run_id}"

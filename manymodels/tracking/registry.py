@@ -98,6 +98,36 @@ class Registry:
             return {}
         return self._backend.register_many(registrations, run_id, known)
 
+    def settle(self, run_id: str) -> dict[str, int]:
+        """Leave a run with exactly one version per model, each with the ``champion`` that
+        :func:`~manymodels.tracking.aliases.takes_champion` gives it.
+
+        A version can be in doubt after a fault: MLflow's HTTP client retries a create request
+        whose first attempt did reach the server (two versions from one run), and a driver
+        killed between creating a version and setting its alias leaves it without one. Found
+        by the run's id, a second version of a model is deleted (the first is kept), and a
+        model without ``champion`` gets the run's version as its champion: the rule gives it
+        that when the model had no champion before the run.
+
+        Returns:
+            ``{name: version}``: the run's one version of each model.
+        """
+        numbers: dict[str, list[int]] = {}
+        for ref in self.versions(run_ids=[run_id]):
+            numbers.setdefault(ref.name, []).append(ref.version)
+        kept = {name: min(found) for name, found in numbers.items()}
+        extra = {(name, n) for name, found in numbers.items() for n in found if n != kept[name]}
+        for name, number in sorted(extra):
+            self.client_api.delete_version(name, number)
+        models = self.models() if kept else {}
+        moves = []
+        for name, version in kept.items():
+            champion = models[name].aliases.get(CHAMPION) if name in models else None
+            if champion is None or (name, champion) in extra:
+                moves.append((name, CHAMPION, version))
+        self.set_aliases(moves)
+        return kept
+
     def set_aliases(self, moves: list[tuple[str, str, int]]) -> None:
         """Point aliases at versions, ``(name, alias, version)`` each, in bulk when possible."""
         self._backend.set_aliases(moves)

@@ -116,11 +116,14 @@ class BulkRegistry:
                                              version.run_id), version, prefix).filter(
                 version.current_stage != STAGE_DELETED_INTERNAL)  # fmt: skip
             run_ids = list(run_ids)
+            tags = self._like(session.query(tag.name, tag.version, tag.key, tag.value), tag, prefix)
             if run_ids:
                 query = query.filter(version.run_id.in_(run_ids))
+                # Only the runs' own versions' tags, not those of every version under the prefix.
+                tags = tags.join(version, (version.name == tag.name) & (version.version == tag.version)
+                                 ).filter(version.run_id.in_(run_ids))  # fmt: skip
             rows = query.all()
-            tags = self._like(session.query(tag.name, tag.version, tag.key, tag.value), tag,
-                              prefix).all()  # fmt: skip
+            tags = tags.all()
         found: dict[tuple[str, int], VersionRef] = {
             (name, int(number)): VersionRef(name, int(number), source, run_id, {})
             for name, number, source, run_id in rows if name.startswith(prefix)}  # fmt: skip

@@ -129,6 +129,10 @@ class ClientRegistry:
         """Point ``alias`` of model ``name`` at ``version`` (retried while the store is busy)."""
         _retry(lambda: self.client.set_registered_model_alias(name, alias, str(version)))
 
+    def delete_version(self, name: str, version: int) -> None:
+        """Delete one version (a duplicate that a retried request created)."""
+        _retry(lambda: self.client.delete_model_version(name, str(version)))
+
     def _register_or_error(
         self, registration: Registration, run_id: str, known: Mapping[str, ModelRecord]
     ) -> VersionRef | Exception:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from manymodels.config import Config
     from manymodels.tracking.store import Tracking
 
-__all__ = ["JobRun", "config_hash", "open_job_run"]
+__all__ = ["JobRun", "config_hash", "open_job_run", "retire_abandoned"]
 
 
 @dataclass
@@ -117,7 +117,7 @@ def _find_or_start(
 ) -> JobRun:
     client = session.client
     if resume:
-        return JobRun(resume, _named_run(session, resume, kind), True, client)
+        return JobRun(resume, _named_run(session, resume, kind, digest), True, client)
     if not fresh:
         run = _unfinished_run(session, kind, digest)
         if run is not None:
@@ -134,7 +134,7 @@ def _find_or_start(
     return JobRun(job_id, run, False, client)
 
 
-def _named_run(session: Tracking, job_id: str, kind: str) -> Run:
+def _named_run(session: Tracking, job_id: str, kind: str, digest: str) -> Run:
     query = f"tags.`{lineage.JOB_ID}` = '{job_id}'"
     runs = session.client.search_runs([session.experiment_id], query, max_results=1)
     if not runs:
@@ -148,7 +148,37 @@ def _named_run(session: Tracking, job_id: str, kind: str) -> Run:
         raise ResumeError(
             f"--resume: job {job_id} already finished; run without --resume for a new one."
         )
+    started_with = run.data.tags.get(lineage.CONFIG_HASH)
+    if started_with != digest:
+        # Resuming with another template, horizon or data layout would mix two jobs in one.
+        raise ResumeError(
+            f"--resume: job {job_id} was started with another config (digest {started_with}, "
+            f"this config's is {digest}); resume it with the config it started with, or run "
+            "without --resume to start a new job."
+        )
     return _claim(session, run)
+
+
+def retire_abandoned(session: Tracking, kind: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of ``kind`` whose driver, on this machine, is gone (a
+    SIGKILLed forecast could not end its own run); a driver on another machine is left alone.
+
+    Returns:
+        The ids of the runs marked KILLED.
+    """
+    runs = session.client.search_runs(
+        [session.experiment_id],
+        filter_string=f"tags.`{lineage.JOB_KIND}` = '{kind}' and attributes.status = 'RUNNING'",
+        max_results=100,
+    )
+    retired = []
+    for run in runs:
+        host, _, pid = (run.data.tags.get(lineage.DRIVER) or "").rpartition(":")
+        here = host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid()
+        if here and not _driver_alive(run.data.tags.get(lineage.DRIVER)):
+            session.client.set_terminated(run.info.run_id, status="KILLED")
+            retired.append(run.info.run_id)
+    return retired
 
 
 def _unfinished_run(session: Tracking, kind: str, digest: str) -> Run | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +42,9 @@ _QUIET_LOGGERS = (
     # One "waiting for model version creation" line per registered version, against a server.
     "mlflow.store.model_registry.abstract_store",
 )
+# How long a job waits for an unreachable tracking server before it says so.
+SERVER_WAIT = 15.0
+_DATABASE_SCHEMES = {"sqlite", "postgresql", "postgres", "mysql", "mssql"}
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,8 @@ class TrackingTarget:
     Attributes:
         tracking_uri: the MLflow tracking URI.
         registry_uri: the model registry URI (the tracking URI unless set).
-        artifact_location: the experiment's artifact root for the embedded store, else None
-            (the server decides).
+        artifact_location: the experiment's artifact root for the embedded store or a
+            database, else None (the server decides).
     """
 
     tracking_uri: str
@@ -60,6 +64,7 @@ class TrackingTarget:
 
     @property
     def embedded(self) -> bool:
+        """No server: the store is a database that this process opens itself."""
         return self.artifact_location is not None
 
     def describe(self) -> str:
@@ -68,9 +73,45 @@ class TrackingTarget:
 
 
 def resolve_target(uri: str | None, registry_uri: str | None, work_dir: str) -> TrackingTarget:
-    """The tracking target of a job: the configured server, or the embedded SQLite store."""
-    if uri:
+    """The tracking target of a job: the configured server or database, or the embedded
+    SQLite store.
+
+    Artifacts of a database URI (``sqlite:``, ``postgresql:``, ...) go to ``mlartifacts/``
+    under ``work_dir``, as the embedded store's do: MLflow's own default, ``./mlruns``, would
+    depend on the folder the command runs in. A server decides where its artifacts go.
+    """
+    if uri and not is_database(uri):
         return TrackingTarget(uri, registry_uri or uri, None)
+    root = _work_root(work_dir)
+    artifacts = (root / "mlartifacts").as_uri()
+    if uri:
+        uri = with_driver(uri)
+        return TrackingTarget(uri, with_driver(registry_uri or uri), artifacts)
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    return TrackingTarget(store, registry_uri or store, artifacts)
+
+
+def is_database(uri: str) -> bool:
+    """Whether a tracking URI names a database that MLflow's SQL store opens directly."""
+    scheme = uri.partition(":")[0].partition("+")[0].lower()
+    return scheme in _DATABASE_SCHEMES
+
+
+def with_driver(uri: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 takes a bare
+    ``postgresql://`` to mean psycopg 3, which MLflow does not install, while psycopg2 is the
+    driver most installations have."""
+    scheme, sep, rest = uri.partition("://")
+    if scheme.lower() not in ("postgresql", "postgres") or not sep:
+        return uri
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return f"postgresql+psycopg2://{rest}"
+    return f"postgresql://{rest}"  # SQLAlchemy knows no dialect named 'postgres'
+
+
+def _work_root(work_dir: str) -> Path:
     root = Path(work_dir).resolve()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -79,8 +120,7 @@ def resolve_target(uri: str | None, registry_uri: str | None, work_dir: str) -> 
             f"work_dir: cannot create {root} ({exc.strerror or exc}). Hint: set work_dir to a "
             "writable folder."
         ) from None
-    store = f"sqlite:///{root / 'mlflow.db'}"
-    return TrackingTarget(store, registry_uri or store, (root / "mlartifacts").as_uri())
+    return root
 
 
 def client_for(target: TrackingTarget) -> MlflowClient:
@@ -94,6 +134,8 @@ def client_for(target: TrackingTarget) -> MlflowClient:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri)
+    _require_server(target)
+    _require_database(target)
     with _creation_lock(target):
         database = _new_embedded_database(target)
         seeded = database is not None and schema_cache.seed(database)
@@ -101,6 +143,65 @@ def client_for(target: TrackingTarget) -> MlflowClient:
         if database is not None and not seeded:
             schema_cache.remember(database)
     return client
+
+
+def _require_server(target: TrackingTarget, wait: float = SERVER_WAIT) -> None:
+    """Fail within ``wait`` seconds when no server answers at an ``http(s)://`` tracking URI:
+    MLflow's own client retries a refused connection for about four minutes, in silence.
+
+    Any HTTP answer (even an error status, e.g. of an authenticating proxy) counts as a server;
+    only a connection that cannot be made, or gets no answer, does not.
+    """
+    import urllib.error
+    import urllib.request
+
+    uri = target.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if time.monotonic() + 1 >= deadline:
+                raise ManyModelsError(
+                    f"tracking.uri: no MLflow server answers at {target.describe()} "
+                    f"({_first_words(scrub(str(reason)), 120)}) after {wait:.0f} s. Hint: start "
+                    "the server (mlflow server ...), or fix the host and port in tracking.uri."
+                ) from None
+            time.sleep(1)
+
+
+def _require_database(target: TrackingTarget) -> None:
+    """Connect once to a database server named by the tracking URI, and say at once why that
+    fails: MLflow retries a refused password or an unreachable host for about two minutes,
+    logging a traceback each time. (SQLite files are MLflow's to create.)"""
+    uri = target.tracking_uri
+    if not is_database(uri) or uri.startswith("sqlite:"):
+        return
+    import sqlalchemy
+
+    # A host that drops packets would otherwise hold the job for minutes.
+    timeout = {"connect_timeout": 10} if uri.partition(":")[0].startswith("postgres") else {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=timeout)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig else exc
+        raise ManyModelsError(
+            f"tracking.uri: cannot connect to the database at {target.describe()} "
+            f"({type(cause).__name__}: {_first_words(scrub(str(cause)), 300)}). Hint: check the "
+            "host, port, database, user name and password in tracking.uri, and that the "
+            "database driver is installed."
+        ) from None
 
 
 def _open_client(target: TrackingTarget) -> MlflowClient:
