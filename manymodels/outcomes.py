@@ -102,7 +102,9 @@ class EntityResult:
     (forecast: nothing registered). ``kept`` says which model a job bundle holds for the entity
     after a retrain: ``challenger`` or ``champion``. ``selection`` describes the backtest that
     chose the model; ``backtest`` holds its out-of-sample predictions (a DataFrame), which the
-    driver writes to the job's backtest table.
+    driver writes to the job's backtest table. ``source_fingerprint`` and
+    ``partition_entities`` describe the entity's partition as listed (see
+    :mod:`manymodels.tasks.unchanged`).
     """
 
     keys: dict[str, str]
@@ -124,6 +126,8 @@ class EntityResult:
     carried_forward: bool = False
     selection: Selection | None = None
     backtest: Any = field(default=None, repr=False)
+    source_fingerprint: str | None = None
+    partition_entities: int = 0
 
     @property
     def ok(self) -> bool:

@@ -31,6 +31,7 @@ from manymodels.guard import failure_from
 from manymodels.inputs import Inputs, validate_inputs
 from manymodels.jobs.backtests import BacktestLog
 from manymodels.jobs.budget import allowed_failures, systematic_failure
+from manymodels.jobs.dispatch import plan_dispatch
 from manymodels.jobs.modes import Registrar, mode_of
 from manymodels.jobs.preload import worker_modules
 from manymodels.jobs.results import TrainResult, failures_table
@@ -85,25 +86,38 @@ def retrain(
     resume: str | None = None,
     fresh: bool = False,
     force: bool = False,
+    new_versions: bool = False,
     progress: bool = False,
     data: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train challengers and promote those that beat the champion on the same holdout.
 
     Entities whose data, template and parameters are unchanged since their champion was
-    trained are skipped unless ``force``. A challenger becomes ``champion`` when its
+    trained are skipped unless ``force``: on the driver, without reading their rows, where the
+    dataset's listing (file names, sizes, ETags or modification times) is as it was; else by a
+    hash of their rows on a worker. A challenger becomes ``champion`` when its
     ``evaluation.metric`` is lower than the champion's by at least ``retrain.min_improvement``
     (relative); otherwise it gets the ``challenger`` alias.
 
-    Args: as for :func:`train`, plus ``force`` to retrain unchanged entities too.
+    Args:
+        force: train and compare unchanged entities too. Where data, template and params
+            equal the champion's, the comparison is recorded (``champion_*`` columns) and the
+            entity counts as skipped: nothing new is registered.
+        new_versions: with ``force``, register those identical models as new versions too.
+        others: as for :func:`train`.
+
+    Example:
+        >>> result = manymodels.retrain(config)  # doctest: +SKIP
+        >>> result.skipped_unread  # entities skipped without reading a row  # doctest: +SKIP
     """
     config = with_frame(config, data)
-    return _run(config, "retrain", resume, fresh, progress, force=force)
+    return _run(config, "retrain", resume, fresh, progress, force=force,
+                new_versions=new_versions)  # fmt: skip
 
 
 def _run(
     config: Config, kind: str, resume: str | None, fresh: bool, progress: bool,
-    promote: bool = False, force: bool = False,
+    promote: bool = False, force: bool = False, new_versions: bool = False,
 ) -> TrainResult:  # fmt: skip
     started = time.perf_counter()
     require_main_guard(config.compute.scheduler is None, f"manymodels.{kind}()")
@@ -125,17 +139,19 @@ def _run(
             job.log_config(config, {"template": inputs.trained_plan.name,
                                     "partitions": len(inputs.partitions)})  # fmt: skip
         todo = [partition for partition in inputs.partitions if partition.keys not in done]
+        champions = {} if kind == "train" else registrar.champions()
+        dispatch = plan_dispatch(todo, champions, registrar, force)
         task = TrainTask(
             config=config, template=inputs.trained_plan, params=inputs.params,
             artifact_uri=job.artifact_uri, model_files=entity_model_files(requirements()),
             artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
             tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),
-            champions={} if kind == "train" else registrar.champions(),
-            force=force,
+            champions=champions, force=force, carry=dispatch.carry, new_versions=new_versions,
         )  # fmt: skip
+        rows.extend(dispatch.record(registrar, ledger))
         try:
-            stopped_early = _train_partitions(todo, inputs, task, registrar, ledger, backtests,
-                                              rows, progress, pending)  # fmt: skip
+            stopped_early = _train_partitions(dispatch.todo, inputs, task, registrar, ledger,
+                                              backtests, rows, progress, pending)  # fmt: skip
         except BaseException:
             # Interrupted or broken: leave the run resumable by the next run of the same command.
             job.end("KILLED")
@@ -231,6 +247,7 @@ def _finish(
     metrics = {
         "entities_total": result.total, "entities_trained": result.trained,
         "entities_failed": result.failed, "entities_skipped": result.skipped,
+        "entities_skipped_unread": result.skipped_unread,
         "failure_share": result.failed / result.total if result.total else 0.0,
         "seconds": seconds, "models_per_second": result.trained / seconds if seconds else 0.0,
         "promoted": len(result.promoted),

@@ -102,6 +102,11 @@ class Registry:
         """Point aliases at versions, ``(name, alias, version)`` each, in bulk when possible."""
         self._backend.set_aliases(moves)
 
+    def set_version_tags(self, updates: list[tuple[str, int, Mapping[str, str]]]) -> None:
+        """Set tags on existing versions, ``(name, version, tags)`` each, through the client
+        API: a retrain updates only the few whose files were rewritten with the same rows."""
+        self.client_api.set_version_tags(updates)
+
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of model ``name`` at ``version``."""
         self.client_api.set_alias(name, alias, version)

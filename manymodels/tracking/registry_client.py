@@ -129,6 +129,12 @@ class ClientRegistry:
         """Point ``alias`` of model ``name`` at ``version`` (retried while the store is busy)."""
         _retry(lambda: self.client.set_registered_model_alias(name, alias, str(version)))
 
+    def set_version_tags(self, updates: Iterable[tuple[str, int, Mapping[str, str]]]) -> None:
+        """Set tags on existing versions, ``(name, version, tags)`` each (retried while busy)."""
+        for name, version, tags in updates:
+            for key, value in tags.items():
+                _retry(lambda: self.client.set_model_version_tag(name, str(version), key, value))
+
     def _register_or_error(
         self, registration: Registration, run_id: str, known: Mapping[str, ModelRecord]
     ) -> VersionRef | Exception:
