@@ -104,7 +104,8 @@ class EntityResult:
     chose the model; ``backtest`` holds its out-of-sample predictions (a DataFrame), which the
     driver writes to the job's backtest table. ``source_fingerprint`` and
     ``partition_entities`` describe the entity's partition as listed (see
-    :mod:`manymodels.tasks.unchanged`).
+    :mod:`manymodels.tasks.unchanged`); ``unread`` marks an entity skipped without its rows
+    being read.
     """
 
     keys: dict[str, str]
@@ -128,6 +129,7 @@ class EntityResult:
     backtest: Any = field(default=None, repr=False)
     source_fingerprint: str | None = None
     partition_entities: int = 0
+    unread: bool = False
 
     @property
     def ok(self) -> bool:
@@ -151,6 +153,8 @@ class EntityResult:
             row["challenger_wins"] = self.wins
         if self.carried_forward:
             row["carried_forward"] = True
+        if self.unread:
+            row["unread"] = True
         if self.failure:
             row.update(stage=self.failure.stage, error_type=self.failure.error_type,
                        error=self.failure.message, traceback=self.failure.traceback)  # fmt: skip

@@ -44,8 +44,6 @@ class Dispatch:
         if not self.skipped:
             return []
         rows = registrar.handle(self.skipped)
-        for row in rows:
-            row["unread"] = True
         ledger.append(self.unread, rows)
         return rows
 
@@ -78,4 +76,5 @@ def plan_dispatch(
 def _skipped(name: str, champion: Champion, entity_cols: list[str]) -> EntityResult:
     keys = {col: champion.tags.get(col, "") for col in entity_cols}
     fingerprint = champion.tags.get(lineage.DATA_FINGERPRINT)
-    return EntityResult(keys=keys, name=name, status="skipped", fingerprint=fingerprint)
+    return EntityResult(keys=keys, name=name, status="skipped", fingerprint=fingerprint,
+                        unread=True)  # fmt: skip

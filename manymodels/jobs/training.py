@@ -242,8 +242,12 @@ def _finish(
         backtest_dir=str(backtests.folder),
     )  # fmt: skip
     result.budget_exceeded = stopped_early or result.failed > allowed_failures(config, result.total)
-    job.log_table(entities, "entity_results.parquet")
-    job.log_table(failures_table(entities, config.data.entity_cols), "failures.csv")
+    # A retrain that found nothing to do records its check (metrics, summary.json) but no
+    # results tables or report: 'manymodels report' keeps showing the last job that trained.
+    checked_only = kind == "retrain" and result.total > 0 and result.skipped == result.total
+    if not checked_only:
+        job.log_table(entities, "entity_results.parquet")
+        job.log_table(failures_table(entities, config.data.entity_cols), "failures.csv")
     metrics = {
         "entities_total": result.total, "entities_trained": result.trained,
         "entities_failed": result.failed, "entities_skipped": result.skipped,
@@ -257,6 +261,16 @@ def _finish(
     job.log_metrics(metrics)
     job.log_json({**metrics, "job_id": job.job_id, "kind": kind, "stopped_early": stopped_early},
                  "summary.json")  # fmt: skip
+    if not checked_only:
+        _log_exploration(session, job, kind, config, entities, metrics, backtests)
+    job.end("FAILED" if result.budget_exceeded else "FINISHED")
+    return result
+
+
+def _log_exploration(
+    session: Tracking, job: JobRun, kind: str, config: Config, entities: pd.DataFrame,
+    metrics: dict[str, Any], backtests: BacktestLog,
+) -> None:  # fmt: skip
     backtests.log(job)
     # Imported here: the exploration package reads job results through manymodels.jobs.
     from manymodels.exploration.job_artifacts import job_data, log_exploration
@@ -264,8 +278,6 @@ def _finish(
     explored = job_data(config, job.job_id, job.run_id, kind, entities, metrics,
                         {"template": config.model.template}, backtests.read())  # fmt: skip
     log_exploration(job, explored, session)
-    job.end("FAILED" if result.budget_exceeded else "FINISHED")
-    return result
 
 
 def _ui_hint(target: TrackingTarget, job: JobRun) -> str | None:

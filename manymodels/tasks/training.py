@@ -211,8 +211,10 @@ def _carry_partition(
         champion = task.champions[name]
         keys = {col: champion.tags.get(col, "") for col in task.config.data.entity_cols}
         fingerprint = champion.tags.get(lineage.DATA_FINGERPRINT)
-        results.append(_carry_over(keys, name, entity_slug(keys), champion, sink, loader,
-                                   fingerprint or "", "skipped"))  # fmt: skip
+        result = _carry_over(keys, name, entity_slug(keys), champion, sink, loader,
+                             fingerprint or "", "skipped")  # fmt: skip
+        result.unread = result.status == "skipped"
+        results.append(result)
     return results
 
 
