@@ -10,8 +10,6 @@ time, a 1%-changed retrain at most 15%.
 
 from __future__ import annotations
 
-import _common  # noqa: F401 - pins BLAS/OpenMP threads before numpy is imported
-
 import argparse
 import shutil
 import tempfile
@@ -19,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Importing _common pins BLAS/OpenMP threads; nothing above imports numpy.
 from _common import RIDGE, config_dict, fmt_ratio, fmt_seconds, make_config, make_dataset, say
 
 TARGETS = {"no change": 0.10, "1% changed": 0.15}
@@ -55,10 +54,7 @@ def _timed(step: str, config: Any) -> dict[str, Any]:
 
     say(f"{step} ...")
     started = time.perf_counter()
-    if step == "train":
-        result = manymodels.train(config)
-    else:
-        result = manymodels.retrain(config)
+    result = manymodels.train(config) if step == "train" else manymodels.retrain(config)
     seconds = time.perf_counter() - started
     say(f"{step}: {result.trained} trained, {result.skipped} skipped "
         f"({result.skipped_unread} unread), {result.failed} failed in {seconds:.1f} s")  # fmt: skip

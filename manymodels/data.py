@@ -130,9 +130,10 @@ def _file_stamp(within: str, info: Mapping[str, Any]) -> str | None:
 
 
 def _signature(keys: tuple[tuple[str, str], ...], stamps: list[str | None]) -> str:
-    if any(stamp is None for stamp in stamps):
+    known = [stamp for stamp in stamps if stamp is not None]
+    if len(known) < len(stamps):
         return ""
-    text = repr((keys, sorted(stamps)))
+    text = repr((keys, sorted(known)))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

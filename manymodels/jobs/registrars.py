@@ -134,8 +134,10 @@ class EntityRegistrar(_Registrar):
         for result in results:
             champion = self.champions().get(result.name) if result.status == "skipped" else None
             tags = source_tags(result)
-            if champion is not None and tags and any(
-                champion.tags.get(key) != value for key, value in tags.items()
+            if (
+                champion is not None
+                and tags
+                and any(champion.tags.get(key) != value for key, value in tags.items())
             ):
                 updates.append((result.name, champion.version, tags))
         if updates:

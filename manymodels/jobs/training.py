@@ -125,8 +125,11 @@ def _run(
     with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
         # The cluster is usually up by now; an unreachable scheduler must fail here, before a
-        # job run exists that the next command would take for an interrupted job.
-        pending.client()
+        # job run exists that the next command would take for an interrupted job. A retrain on
+        # a local cluster waits only when it has work to send: one that finds nothing changed
+        # returns without waiting for worker processes to start.
+        if kind == "train" or config.compute.scheduler is not None:
+            pending.client()
         digest = config_hash(config, kind, inputs.trained_plan.digest)
         job = open_job_run(session, config, kind, digest, resume, fresh)
         registrar = mode_of(config).registrar(session, job, inputs, kind, promote)

@@ -124,7 +124,7 @@ def _train_entity(
     champion = task.champions.get(name)
     slug = entity_slug(keys)
     same = champion is not None and _unchanged(champion, fingerprint, task)
-    if same and not task.force:
+    if champion is not None and same and not task.force:
         return _carry_over(keys, name, slug, champion, sink, loader, fingerprint, "skipped")
     stage = "train"
     try:
@@ -142,7 +142,7 @@ def _train_entity(
                                            config.evaluation.metric,
                                            config.retrain.min_improvement)  # fmt: skip
         stage = "save"
-        if same and not task.new_versions:
+        if champion is not None and same and not task.new_versions:
             # Forced on the champion's own data, code and params: the comparison is recorded,
             # and the champion stays as it is instead of gaining an identical version.
             outcome.status = "skipped"

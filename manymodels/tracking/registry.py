@@ -12,7 +12,7 @@ transaction per batch) when the registry is a database MLflow's SQL store manage
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from manymodels.errors import RegistryError
@@ -102,7 +102,7 @@ class Registry:
         """Point aliases at versions, ``(name, alias, version)`` each, in bulk when possible."""
         self._backend.set_aliases(moves)
 
-    def set_version_tags(self, updates: list[tuple[str, int, Mapping[str, str]]]) -> None:
+    def set_version_tags(self, updates: Sequence[tuple[str, int, Mapping[str, str]]]) -> None:
         """Set tags on existing versions, ``(name, version, tags)`` each, through the client
         API: a retrain updates only the few whose files were rewritten with the same rows."""
         self.client_api.set_version_tags(updates)
