@@ -188,3 +188,26 @@ def test_forced_retrain_of_an_identical_spec_compares_and_registers_only_when_as
     assert renewed.trained == N_ENTITIES
     versions = registry_of(config).versions()
     assert sorted(ref.version for ref in versions) == [1] * N_ENTITIES + [2] * N_ENTITIES
+
+
+def test_a_partition_is_skipped_only_when_all_its_entities_carry_its_fingerprint():
+    from manymodels.data import Partition
+    from manymodels.outcomes import Champion
+    from manymodels.tasks.unchanged import source_fingerprint, unchanged_partitions
+
+    partition = Partition((("store", "1"),), ("f.parquet",), 1, signature="listed")
+    source = source_fingerprint("listed", "code", "params")
+
+    def champion(count: int) -> Champion:
+        tags = {lineage.SOURCE_FINGERPRINT: source, lineage.PARTITION_ENTITIES: str(count)}
+        return Champion(1, "somewhere", tags)
+
+    both = {"a": champion(2), "b": champion(2)}
+    assert unchanged_partitions([partition], both, "code", "params") == {partition.keys: ["a", "b"]}
+    # "b" has no champion (it failed, or is new): the partition must be read.
+    assert unchanged_partitions([partition], {"a": champion(2)}, "code", "params") == {}
+    # Other params, or a filesystem that gave no version for a file: not provably unchanged.
+    assert unchanged_partitions([partition], both, "code", "other params") == {}
+    unlisted = Partition(partition.keys, partition.files, 1, signature="")
+    assert source_fingerprint("", "code", "params") == ""
+    assert unchanged_partitions([unlisted], both, "code", "params") == {}
