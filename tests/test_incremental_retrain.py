@@ -169,6 +169,13 @@ def test_a_registry_without_source_fingerprints_falls_back_to_content_hashes(
     assert (again.trained, again.skipped_unread) == (0, N_ENTITIES)
 
 
+def test_new_versions_without_force_is_refused_before_anything_runs(make_config):
+    config = make_config()
+    with pytest.raises(manymodels.ConfigError, match="'new_versions' parameter of retrain needs"):
+        manymodels.retrain(config, new_versions=True)
+    assert not Path(config.work_dir).exists()
+
+
 def test_forced_retrain_of_an_identical_spec_compares_and_registers_only_when_asked(
     make_config, registry_of
 ):

@@ -26,6 +26,7 @@ from manymodels.engine import (
     map_batches,
     worker_count,
 )
+from manymodels.errors import ConfigError
 from manymodels.exploration.frames import with_frame
 from manymodels.guard import failure_from
 from manymodels.inputs import Inputs, validate_inputs
@@ -106,10 +107,18 @@ def retrain(
         new_versions: with ``force``, register those identical models as new versions too.
         others: as for :func:`train`.
 
+    Raises:
+        ConfigError: ``new_versions`` without ``force``; and as for :func:`train`.
+
     Example:
         >>> result = manymodels.retrain(config)  # doctest: +SKIP
         >>> result.skipped_unread  # entities skipped without reading a row  # doctest: +SKIP
     """
+    if new_versions and not force:
+        raise ConfigError(
+            "The 'new_versions' parameter of retrain needs force=True (unchanged entities are "
+            "skipped otherwise). Got new_versions=True, force=False instead."
+        )
     config = with_frame(config, data)
     return _run(config, "retrain", resume, fresh, progress, force=force,
                 new_versions=new_versions)  # fmt: skip
