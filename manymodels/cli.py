@@ -137,14 +137,19 @@ def train(config_path: str, overrides: tuple[str, ...], resume: str | None, fres
 @click.option(
     "--force", is_flag=True, help="Retrain entities whose data and template are unchanged."
 )
+@click.option(
+    "--new-versions", is_flag=True,
+    help="With --force, register new versions even where data, code and params equal the "
+    "champion's (by default they are compared only).",
+)  # fmt: skip
 @click.option("--resume", metavar="JOB_ID", help="Resume this unfinished job.")
 @click.option(
     "--fresh", is_flag=True, help="Start a new job even if one of this config is unfinished."
 )
 @_quiet_option
 @_friendly
-def retrain(config_path: str, overrides: tuple[str, ...], force: bool, resume: str | None,
-            fresh: bool, quiet: bool) -> None:  # fmt: skip
+def retrain(config_path: str, overrides: tuple[str, ...], force: bool, new_versions: bool,
+            resume: str | None, fresh: bool, quiet: bool) -> None:  # fmt: skip
     """Train challengers; promote those that beat the champion on the same holdout."""
     from manymodels.config import load_config
     from manymodels.jobs.budget import require_within_budget
@@ -152,7 +157,10 @@ def retrain(config_path: str, overrides: tuple[str, ...], force: bool, resume: s
     from manymodels.report import is_interactive, print_train_summary
 
     config = load_config(config_path, list(overrides))
+    if new_versions and not force:
+        raise click.UsageError("--new-versions needs --force (unchanged entities are skipped).")
     result = retrain_job(config, resume=resume, fresh=fresh, force=force,
+                         new_versions=new_versions,
                          progress=not quiet and is_interactive())  # fmt: skip
     print_train_summary(result)
     require_within_budget(result, config)

@@ -51,11 +51,15 @@ class Partition:
         keys: ``(column, value)`` pairs in ``partition_by`` order; values are decoded strings.
         files: paths of its Parquet files (as the filesystem names them).
         nbytes: total size of the files, used to balance batches.
+        signature: a digest of the keys and the files' names (relative to the partition),
+            sizes and versions (ETag, else modification time), from the listing alone; empty
+            when the filesystem gives no version, so that it cannot vouch for the content.
     """
 
     keys: tuple[tuple[str, str], ...]
     files: tuple[str, ...] = field(compare=False)
     nbytes: int = field(default=0, compare=False)
+    signature: str = field(default="", compare=False)
 
     @property
     def key_dict(self) -> dict[str, str]:
@@ -77,9 +81,10 @@ def discover_partitions(
             f"data.path: {path} does not exist. Hint: point data.path at a partitioned Parquet "
             "folder, or create one with 'manymodels prepare'."
         )
+    # One listing of the whole dataset: its details are also each partition's signature.
     listing = fs.find(root, detail=True, withdirs=False)
     local = "file" in _protocols(fs)
-    grouped: dict[tuple[tuple[str, str], ...], list[tuple[str, int]]] = {}
+    grouped: dict[tuple[tuple[str, str], ...], list[tuple[str, int, str | None]]] = {}
     root_prefix = root.rstrip("/") + "/"
     for name, info in sorted(listing.items()):
         relative = name[len(root_prefix) :] if name.startswith(root_prefix) else name
@@ -90,16 +95,46 @@ def discover_partitions(
             continue
         keys = _parse_hive_dirs(dirs, partition_by, relative, path)
         full_name = name if local else fs.unstrip_protocol(name)
-        grouped.setdefault(keys, []).append((full_name, int(info.get("size") or 0)))
+        within = "/".join([*dirs[len(keys) :], base])
+        grouped.setdefault(keys, []).append(
+            (full_name, int(info.get("size") or 0), _file_stamp(within, info))
+        )
     if not grouped:
         raise DataError(
             f"data.path: no Parquet files under {path}. Hint: the dataset is empty; write "
             "partitions such as store=1/part-0.parquet, or run 'manymodels prepare'."
         )
     return [
-        Partition(keys, tuple(name for name, _ in files), sum(size for _, size in files))
+        Partition(
+            keys,
+            tuple(name for name, _, _ in files),
+            sum(size for _, size, _ in files),
+            _signature(keys, [stamp for _, _, stamp in files]),
+        )
         for keys, files in grouped.items()
     ]
+
+
+# Listing fields that change whenever a file's content does, most trustworthy first: an
+# object store's ETag (a content hash or a version id), else the modification time.
+_VERSION_FIELDS = ("ETag", "etag", "e_tag", "md5Hash", "mtime", "LastModified",
+                   "last_modified", "updated", "created")  # fmt: skip
+
+
+def _file_stamp(within: str, info: Mapping[str, Any]) -> str | None:
+    """One file's name inside its partition, size and version; None without a version."""
+    for name in _VERSION_FIELDS:
+        if info.get(name) not in (None, ""):
+            return f"{within}|{info.get('size')}|{name}={info[name]}"
+    return None
+
+
+def _signature(keys: tuple[tuple[str, str], ...], stamps: list[str | None]) -> str:
+    known = [stamp for stamp in stamps if stamp is not None]
+    if len(known) < len(stamps):
+        return ""
+    text = repr((keys, sorted(known)))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def check_columns(

@@ -24,8 +24,10 @@ __all__ = [
     "MARGIN_SEASONAL_NAIVE",
     "OBSERVATIONS",
     "PARAMS_DIGEST",
+    "PARTITION_ENTITIES",
     "PLAN",
     "REGISTRY_FALLBACK",
+    "SOURCE_FINGERPRINT",
     "TAG_PREFIX",
     "TEMPLATE",
     "TEMPLATE_DIGEST",
@@ -58,6 +60,11 @@ OBSERVATIONS = f"{TAG_PREFIX}observations"
 ENTITIES = f"{TAG_PREFIX}entities"  # a job bundle's version: how many entities it holds
 # The champion's version number when this version was registered: where a rollback goes back to.
 CHAMPION_BEFORE = f"{TAG_PREFIX}champion_before"
+# The partition's file listing, template code and params, hashed together (see
+# manymodels.tasks.unchanged), and how many entities the partition held: a retrain compares
+# them on the driver and skips the partition without reading it.
+SOURCE_FINGERPRINT = f"{TAG_PREFIX}source_fingerprint"
+PARTITION_ENTITIES = f"{TAG_PREFIX}partition_entities"
 
 # How a model version was chosen (model.template: auto, or one template).
 PLAN = f"{TAG_PREFIX}plan"

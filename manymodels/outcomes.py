@@ -102,7 +102,10 @@ class EntityResult:
     (forecast: nothing registered). ``kept`` says which model a job bundle holds for the entity
     after a retrain: ``challenger`` or ``champion``. ``selection`` describes the backtest that
     chose the model; ``backtest`` holds its out-of-sample predictions (a DataFrame), which the
-    driver writes to the job's backtest table.
+    driver writes to the job's backtest table. ``source_fingerprint`` and
+    ``partition_entities`` describe the entity's partition as listed (see
+    :mod:`manymodels.tasks.unchanged`); ``unread`` marks an entity skipped without its rows
+    being read.
     """
 
     keys: dict[str, str]
@@ -124,6 +127,9 @@ class EntityResult:
     carried_forward: bool = False
     selection: Selection | None = None
     backtest: Any = field(default=None, repr=False)
+    source_fingerprint: str | None = None
+    partition_entities: int = 0
+    unread: bool = False
 
     @property
     def ok(self) -> bool:
@@ -147,6 +153,8 @@ class EntityResult:
             row["challenger_wins"] = self.wins
         if self.carried_forward:
             row["carried_forward"] = True
+        if self.unread:
+            row["unread"] = True
         if self.failure:
             row.update(stage=self.failure.stage, error_type=self.failure.error_type,
                        error=self.failure.message, traceback=self.failure.traceback)  # fmt: skip

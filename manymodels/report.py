@@ -102,6 +102,11 @@ def _fmt(value: float) -> str:
 def print_train_summary(result: TrainResult) -> None:
     """A short summary of a training or retraining job, on stdout."""
     out = stdout
+    if result.kind == "retrain" and result.total and result.skipped == result.total:
+        out.print(f"[bold]retrain {result.job_id}[/bold]: nothing changed, all {result.total} "
+                  f"entities skipped ({result.skipped_unread} without reading their data) in "
+                  f"{result.seconds:.1f} s (run {result.run_id})")  # fmt: skip
+        return
     out.print(f"[bold]{result.kind} {result.job_id}[/bold] finished in {result.seconds:.1f} s")
     if result.resumed_with is not None:
         out.print(f"  resumed an unfinished job: {result.resumed_with} entities were already done")

@@ -99,17 +99,20 @@ def test_retrain_bundle_keeps_the_better_model_of_each_entity(bundle_config, reg
         assert template == ("sklearn_lags" if row["challenger_wins"] else "seasonal_naive")
 
 
-def test_retrain_bundle_skips_unchanged_but_keeps_them(bundle_config, registry_of):
+def test_retrain_bundle_skips_unchanged_and_registers_no_new_bundle(bundle_config, registry_of):
     config = bundle_config()
     manymodels.train(config)
     result = manymodels.retrain(config)
-    assert result.skipped == N_ENTITIES
+    assert result.skipped == result.skipped_unread == N_ENTITIES
     from manymodels.artifacts.bundle import read_manifest
 
+    # The champion bundle already holds every entity's model: nothing new to register.
     registry = registry_of(config)
     versions = {ref.version: ref for ref in registry.versions()}
-    assert sorted(versions) == [1, 2]
-    assert len(read_manifest(versions[2].source)) == N_ENTITIES
+    assert sorted(versions) == [1]
+    assert registry.models()["oj.bundle"].aliases == {CHAMPION: 1}
+    assert set(result.entities["model_version"]) == {1}
+    assert len(read_manifest(versions[1].source)) == N_ENTITIES
     assert manymodels.forecast(config).forecast == N_ENTITIES
 
 

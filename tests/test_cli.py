@@ -167,7 +167,7 @@ def config_file(tmp_path: Path, cli_data: Path) -> Path:
 
 HELP_MARKERS = {
     "demo": "--workdir", "prepare": "--partition-by", "validate": "--config",
-    "train": "--promote", "retrain": "--force", "forecast": "--version", "report": "--job", "new-template": "PATH",
+    "train": "--promote", "retrain": "--new-versions", "forecast": "--version", "report": "--job", "new-template": "PATH",
 }  # fmt: skip
 
 
@@ -364,6 +364,15 @@ def test_forecast_with_alias_and_version_is_a_usage_error(trained: Trained) -> N
     assert "give --alias or --version, not both" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (trained.folder / "both").exists()
+
+
+def test_retrain_new_versions_without_force_is_a_usage_error(config_file: Path) -> None:
+    result = run("retrain", "-c", config_file.name, "--new-versions", cwd=config_file.parent)
+
+    assert result.returncode == 2
+    assert "--new-versions needs --force" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (config_file.parent / "work").exists()
 
 
 # --- mistakes: one line, exit 2, nothing written ----------------------------------------------

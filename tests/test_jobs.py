@@ -373,7 +373,7 @@ def test_retrain_skips_unchanged_entities(make_config, oj_data, oj_frame):
     recorded = recorded[recorded["brand"] == "dominicks"]["mae"].item()
     assert retrained["champion_mae"].item() != pytest.approx(recorded)
 
-    forced = manymodels.retrain(config, force=True)
+    forced = manymodels.retrain(config, force=True, new_versions=True)
     assert (forced.trained, forced.skipped) == (N_ENTITIES, 0)
     # Forced challengers are still compared with their champions on the same holdout.
     assert forced.entities["champion_mase"].notna().all()
@@ -393,7 +393,7 @@ def test_retrain_counts_new_entities_apart_from_kept_champions(
     newcomer["store"] = "99"
     write_partitioned(newcomer, str(oj_data), ["store", "brand"], basename="part")
 
-    result = manymodels.retrain(config, force=True)
+    result = manymodels.retrain(config, force=True, new_versions=True)
     print_train_summary(result)
 
     assert result.trained == N_ENTITIES + 1
@@ -438,7 +438,7 @@ def test_both_registry_paths_write_the_same_registry(make_config, registry_of, b
     assert (registry_of(config).bulk is not None) == bulk
     manymodels.train(config)
     manymodels.train(config)
-    result = manymodels.retrain(config, force=True)
+    result = manymodels.retrain(config, force=True, new_versions=True)
     registry = registry_of(config)
 
     versions = registry.versions()

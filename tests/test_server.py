@@ -105,7 +105,7 @@ def test_per_entity_models_over_rest(server_config, registry_of):
 def test_bundle_over_rest(server_config, registry_of):
     config = server_config("restjob", registration="per_job")
     assert manymodels.train(config).trained == N_ENTITIES
-    retrained = manymodels.retrain(config, force=True)
+    retrained = manymodels.retrain(config, force=True, new_versions=True)
     assert retrained.trained == N_ENTITIES
     registry = registry_of(config)
     assert registry.models()["restjob.bundle"].aliases == {"champion": 2}

@@ -50,8 +50,11 @@ class _Registrar:
 class EntityRegistrar(_Registrar):
     """One registered model per entity; a new version per trained entity, registered at once."""
 
+    carries_champions = False
+
     def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
         super().__init__(session, job, inputs, kind, promote)
+        self._champions: dict[str, Champion] | None = None
         # A registry written by the older naming is renamed first, so entities find their models.
         self.known: dict[str, ModelRecord] = rename_legacy_models(session.registry)
         if job.resumed:
@@ -73,7 +76,12 @@ class EntityRegistrar(_Registrar):
         return list(rows.values())
 
     def champions(self) -> dict[str, Champion]:
-        """The current champion of every entity under the prefix."""
+        """The current champion of every entity under the prefix (read once)."""
+        if self._champions is None:
+            self._champions = self._read_champions()
+        return self._champions
+
+    def _read_champions(self) -> dict[str, Champion]:
         wanted = {(name, record.aliases[CHAMPION]) for name, record in self.known.items()
                   if CHAMPION in record.aliases}  # fmt: skip
         if not wanted:
@@ -123,7 +131,24 @@ class EntityRegistrar(_Registrar):
             if row.get("promoted"):
                 record.aliases[CHAMPION] = outcome.version
         self.session.registry.set_aliases(moves)
+        self._refresh_sources(results)
         return [scrub_row(row) for row in rows]
+
+    def _refresh_sources(self, results: list[EntityResult]) -> None:
+        """Give the champions of skipped entities whose files were listed differently (rows
+        unchanged) the new source fingerprint, so that the next retrain skips them unread."""
+        updates = []
+        for result in results:
+            champion = self.champions().get(result.name) if result.status == "skipped" else None
+            tags = source_tags(result)
+            if (
+                champion is not None
+                and tags
+                and any(champion.tags.get(key) != value for key, value in tags.items())
+            ):
+                updates.append((result.name, champion.version, tags))
+        if updates:
+            self.session.registry.set_version_tags(updates)
 
     def finish(self, rows: list[dict[str, Any]], complete: bool) -> None:
         """Every version was registered as its batch arrived; what is left is to make sure,
@@ -158,6 +183,8 @@ class EntityRegistrar(_Registrar):
 class BundleRegistrar(_Registrar):
     """One bundle version per job: results are collected, registered once at the end."""
 
+    carries_champions = True
+
     def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
         super().__init__(session, job, inputs, kind, promote)
         self.name = bundle_name(self.config.tracking.model_prefix)
@@ -182,8 +209,10 @@ class BundleRegistrar(_Registrar):
         version = self.record.aliases[CHAMPION]
         (ref,) = self.session.registry.versions(chosen=[(self.name, version)])
         manifest = read_manifest(ref.source)
-        tag_cols = [col for col in manifest.columns if col.startswith(lineage.TAG_PREFIX)]
         prefix, entity_cols = self.config.tracking.model_prefix, self.config.data.entity_cols
+        # The key columns too: a partition carried unread gets its entities' keys from here.
+        tag_cols = [col for col in manifest.columns if col.startswith(lineage.TAG_PREFIX)
+                    or col in entity_cols]  # fmt: skip
         # By the name computed now: a bundle written by the older naming lists escaped names.
         return {
             model_name(prefix, {col: str(row[col]) for col in entity_cols}): Champion(
@@ -200,11 +229,13 @@ class BundleRegistrar(_Registrar):
             if result.artifact_path:
                 if result.kept == "champion":
                     tags = dict(self.champions()[result.name].tags)
+                    if result.status == "skipped":  # the same rows, perhaps listed anew
+                        tags.update(source_tags(result))
                 else:
                     tags = lineage_tags(result, self.inputs, self.job.job_id, self.digest)
                 row[_BUNDLE_ENTRY] = {**result.keys, "model_name": result.name,
                                       "location": result.artifact_path, **tags}  # fmt: skip
-            if result.wins:
+            if result.wins and result.status == "ok":
                 self.promoted.append(result.name)
             elif (
                 self.kind == "retrain"
@@ -212,13 +243,19 @@ class BundleRegistrar(_Registrar):
                 and (result.name not in self.champions())
             ):
                 self.first_champions.append(result.name)
-            row["promoted"] = bool(result.wins)
+            row["promoted"] = bool(result.wins) and result.status == "ok"
             rows.append(scrub_row(row))
         return rows
 
     def finish(self, rows: list[dict[str, Any]], complete: bool) -> None:
         """Write and register the bundle of every kept model (once per job run)."""
         entries = [row.pop(_BUNDLE_ENTRY) for row in rows if row.get(_BUNDLE_ENTRY)]
+        if not any(row.get("status") == "ok" for row in rows) and self._champions:
+            # Nothing new: the champion bundle already holds every entity's model.
+            for row in rows:
+                if row.get("status") == "skipped":
+                    row["model_version"] = next(iter(self._champions.values())).version
+            return
         if not complete or not entries:
             return
         registry = self.session.registry
@@ -272,10 +309,19 @@ def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str)
         lineage.HOLDOUT_START: result.holdout_start or "",
         lineage.TRAINED_UNTIL: result.trained_until or "",
         lineage.OBSERVATIONS: str(result.observations),
+        **source_tags(result),
         **{lineage.metric_tag(k): repr(float(v)) for k, v in result.metrics.items()},
         **(selection_tags(result, plan.name) if selection else {}),
         **inputs.config.tracking.tags,
     }
+
+
+def source_tags(result: EntityResult) -> dict[str, str]:
+    """The tags that let a later retrain skip the entity's partition unread (when listed)."""
+    if not result.source_fingerprint:
+        return {}
+    return {lineage.SOURCE_FINGERPRINT: result.source_fingerprint,
+            lineage.PARTITION_ENTITIES: str(result.partition_entities)}  # fmt: skip
 
 
 def selection_tags(result: EntityResult, plan: str) -> dict[str, str]:

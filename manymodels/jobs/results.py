@@ -98,6 +98,14 @@ class TrainResult:
         return self._count("skipped")
 
     @property
+    def skipped_unread(self) -> int:
+        """Entities skipped on the driver, their files listed as when their champion was
+        trained: no worker read them (column ``unread`` of :attr:`entities`)."""
+        if not self.total or "unread" not in self.entities:
+            return 0
+        return int(self.entities["unread"].eq(True).sum())
+
+    @property
     def failures(self) -> pd.DataFrame:
         """The failed entities with stage, error type and message."""
         if not self.total:

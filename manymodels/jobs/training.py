@@ -26,11 +26,13 @@ from manymodels.engine import (
     map_batches,
     worker_count,
 )
+from manymodels.errors import ConfigError
 from manymodels.exploration.frames import with_frame
 from manymodels.guard import failure_from
 from manymodels.inputs import Inputs, validate_inputs
 from manymodels.jobs.backtests import BacktestLog
 from manymodels.jobs.budget import allowed_failures, systematic_failure
+from manymodels.jobs.dispatch import plan_dispatch
 from manymodels.jobs.modes import Registrar, mode_of
 from manymodels.jobs.preload import worker_modules
 from manymodels.jobs.results import TrainResult, failures_table
@@ -85,25 +87,46 @@ def retrain(
     resume: str | None = None,
     fresh: bool = False,
     force: bool = False,
+    new_versions: bool = False,
     progress: bool = False,
     data: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train challengers and promote those that beat the champion on the same holdout.
 
     Entities whose data, template and parameters are unchanged since their champion was
-    trained are skipped unless ``force``. A challenger becomes ``champion`` when its
+    trained are skipped unless ``force``: on the driver, without reading their rows, where the
+    dataset's listing (file names, sizes, ETags or modification times) is as it was; else by a
+    hash of their rows on a worker. A challenger becomes ``champion`` when its
     ``evaluation.metric`` is lower than the champion's by at least ``retrain.min_improvement``
     (relative); otherwise it gets the ``challenger`` alias.
 
-    Args: as for :func:`train`, plus ``force`` to retrain unchanged entities too.
+    Args:
+        force: train and compare unchanged entities too. Where data, template and params
+            equal the champion's, the comparison is recorded (``champion_*`` columns) and the
+            entity counts as skipped: nothing new is registered.
+        new_versions: with ``force``, register those identical models as new versions too.
+        others: as for :func:`train`.
+
+    Raises:
+        ConfigError: ``new_versions`` without ``force``; and as for :func:`train`.
+
+    Example:
+        >>> result = manymodels.retrain(config)  # doctest: +SKIP
+        >>> result.skipped_unread  # entities skipped without reading a row  # doctest: +SKIP
     """
+    if new_versions and not force:
+        raise ConfigError(
+            "The 'new_versions' parameter of retrain needs force=True (unchanged entities are "
+            "skipped otherwise). Got new_versions=True, force=False instead."
+        )
     config = with_frame(config, data)
-    return _run(config, "retrain", resume, fresh, progress, force=force)
+    return _run(config, "retrain", resume, fresh, progress, force=force,
+                new_versions=new_versions)  # fmt: skip
 
 
 def _run(
     config: Config, kind: str, resume: str | None, fresh: bool, progress: bool,
-    promote: bool = False, force: bool = False,
+    promote: bool = False, force: bool = False, new_versions: bool = False,
 ) -> TrainResult:  # fmt: skip
     started = time.perf_counter()
     require_main_guard(config.compute.scheduler is None, f"manymodels.{kind}()")
@@ -111,8 +134,11 @@ def _run(
     with cluster_in_background(config.compute, worker_modules(config)) as pending:
         session = open_tracking(config)
         # The cluster is usually up by now; an unreachable scheduler must fail here, before a
-        # job run exists that the next command would take for an interrupted job.
-        pending.client()
+        # job run exists that the next command would take for an interrupted job. A retrain on
+        # a local cluster waits only when it has work to send: one that finds nothing changed
+        # returns without waiting for worker processes to start.
+        if kind == "train" or config.compute.scheduler is not None:
+            pending.client()
         digest = config_hash(config, kind, inputs.trained_plan.digest)
         job = open_job_run(session, config, kind, digest, resume, fresh)
         registrar = mode_of(config).registrar(session, job, inputs, kind, promote)
@@ -125,17 +151,19 @@ def _run(
             job.log_config(config, {"template": inputs.trained_plan.name,
                                     "partitions": len(inputs.partitions)})  # fmt: skip
         todo = [partition for partition in inputs.partitions if partition.keys not in done]
+        champions = {} if kind == "train" else registrar.champions()
+        dispatch = plan_dispatch(todo, champions, registrar, force)
         task = TrainTask(
             config=config, template=inputs.trained_plan, params=inputs.params,
             artifact_uri=job.artifact_uri, model_files=entity_model_files(requirements()),
             artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
             tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),
-            champions={} if kind == "train" else registrar.champions(),
-            force=force,
+            champions=champions, force=force, carry=dispatch.carry, new_versions=new_versions,
         )  # fmt: skip
+        rows.extend(dispatch.record(registrar, ledger))
         try:
-            stopped_early = _train_partitions(todo, inputs, task, registrar, ledger, backtests,
-                                              rows, progress, pending)  # fmt: skip
+            stopped_early = _train_partitions(dispatch.todo, inputs, task, registrar, ledger,
+                                              backtests, rows, progress, pending)  # fmt: skip
         except BaseException:
             # Interrupted or broken: leave the run resumable by the next run of the same command.
             job.end("KILLED")
@@ -226,11 +254,16 @@ def _finish(
         backtest_dir=str(backtests.folder), registration=config.tracking.registration,
     )  # fmt: skip
     result.budget_exceeded = stopped_early or result.failed > allowed_failures(config, result.total)
-    job.log_table(entities, "entity_results.parquet")
-    job.log_table(failures_table(entities, config.data.entity_cols), "failures.csv")
+    # A retrain that found nothing to do records its check (metrics, summary.json) but no
+    # results tables or report: 'manymodels report' keeps showing the last job that trained.
+    checked_only = kind == "retrain" and result.total > 0 and result.skipped == result.total
+    if not checked_only:
+        job.log_table(entities, "entity_results.parquet")
+        job.log_table(failures_table(entities, config.data.entity_cols), "failures.csv")
     metrics = {
         "entities_total": result.total, "entities_trained": result.trained,
         "entities_failed": result.failed, "entities_skipped": result.skipped,
+        "entities_skipped_unread": result.skipped_unread,
         "failure_share": result.failed / result.total if result.total else 0.0,
         "seconds": seconds, "models_per_second": result.trained / seconds if seconds else 0.0,
         "promoted": len(result.promoted),
@@ -240,6 +273,16 @@ def _finish(
     job.log_metrics(metrics)
     job.log_json({**metrics, "job_id": job.job_id, "kind": kind, "stopped_early": stopped_early},
                  "summary.json")  # fmt: skip
+    if not checked_only:
+        _log_exploration(session, job, kind, config, entities, metrics, backtests)
+    job.end("FAILED" if result.budget_exceeded else "FINISHED")
+    return result
+
+
+def _log_exploration(
+    session: Tracking, job: JobRun, kind: str, config: Config, entities: pd.DataFrame,
+    metrics: dict[str, Any], backtests: BacktestLog,
+) -> None:  # fmt: skip
     backtests.log(job)
     # Imported here: the exploration package reads job results through manymodels.jobs.
     from manymodels.exploration.job_artifacts import job_data, log_exploration
@@ -247,8 +290,6 @@ def _finish(
     explored = job_data(config, job.job_id, job.run_id, kind, entities, metrics,
                         {"template": config.model.template}, backtests.read())  # fmt: skip
     log_exploration(job, explored, session)
-    job.end("FAILED" if result.budget_exceeded else "FINISHED")
-    return result
 
 
 def _ui_hint(target: TrackingTarget, job: JobRun) -> str | None:

@@ -27,6 +27,7 @@ from manymodels.naming import entity_slug, model_name
 from manymodels.outcomes import Champion, EntityResult, Selection, failed
 from manymodels.promotion import challenger_wins
 from manymodels.tasks.entities import entity_fingerprint, fit_spec, iter_entities
+from manymodels.tasks.unchanged import PartitionKeys, stamp_sources
 
 __all__ = ["TrainTask", "params_digest", "train_batch"]
 
@@ -38,7 +39,10 @@ class TrainTask:
     ``artifact_dir`` is unique to each driver session of a job, so the tasks of a resumed job
     never write over the files of a killed session's stragglers. ``tracking_uri`` lets a
     worker reach a server's artifact store. ``skip`` names entities that already have a
-    version from this job; ``champions`` are compared against (retrain).
+    version from this job; ``champions`` are compared against (retrain). ``carry`` names,
+    per partition, the champions that a job bundle carries over without the partition being
+    read. ``new_versions`` registers a forced retrain's models even where data, code and
+    params equal the champion's.
     """
 
     config: Config
@@ -51,6 +55,8 @@ class TrainTask:
     skip: frozenset[str] = frozenset()
     champions: Mapping[str, Champion] = field(default_factory=dict)
     force: bool = False
+    carry: Mapping[PartitionKeys, tuple[str, ...]] = field(default_factory=dict)
+    new_versions: bool = False
 
 
 def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResult]:
@@ -66,13 +72,18 @@ def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResu
                      task.model_files, batch_key, task.tracking_uri)  # fmt: skip
     loader = ModelLoader(task.tracking_uri)
     results: list[EntityResult] = []
+    to_read = [partition for partition in partitions if partition.keys not in task.carry]
     try:
-        for keys, frame, failure in iter_entities(partitions, config):
+        for keys, frame, failure in iter_entities(to_read, config):
             name = model_name(config.tracking.model_prefix, keys)
             if failure is not None:
                 results.append(failed(keys, name, failure))
             elif name not in task.skip:
                 results.append(_train_entity(keys, name, frame, spec, task, sink, loader))
+        stamp_sources(results, to_read, config.data.partition_by, task.template.digest,
+                      params_digest(task.params, config))  # fmt: skip
+        for partition in partitions:
+            results.extend(_carry_partition(partition, task, sink, loader))
         _upload(sink, results)
     finally:
         sink.close()
@@ -110,7 +121,8 @@ def _train_entity(
     fingerprint = entity_fingerprint(frame, config)
     champion = task.champions.get(name)
     slug = entity_slug(keys)
-    if champion is not None and not task.force and _unchanged(champion, fingerprint, task):
+    same = champion is not None and _unchanged(champion, fingerprint, task)
+    if champion is not None and same and not task.force:
         return _carry_over(keys, name, slug, champion, sink, loader, fingerprint, "skipped")
     stage = "train"
     try:
@@ -128,7 +140,13 @@ def _train_entity(
                                            config.evaluation.metric,
                                            config.retrain.min_improvement)  # fmt: skip
         stage = "save"
-        if outcome.wins is False and champion is not None and sink.carries_champions:
+        if champion is not None and same and not task.new_versions:
+            # Forced on the champion's own data, code and params: the comparison is recorded,
+            # and the champion stays as it is instead of gaining an identical version.
+            outcome.status = "skipped"
+            if sink.carries_champions:
+                _keep_champion(outcome, slug, champion, sink, loader)
+        elif outcome.wins is False and champion is not None and sink.carries_champions:
             # A job bundle holds the better model of each entity: here, the champion's.
             outcome.artifact_path = sink.add(slug, loader.load(champion.location))
             outcome.kept = "champion"
@@ -180,6 +198,22 @@ def _carry_over(
         except Exception as exc:  # the old shard is unreadable: this entity needs a retrain
             return failed(keys, name, failure_from("carry", exc))
     return result
+
+
+def _carry_partition(
+    partition: Partition, task: TrainTask, sink: EntityFolders | Shard, loader: ModelLoader
+) -> list[EntityResult]:
+    """The champions of a partition the driver found unchanged, carried into the job bundle."""
+    results = []
+    for name in task.carry.get(partition.keys, ()):
+        champion = task.champions[name]
+        keys = {col: champion.tags.get(col, "") for col in task.config.data.entity_cols}
+        fingerprint = champion.tags.get(lineage.DATA_FINGERPRINT)
+        result = _carry_over(keys, name, entity_slug(keys), champion, sink, loader,
+                             fingerprint or "", "skipped")  # fmt: skip
+        result.unread = result.status == "skipped"
+        results.append(result)
+    return results
 
 
 def _keep_champion(

@@ -12,7 +12,7 @@ transaction per batch) when the registry is a database MLflow's SQL store manage
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from manymodels.errors import RegistryError
@@ -131,6 +131,11 @@ class Registry:
     def set_aliases(self, moves: list[tuple[str, str, int]]) -> None:
         """Point aliases at versions, ``(name, alias, version)`` each, in bulk when possible."""
         self._backend.set_aliases(moves)
+
+    def set_version_tags(self, updates: Sequence[tuple[str, int, Mapping[str, str]]]) -> None:
+        """Set tags on existing versions, ``(name, version, tags)`` each, through the client
+        API: a retrain updates only the few whose files were rewritten with the same rows."""
+        self.client_api.set_version_tags(updates)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of model ``name`` at ``version``."""

@@ -133,6 +133,15 @@ class ClientRegistry:
         """Delete one version (a duplicate that a retried request created)."""
         _retry(lambda: self.client.delete_model_version(name, str(version)))
 
+    def set_version_tags(self, updates: Iterable[tuple[str, int, Mapping[str, str]]]) -> None:
+        """Set tags on existing versions, ``(name, version, tags)`` each (retried while busy)."""
+        for name, version, tags in updates:
+            for key, value in tags.items():
+                self._set_version_tag(name, version, key, value)
+
+    def _set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        _retry(lambda: self.client.set_model_version_tag(name, str(version), key, value))
+
     def _register_or_error(
         self, registration: Registration, run_id: str, known: Mapping[str, ModelRecord]
     ) -> VersionRef | Exception:

@@ -1,0 +1,80 @@
+"""What a retrain sends to the workers, and what it settles on the driver without a read.
+
+Partitions whose listing matches their champions' source fingerprints (see
+:mod:`manymodels.tasks.unchanged`) are skipped here, their entities counted as skipped. Only a
+job bundle (``per_job``) that gets any new model still needs them: the new bundle must hold
+every entity, so their champions are carried into it by the workers, still without reading a
+row; a bundle retrain with nothing new registers no bundle at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from manymodels import lineage
+from manymodels.data import Partition
+from manymodels.jobs.modes import Registrar
+from manymodels.ledger import Ledger
+from manymodels.outcomes import Champion, EntityResult
+from manymodels.tasks import params_digest
+from manymodels.tasks.unchanged import PartitionKeys, unchanged_partitions
+
+__all__ = ["Dispatch", "plan_dispatch"]
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A retrain's split of its partitions.
+
+    Attributes:
+        todo: partitions to send to the workers.
+        skipped: results of the entities skipped on the driver, one per champion.
+        unread: the partitions those entities live in.
+        carry: per partition, the champions that workers carry into a job bundle unread.
+    """
+
+    todo: list[Partition]
+    skipped: list[EntityResult] = field(default_factory=list)
+    unread: list[PartitionKeys] = field(default_factory=list)
+    carry: dict[PartitionKeys, tuple[str, ...]] = field(default_factory=dict)
+
+    def record(self, registrar: Registrar, ledger: Ledger) -> list[dict[str, Any]]:
+        """The rows of the skipped entities, written to the ledger as one finished batch."""
+        if not self.skipped:
+            return []
+        rows = registrar.handle(self.skipped)
+        ledger.append(self.unread, rows)
+        return rows
+
+
+def plan_dispatch(
+    todo: list[Partition], champions: dict[str, Champion], registrar: Registrar, force: bool
+) -> Dispatch:
+    """Split a job's partitions into those to train and those settled on the driver.
+
+    A training job, a forced retrain or a registry without champions dispatches everything.
+    """
+    if registrar.kind != "retrain" or force or not champions:
+        return Dispatch(todo)
+    digest = params_digest(registrar.inputs.params, registrar.config)
+    unchanged = unchanged_partitions(todo, champions, registrar.inputs.trained_plan.digest, digest)
+    needed = [partition for partition in todo if partition.keys not in unchanged]
+    if not unchanged:
+        return Dispatch(todo)
+    if needed and registrar.carries_champions:
+        return Dispatch(todo, carry={keys: tuple(names) for keys, names in unchanged.items()})
+    entity_cols = registrar.config.data.entity_cols
+    skipped = [
+        _skipped(name, champions[name], entity_cols)
+        for names in unchanged.values()
+        for name in names
+    ]
+    return Dispatch(needed, skipped, list(unchanged))
+
+
+def _skipped(name: str, champion: Champion, entity_cols: list[str]) -> EntityResult:
+    keys = {col: champion.tags.get(col, "") for col in entity_cols}
+    fingerprint = champion.tags.get(lineage.DATA_FINGERPRINT)
+    return EntityResult(keys=keys, name=name, status="skipped", fingerprint=fingerprint,
+                        unread=True)  # fmt: skip
