@@ -19,13 +19,16 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import pandas as pd
 
 from manymodels.artifacts.model_files import ModelFiles
 from manymodels.entity_model import EntityModel
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
 
 __all__ = [
     "LOADER_MODULE",
@@ -41,9 +44,12 @@ LOADER_MODULE = "manymodels.flavor"
 _DATA_FILE = "entity_model.pkl"
 
 
-def entity_model_files(pip_requirements: list[str]) -> ModelFiles:
-    """The :class:`ModelFiles` of entity model folders (see :class:`ModelWriter`)."""
-    return ModelFiles.make(LOADER_MODULE, f"data/{_DATA_FILE}", pip_requirements)
+def entity_model_files(
+    pip_requirements: list[str], signature: ModelSignature | None = None
+) -> ModelFiles:
+    """The :class:`ModelFiles` of entity model folders (see :class:`ModelWriter`), with the
+    signature from :func:`~manymodels.artifacts.signature.forecast_signature`."""
+    return ModelFiles.make(LOADER_MODULE, f"data/{_DATA_FILE}", pip_requirements, signature)
 
 
 class ModelWriter:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from manymodels.artifacts.entity_folder import entity_model_files
 from manymodels.artifacts.model_files import requirements
+from manymodels.artifacts.signature import job_signature
 from manymodels.config import Config
 from manymodels.crashes import blame
 from manymodels.data import Partition
@@ -127,7 +128,8 @@ def _run(
         todo = [partition for partition in inputs.partitions if partition.keys not in done]
         task = TrainTask(
             config=config, template=inputs.trained_plan, params=inputs.params,
-            artifact_uri=job.artifact_uri, model_files=entity_model_files(requirements()),
+            artifact_uri=job.artifact_uri,
+            model_files=entity_model_files(requirements(), job_signature(config)),
             artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
             tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),
             champions={} if kind == "train" else registrar.champions(),
