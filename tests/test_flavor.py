@@ -98,10 +98,11 @@ def test_mlmodel_matches_what_mlflow_save_model_writes_but_for_id_and_time(
 
     ModelWriter(entity_model_files(requirements())).save(trained_entity_model, tmp_path / "ours")
     data = tmp_path / "ours" / "data" / "entity_model.pkl"
-    shipped = tmp_path / "ours" / "code" / "manymodels"
-    mlflow.pyfunc.save_model(str(tmp_path / "theirs"), loader_module="manymodels.flavor",
+    code = tmp_path / "ours" / "code"
+    mlflow.pyfunc.save_model(str(tmp_path / "theirs"), loader_module="manymodels_flavor_loader",
                              data_path=str(data), pip_requirements=requirements(),
-                             code_paths=[str(shipped)])  # fmt: skip
+                             code_paths=[str(code / "manymodels_flavor_loader.py"),
+                                         str(code / "manymodels_shipped")])  # fmt: skip
     ours, theirs = (yaml.safe_load((tmp_path / name / "MLmodel").read_text())
                     for name in ("ours", "theirs"))  # fmt: skip
     assert ours["model_uuid"] != theirs["model_uuid"]
@@ -113,4 +114,5 @@ def test_mlmodel_matches_what_mlflow_save_model_writes_but_for_id_and_time(
     code = {name: sorted(p.relative_to(tmp_path / name).as_posix()
                          for p in (tmp_path / name / "code").rglob("*.py"))
             for name in ("ours", "theirs")}  # fmt: skip
-    assert code["ours"] == code["theirs"] and "code/manymodels/entity_model.py" in code["ours"]
+    shipped = "code/manymodels_shipped/manymodels/entity_model.py"
+    assert code["ours"] == code["theirs"] and shipped in code["ours"]

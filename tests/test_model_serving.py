@@ -76,10 +76,10 @@ def test_every_requirement_is_a_published_distribution_pinned_to_what_is_install
         conda = yaml.safe_load((folder / "conda.yaml").read_text())
         pip = next(entry["pip"] for entry in conda["dependencies"] if isinstance(entry, dict))
         assert [line for line in pip if line != "pip"] == lines  # conda lists pip itself too
-        assert (folder / "code" / "manymodels" / "entity_model.py").is_file()
+        assert (folder / "code" / "manymodels_shipped" / "manymodels" / "entity_model.py").is_file()
 
 
-def test_every_model_has_a_signature_of_the_future_frame_and_the_forecast(trained):
+def test_every_model_has_a_signature_and_an_input_example(trained):
     _, _, champions = trained
     folder = next(iter(_folders(champions).values()))
     signature = mlflow.models.get_model_info(str(folder)).signature
@@ -88,6 +88,11 @@ def test_every_model_has_a_signature_of_the_future_frame_and_the_forecast(traine
     assert signature.outputs.input_names() == ["week", "prediction", "lo-80", "hi-80", "lo-95",
                                                 "hi-95"]  # fmt: skip
     assert signature.params.params[0].name == "horizon"
+    # The input example is the model's next periods, and a valid input of its own.
+    example = mlflow.models.Model.load(str(folder)).load_input_example(str(folder))
+    assert list(example.columns) == ["week", "price", "deal"] and len(example) == 4
+    forecast = mlflow.pyfunc.load_model(str(folder)).predict(example)
+    assert pd.to_datetime(forecast["week"]).tolist() == pd.to_datetime(example["week"]).tolist()
 
 
 ISOLATED_LOAD = """
@@ -121,6 +126,25 @@ def test_models_load_and_forecast_where_manymodels_is_not_installed(trained, tmp
     for folder in folders:
         expected = mlflow.pyfunc.load_model(folder).predict(pd.DataFrame())["prediction"]
         assert out[folder] == pytest.approx(expected.tolist(), rel=1e-9)
+
+
+INSTALLED_LOAD = """
+import sys, mlflow, pandas as pd
+mlflow.pyfunc.load_model(sys.argv[1]).predict(pd.DataFrame())
+import manymodels, manymodels.jobs  # the whole installed package, not the model's copy
+print(manymodels.__file__)
+"""
+
+
+def test_the_shipped_code_never_hides_an_installed_manymodels(trained, tmp_path):
+    # A process that loads a model first and then uses manymodels (or starts Dask workers,
+    # which inherit its sys.path) must get the installed package, not the model's partial copy.
+    _, _, champions = trained
+    folder = str(next(iter(_folders(champions).values())))
+    done = subprocess.run([sys.executable, "-c", INSTALLED_LOAD, folder], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == manymodels.__file__
 
 
 def test_a_champion_serves_with_mlflow_models_serve_over_http(trained, oj_frame, tmp_path):

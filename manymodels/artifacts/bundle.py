@@ -54,7 +54,8 @@ __all__ = [
     "write_shard",
 ]
 
-# Written into every bundle's MLmodel file, so it never moves (see manymodels.flavor).
+# Named by bundles of earlier releases, and by the loader shipped inside newer ones: it never
+# moves (see manymodels.flavor).
 LOADER_MODULE = "manymodels.bundle"
 BUNDLE_DIR = "bundle"
 BUNDLE_DATA = "bundle"

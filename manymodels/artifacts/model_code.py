@@ -1,15 +1,20 @@
 """The manymodels source that a saved model carries, so that it loads without manymodels.
 
 A saved model's pickle names manymodels' classes and functions (``EntityModel``, a template's
-``predict``), and its ``MLmodel`` names ``manymodels.flavor`` as the loader. Rather than pin a
-``manymodels`` release that no package index has, every model folder holds, in ``code/``, the
-package modules that loading and forecasting reach: MLflow puts that folder first on
-``sys.path`` when it loads the model (its ``code_paths`` mechanism), so a fresh environment
-built from the model's ``requirements.txt`` (published libraries only) can serve it.
+``predict``). Rather than pin a ``manymodels`` release that no package index has, every model
+folder holds in ``code/`` (MLflow's ``code_paths``, which MLflow puts first on ``sys.path``
+when it loads the model):
 
-Which modules those are is found by following the package's own imports from the loader
-modules and the built-in templates, once per process; the libraries they import outside the
-package give the model's pip requirements.
+* ``manymodels_shipped/manymodels/``: the package modules that loading and forecasting reach,
+  found by following the package's own imports from the loader modules and the built-in
+  templates, once per process;
+* a small loader module, the model's ``loader_module``, that hands over to
+  ``manymodels.flavor`` (or ``manymodels.bundle``): from the installed manymodels where there
+  is one, else from the shipped copy, which it appends to ``sys.path``.
+
+The copy sits one folder down, so that MLflow's prepending never makes it hide an installed
+manymodels (nor does it reach the processes that a loading process starts, such as Dask
+workers). The libraries the shipped modules import give the model's pip requirements.
 """
 
 from __future__ import annotations
@@ -19,10 +24,19 @@ import functools
 import sys
 from pathlib import Path
 
-__all__ = ["CODE_DIR", "ROOT_MODULES", "model_code", "third_party_imports"]
+__all__ = [
+    "CODE_DIR",
+    "ROOT_MODULES",
+    "SHIPPED_DIR",
+    "loader_code",
+    "model_code",
+    "third_party_imports",
+]
 
-# The folder inside a model that MLflow adds to ``sys.path`` (the MLmodel's ``code`` key).
+# The folder inside a model that MLflow adds to ``sys.path`` (the MLmodel's ``code`` key), and
+# the folder inside it that holds the copy of the package.
 CODE_DIR = "code"
+SHIPPED_DIR = "manymodels_shipped"
 PACKAGE = "manymodels"
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # What a saved model names: the two loader modules, and every built-in template's module
@@ -36,15 +50,48 @@ ROOT_MODULES = (
 )  # fmt: skip
 
 
+_LOADER = '''"""The loader module that MLflow imports for this model: it hands over to {target},
+from the installed manymodels where there is one, else from the copy of the manymodels modules
+that the model carries ({shipped}/ beside this file), appended to sys.path so that it never
+hides an installed manymodels. Written by manymodels.artifacts.model_code."""
+
+import importlib
+import importlib.util
+import os
+import sys
+
+_SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "{shipped}")
+
+
+def _load_pyfunc(data_path, model_config=None):
+    if importlib.util.find_spec("manymodels") is None and _SHIPPED not in sys.path:
+        sys.path.append(_SHIPPED)
+    return importlib.import_module("{target}")._load_pyfunc(data_path)
+'''
+
+
+def loader_code(target: str) -> tuple[str, str]:
+    """The loader module of models that ``target`` loads: its name and its source.
+
+    Example:
+        >>> loader_code("manymodels.flavor")[0]
+        'manymodels_flavor_loader'
+    """
+    return f"{target.replace('.', '_')}_loader", _LOADER.format(target=target, shipped=SHIPPED_DIR)
+
+
 @functools.lru_cache(maxsize=1)
 def model_code() -> dict[str, str]:
     """The package sources a saved model needs: ``{path under code/: source text}``.
 
     Example:
-        >>> "manymodels/entity_model.py" in model_code()
+        >>> "manymodels_shipped/manymodels/entity_model.py" in model_code()
         True
     """
-    return {_relative(path): path.read_text(encoding="utf-8") for path in sorted(_module_files())}
+    return {
+        f"{SHIPPED_DIR}/{_relative(path)}": path.read_text(encoding="utf-8")
+        for path in sorted(_module_files())
+    }
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ each of them seconds of start-up.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import tempfile
 import uuid
@@ -19,14 +20,28 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from manymodels.artifacts.model_code import CODE_DIR, model_code, third_party_imports
+from manymodels.artifacts.model_code import (
+    CODE_DIR,
+    loader_code,
+    model_code,
+    third_party_imports,
+)
 
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
 
-__all__ = ["ModelFiles", "environment_files", "requirements"]
+__all__ = [
+    "INPUT_EXAMPLE",
+    "SERVING_INPUT_EXAMPLE",
+    "ModelFiles",
+    "environment_files",
+    "requirements",
+]
 
 _ENV_FILES = ("conda.yaml", "python_env.yaml", "requirements.txt")
+# Where MLflow keeps a model's input example, and the same as a /invocations request body.
+INPUT_EXAMPLE = "input_example.json"
+SERVING_INPUT_EXAMPLE = "serving_input_example.json"
 _PER_MODEL_FIELDS = ("model_uuid", "utc_time_created")
 
 
@@ -78,34 +93,60 @@ class ModelFiles:
     @classmethod
     def make(
         cls, loader_module: str, data: str, pip_requirements: list[str],
-        signature: ModelSignature | None = None,
+        signature: ModelSignature | None = None, input_example: bool = False,
     ) -> ModelFiles:  # fmt: skip
         """The files of models loaded by ``loader_module`` from ``data`` (a path inside the
         folder), as ``mlflow.pyfunc.save_model`` would write them with ``code_paths`` holding
-        the package code the model needs, and ``signature`` when given."""
+        the package code the model needs and a loader module that hands over to
+        ``loader_module`` (see :mod:`~manymodels.artifacts.model_code`), ``signature`` when given, and, with
+        ``input_example``, the record of an input example that each folder holds in
+        :data:`INPUT_EXAMPLE` and :data:`SERVING_INPUT_EXAMPLE` (written by its writer)."""
         from mlflow.models import Model
         from mlflow.pyfunc import add_to_model
 
+        loader, loader_source = loader_code(loader_module)
         mlflow_model = Model(signature=signature)
-        add_to_model(mlflow_model, loader_module=loader_module, data=data, code=CODE_DIR,
+        add_to_model(mlflow_model, loader_module=loader, data=data, code=CODE_DIR,
                      conda_env="conda.yaml", python_env="python_env.yaml", streamable=False)  # fmt: skip
         mlmodel = mlflow_model.to_dict()
         for key in _PER_MODEL_FIELDS:
             mlmodel.pop(key, None)
-        return cls(mlmodel, environment_files(tuple(pip_requirements)), model_code())
+        if input_example:
+            mlmodel["saved_input_example_info"] = {
+                "artifact_path": INPUT_EXAMPLE, "pandas_orient": "split",
+                "serving_input_path": SERVING_INPUT_EXAMPLE, "type": "dataframe",
+            }  # fmt: skip
+        code = {f"{loader}.py": loader_source, **model_code()}
+        return cls(mlmodel, environment_files(tuple(pip_requirements)), code)
 
-    def write(self, target: Path) -> None:
-        """Write the files into ``target``, whose data is already in place."""
+    def write(self, target: Path, code_from: Path | None = None) -> None:
+        """Write the files into ``target``, whose data is already in place.
+
+        Args:
+            target: the model folder.
+            code_from: the ``code`` folder of a model written before on the same filesystem,
+                whose files are hard-linked rather than written again where possible: a job's
+                models then share one copy of the package code on disk.
+        """
         for name, text in self.environment.items():
             (target / name).write_text(text, encoding="utf-8")
-        for relative, text in self.code.items():
-            path = target / CODE_DIR / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+        self._write_code(target / CODE_DIR, code_from)
         # What MLflow stamps on each new model: a fresh id, and the UTC time without a zone.
         created = datetime.now(UTC).replace(tzinfo=None)
         mlmodel = {**self.mlmodel, "model_uuid": uuid.uuid4().hex, "utc_time_created": str(created)}
         _write_mlmodel(mlmodel, target / "MLmodel")
+
+    def _write_code(self, folder: Path, linked_from: Path | None) -> None:
+        for relative, text in self.code.items():
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if linked_from is not None:
+                try:
+                    os.link(linked_from / relative, path)
+                    continue
+                except OSError:  # moved away, another filesystem, or no hard links there
+                    linked_from = None
+            path.write_text(text, encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=4)
