@@ -52,17 +52,17 @@ def forecast_signature(
         ['week', 'prediction', 'lo-80', 'hi-80']
     """
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
     keys = [ColSpec("string", col) for col in key_cols]
-    inputs = [
+    inputs: list[ColSpec | TensorSpec] = [
         *keys,
         ColSpec("datetime", time_col, required=False),
         *(ColSpec("double", col, required=False) for col in exog_cols),
         ColSpec("double", target_col, required=False),
     ]
     bounds = [f"{side}-{level_label(level)}" for level in sorted(levels) for side in ("lo", "hi")]
-    outputs = [*keys, ColSpec("datetime", time_col), ColSpec("double", "prediction"),
+    outputs: list[ColSpec | TensorSpec] = [*keys, ColSpec("datetime", time_col), ColSpec("double", "prediction"),
                *(ColSpec("double", name) for name in bounds)]  # fmt: skip
     params = ParamSchema([ParamSpec("horizon", "long", int(horizon))])
     return ModelSignature(Schema(inputs), Schema(outputs), params)
