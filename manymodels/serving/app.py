@@ -3,7 +3,7 @@
 * ``POST /forecast``: one entity's forecast (request: :mod:`~manymodels.serving.requests`;
   response: :mod:`~manymodels.serving.forecaster`);
 * ``GET /health``: ``{"status": "ok", "alias", "entities", "cached_models", "cache_size",
-  "refreshed_at", "refresh_error"}``;
+  "cache_hits", "cache_misses", "refreshed_at", "refresh_error"}``;
 * ``GET /entities``: every served entity's keys, model name and version.
 
 Every refusal is JSON, ``{"error": "<one sentence>"}``: 400 for a malformed body or a bad
@@ -54,6 +54,7 @@ def make_app(forecaster: Forecaster) -> Starlette:
         return JSONResponse({
             "status": "ok", "alias": forecaster.config.forecast.alias,
             "entities": len(catalog), "cached_models": len(cache), "cache_size": cache.size,
+            "cache_hits": cache.hits, "cache_misses": cache.misses,
             "refreshed_at": None if refreshed is None else _iso(refreshed),
             "refresh_error": catalog.last_error,
         })  # fmt: skip
