@@ -27,6 +27,14 @@ if TYPE_CHECKING:
     from manymodels.exploration.html_report import write_report
     from manymodels.exploration.jobdata import list_jobs, load_job
     from manymodels.jobs import ForecastResult, TrainResult, forecast, retrain, train
+    from manymodels.lifecycle import (
+        list_models,
+        promote_models,
+        prune_models,
+        rollback_models,
+        show_model,
+        stale_models,
+    )
 
 # The jobs pull in Dask and MLflow; they are imported on first use, so that loading a saved
 # model (which imports this package) stays light.
@@ -40,6 +48,12 @@ _JOBS = {
     "load_job": "manymodels.exploration.jobdata",
     "list_jobs": "manymodels.exploration.jobdata",
     "ManyModels": "manymodels.exploration.api",
+    "list_models": "manymodels.lifecycle",
+    "show_model": "manymodels.lifecycle",
+    "promote_models": "manymodels.lifecycle",
+    "rollback_models": "manymodels.lifecycle",
+    "prune_models": "manymodels.lifecycle",
+    "stale_models": "manymodels.lifecycle",
 }
 
 
@@ -67,9 +81,15 @@ __all__ = [
     "config_from_dict",
     "forecast",
     "list_jobs",
+    "list_models",
     "load_config",
     "load_job",
+    "promote_models",
+    "prune_models",
     "retrain",
+    "rollback_models",
+    "show_model",
+    "stale_models",
     "train",
     "write_report",
 ]

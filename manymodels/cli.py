@@ -320,5 +320,10 @@ def demo(workdir: str, entities: int, weeks: int, seed: int, force: bool, quiet:
     run_demo(os.path.abspath(workdir), entities, weeks, seed, progress=not quiet, force=force)
 
 
+# Defined in its own module, with the options and error handling above.
+from manymodels.lifecycle.cli import models_group  # noqa: E402
+
+main.add_command(models_group(CONTEXT, _config_options, _friendly))
+
 if __name__ == "__main__":
     main()

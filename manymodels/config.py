@@ -194,7 +194,7 @@ class ModelConfig(_Section):
         "fast default set when absent",
     )
     combine: int = Field(
-        default=1,
+        default=2,
         ge=1,
         le=10,
         description="with auto: also try the mean of the best k candidates per entity, and keep "

@@ -8,7 +8,7 @@ members' on the same windows, scored like any candidate's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ import pandas as pd
 
 from manymodels.templates import TrainContext
 
-__all__ = ["Ensemble", "Member", "predict"]
+__all__ = ["Ensemble", "Member", "predict", "update"]
 
 
 @dataclass
@@ -27,6 +27,8 @@ class Member:
     predict_fn: Callable[..., Any]
     model: Any
     context: TrainContext
+    train_fn: Callable[..., Any] | None = None
+    update_fn: Callable[..., Any] | None = None
 
 
 @dataclass
@@ -49,3 +51,21 @@ def predict(
         for member in model.members
     ]
     return np.mean(forecasts, axis=0)
+
+
+def update(model: Ensemble, history: pd.DataFrame, context: TrainContext) -> Ensemble:
+    """Every member fitted again on ``history`` with its own specification.
+
+    Raises:
+        ValueError: a member was saved without its template's train function.
+    """
+    members = []
+    for member in model.members:
+        if member.update_fn is not None:
+            fitted = member.update_fn(member.model, history, member.context)
+        elif member.train_fn is not None:
+            fitted = member.train_fn(history, member.context)
+        else:
+            raise ValueError(f"member {member.name!r} was saved without its train function")
+        members.append(replace(member, model=fitted))
+    return Ensemble(members)

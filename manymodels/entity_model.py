@@ -1,14 +1,16 @@
 """One entity's fitted model, as it is saved and served.
 
 An :class:`EntityModel` bundles what a forecast needs: the template's ``predict`` function, the
-fitted model it returned, the context it was trained with and the history it ended on. It is
-what the MLflow pyfunc wrapper unpickles; it imports neither Dask nor MLflow.
+fitted model it returned, the context it was trained with and the history it ended on, and what
+fitting its specification again needs (the template's ``train`` and ``update``), so that a
+champion can be backtested as fairly as a challenger. It is what the MLflow pyfunc wrapper
+unpickles; it imports neither Dask nor MLflow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,9 @@ class EntityModel:
         intervals: conformal scores learnt from its backtest errors (none for models saved
             before intervals existed, or without a backtest).
         levels: the interval levels (percent) its forecasts carry by default.
+        train_fn: the template's ``train`` (none for models saved before refits existed).
+        update_fn: the template's ``update``, which fits the same specification again (none
+            where the template chooses no specification: ``train`` is then the refit).
     """
 
     template: str
@@ -46,6 +51,29 @@ class EntityModel:
     history: pd.DataFrame
     intervals: ConformalScores | None = None
     levels: tuple[float, ...] = ()
+    train_fn: Callable[..., Any] | None = None
+    update_fn: Callable[..., Any] | None = None
+
+    @property
+    def can_refit(self) -> bool:
+        """Whether :meth:`refit` can fit this model's specification again."""
+        return self.update_fn is not None or self.train_fn is not None
+
+    def refit(self, history: pd.DataFrame) -> EntityModel:
+        """This model's specification (template, code, parameters, and what ``train`` chose:
+        ETS components, ARIMA orders, lags) fitted again on ``history``.
+
+        Raises:
+            EntityError: the model was saved before refits existed.
+        """
+        history = history.reset_index(drop=True)
+        if self.update_fn is not None:
+            fitted = self.update_fn(self.model, history, self.context)
+        elif self.train_fn is not None:
+            fitted = self.train_fn(history, self.context)
+        else:
+            raise EntityError("this model was saved without its template's train function")
+        return replace(self, model=fitted, history=history, intervals=None)
 
     @property
     def trained_until(self) -> pd.Timestamp:

@@ -269,10 +269,11 @@ def _final_ensemble(
 ) -> EntityModel:  # fmt: skip
     fitted = [_final_model(member, results[member.name], history, context, windows, spec)
               for member in members]  # fmt: skip
-    ensemble = Ensemble([Member(member.name, model.predict_fn, model.model, model.context)
+    ensemble = Ensemble([Member(member.name, model.predict_fn, model.model, model.context,
+                                model.train_fn, model.update_fn)
                          for member, model in zip(members, fitted, strict=True)])  # fmt: skip
     return EntityModel(COMBINATION, ensembles.predict, ensemble, context, fitted[0].history,
-                       levels=spec.levels)  # fmt: skip
+                       levels=spec.levels, update_fn=ensembles.update)  # fmt: skip
 
 
 def _final_model(
@@ -291,7 +292,8 @@ def _final_model(
     if fitted is None:
         raise EntityError("train() returned None; it must return the fitted model")
     return EntityModel(template.name, template.predict, fitted, ctx,
-                       fitted_on.reset_index(drop=True), levels=spec.levels)  # fmt: skip
+                       fitted_on.reset_index(drop=True), levels=spec.levels,
+                       train_fn=template.train, update_fn=template.update_fn)  # fmt: skip
 
 
 def _table(
@@ -343,8 +345,14 @@ def score_model(
     model: EntityModel, frame: pd.DataFrame, spec: FitSpec
 ) -> tuple[dict[str, float], pd.Timestamp]:
     """Score an already fitted model on the backtest windows of ``frame`` that a challenger is
-    scored on, observed values only: it forecasts each window from the history before its
-    cutoff, with the parameters it has. Used to compare a champion with a challenger (retrain).
+    scored on, observed values only. Used to compare a champion with a challenger (retrain).
+
+    At each window's cutoff the model's own specification (template, code, parameters and
+    what its ``train`` chose) is fitted again on the history before the cutoff, exactly as the
+    challenger's candidates are, so that neither is scored on data it was fitted on: a model
+    scored on windows inside its own training data looks better than it is, and a better
+    challenger would rarely win. Only models saved before refits existed, which cannot be
+    fitted again, forecast each window with the parameters they have.
 
     Returns:
         The mean metrics and the first timestamp of the first window.
@@ -352,6 +360,15 @@ def score_model(
     Raises:
         EntityError: the series is too short for one window.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as in fit_entity: library chatter stays quiet
+        with np.errstate(all="ignore"):
+            return _score_model(model, frame, spec)
+
+
+def _score_model(
+    model: EntityModel, frame: pd.DataFrame, spec: FitSpec
+) -> tuple[dict[str, float], pd.Timestamp]:
     series = regularize(
         frame, spec.time_col, spec.target_col, list(spec.exog_cols), spec.freq, spec.fill_missing
     )
@@ -362,10 +379,12 @@ def score_model(
         raise EntityError(f"only {len(history)} observed periods; cannot hold out {spec.holdout}")
     rows = []
     for cutoff in windows.cutoffs:
+        before = history.iloc[:cutoff]
         test_part = history.iloc[cutoff : cutoff + windows.length]
         future = pd.DataFrame({col: test_part[col].to_numpy()
                                for col in [spec.time_col, *spec.exog_cols]})  # fmt: skip
-        forecast = model.forecast(history=history.iloc[:cutoff], future=future, levels=[])
+        fitted = model.refit(before) if model.can_refit else model
+        forecast = fitted.forecast(history=before, future=future, levels=[])
         rows.append(forecast["prediction"].to_numpy())
     values = history[spec.target_col].to_numpy(dtype=float)
     per_window = score_windows(np.vstack(rows), values, observed, windows,

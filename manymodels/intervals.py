@@ -4,7 +4,10 @@ The backtest leaves a matrix of out-of-sample errors: one row per window, one co
 ahead. Each step's typical error size (its mean absolute error, made non-decreasing in the step,
 as errors grow with the horizon) is the scale; every error divided by its step's scale is a
 score, and the scores of all windows and steps are pooled, so that a handful of windows still
-gives a usable quantile. The interval at level L around a forecast ``y`` at step ``h`` is
+gives a usable quantile. A window's errors are divided by the scale learnt from the *other*
+windows (leave one window out): divided by a scale that includes them, three windows' scores
+could never exceed 3, and the intervals would be too narrow exactly where few windows make the
+scale uncertain. The interval at level L around a forecast ``y`` at step ``h`` is
 ``y +/- q_L * scale_h``, with ``q_L`` the conformal quantile of the pooled scores. Any level
 can be asked for later: the scores are kept, not the widths.
 """
@@ -49,12 +52,21 @@ def fit_scores(errors: np.ndarray) -> ConformalScores | None:
     Returns:
         The scores, or None when there is no observed error to learn from.
     """
-    absolute = np.abs(np.asarray(errors, dtype=float))
+    absolute = np.abs(np.atleast_2d(np.asarray(errors, dtype=float)))
     if absolute.size == 0 or not np.isfinite(absolute).any():
         return None
     scale = _step_scale(absolute)
-    scores = np.sort((absolute / scale)[np.isfinite(absolute)])
-    return ConformalScores(scale=scale, scores=scores)
+    held_out = np.vstack([_held_out_scores(absolute, held) for held in range(len(absolute))])
+    if not np.isfinite(held_out).any():  # one window with observed values: nothing to hold out
+        held_out = absolute / scale
+    return ConformalScores(scale=scale, scores=np.sort(held_out[np.isfinite(held_out)]))
+
+
+def _held_out_scores(absolute: np.ndarray, held: int) -> np.ndarray:
+    others = np.delete(absolute, held, axis=0)
+    if not np.isfinite(others).any():
+        return np.full(absolute.shape[1], np.nan)
+    return absolute[held] / _step_scale(others)
 
 
 def interval_columns(

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from manymodels.errors import EntityError
-from manymodels.naming import encode_value
+from manymodels.naming import encode_strict
 
 __all__ = [
     "KeyType",
@@ -122,7 +122,7 @@ def folder_name(column: str, value: Any, kind: KeyType) -> str:
     if not kind.in_files:
         return f"{_quote(column)}={_quote(text)}"
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"{encode_value(column)[:40]}~{encode_value(text)[:60]}~{digest}"
+    return f"{encode_strict(column)[:40]}~{encode_strict(text)[:60]}~{digest}"
 
 
 def _quote(text: str) -> str:

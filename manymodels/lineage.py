@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "BACKTEST_WINDOWS",
+    "CHAMPION_BEFORE",
     "CONFIG_HASH",
     "DATA_FINGERPRINT",
     "DRIVER",
@@ -55,6 +56,8 @@ HOLDOUT_START = f"{TAG_PREFIX}holdout_start"
 TRAINED_UNTIL = f"{TAG_PREFIX}trained_until"
 OBSERVATIONS = f"{TAG_PREFIX}observations"
 ENTITIES = f"{TAG_PREFIX}entities"  # a job bundle's version: how many entities it holds
+# The champion's version number when this version was registered: where a rollback goes back to.
+CHAMPION_BEFORE = f"{TAG_PREFIX}champion_before"
 
 # How a model version was chosen (model.template: auto, or one template).
 PLAN = f"{TAG_PREFIX}plan"

@@ -28,6 +28,7 @@ __all__ = [
     "progress_bar",
     "print_train_summary",
     "print_forecast_summary",
+    "champion_line",
 ]
 
 console = Console(stderr=True, highlight=False)
@@ -115,11 +116,9 @@ def print_train_summary(result: TrainResult) -> None:
             "  mean backtest metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in means.items())
         )
     _print_selection(out, result)
-    if result.kind == "retrain":
-        moved, first = len(result.promoted), len(result.first_champions)
-        out.print(f"  champion moved for {moved} entities; "
-                  f"{result.trained - moved - first} challengers kept the old champion"
-                  + (f"; {first} new entities got their first champion" if first else ""))  # fmt: skip
+    line = champion_line(result)
+    if line:
+        out.print(f"  {line}")
     if result.failed:
         out.print("  failures by error:")
         for line in result.failure_digest(limit=5):
@@ -127,6 +126,35 @@ def print_train_summary(result: TrainResult) -> None:
     out.print(f"  MLflow: {result.tracking_uri}  (run {result.run_id})")
     if result.ui_hint:
         out.print(f"  open the UI: {result.ui_hint}")
+
+
+def champion_line(result: TrainResult) -> str:
+    """How many of the job's new versions became champion, how many did not, and why, e.g.
+    ``12 new versions; 1 became champion (first version), 11 did not: champion kept, ...``."""
+    if result.registration == "per_job":
+        if result.kind != "retrain":
+            return ""
+        moved, first = len(result.promoted), len(result.first_champions)
+        return (f"champion moved for {moved} entities; {result.trained - moved - first} "
+                "challengers kept the old champion"
+                + (f"; {first} new entities got their first champion" if first else ""))  # fmt: skip
+    counts = result.champion_counts()
+    if not counts["new"]:
+        return ""
+    why = [f"{counts['first']} first version"] if counts["first"] else []
+    if counts["promoted"]:
+        won = "beat the champion on the same backtest" if result.kind == "retrain" else "--promote"
+        why.append(f"{counts['promoted']} {won}")
+    became = counts["first"] + counts["promoted"]
+    line = f"{counts['new']} new versions; {became} became champion" + (
+        f" ({', '.join(why)})" if why else ""
+    )
+    if counts["kept"]:
+        kept = ("the champion scored as well or better (alias challenger)"
+                if result.kind == "retrain" else "champion kept")  # fmt: skip
+        line += (f", {counts['kept']} did not: {kept}; promote with "
+                 f"'manymodels models promote --job {result.job_id}'")  # fmt: skip
+    return line
 
 
 def _print_selection(out: Console, result: TrainResult) -> None:

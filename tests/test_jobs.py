@@ -399,10 +399,22 @@ def test_retrain_counts_new_entities_apart_from_kept_champions(
     assert result.trained == N_ENTITIES + 1
     assert result.first_champions == ["oj.store=99.brand=dominicks"]
     kept = N_ENTITIES - len(result.promoted)
-    assert (
-        f"champion moved for {len(result.promoted)} entities; {kept} challengers kept the old "
-        "champion; 1 new entities got their first champion"
-    ) in " ".join(capsys.readouterr().out.split())
+    printed = " ".join(capsys.readouterr().out.split())
+    if registration == "per_job":
+        assert (
+            f"champion moved for {len(result.promoted)} entities; {kept} challengers kept the old "
+            "champion; 1 new entities got their first champion"
+        ) in printed
+        return
+    assert result.champion_counts() == {
+        "new": N_ENTITIES + 1, "first": 1, "promoted": len(result.promoted), "kept": kept
+    }  # fmt: skip
+    assert f"{N_ENTITIES + 1} new versions; {len(result.promoted) + 1} became champion" in printed
+    if kept:
+        assert (
+            f"{kept} did not: the champion scored as well or better (alias challenger); promote "
+            f"with 'manymodels models promote --job {result.job_id}'"
+        ) in printed
 
 
 def test_a_partition_whose_registration_failed_is_not_finished_in_the_ledger(make_config):
@@ -455,7 +467,8 @@ def test_auto_selects_per_entity_and_records_the_backtest(make_config, registry_
     config = make_config(model={"template": "auto", "params": {},
                                 "candidates": [{"template": "naive"}, {"template": "auto_ets"},
                                                {"name": "ridge", "template": "sklearn_lags",
-                                                "params": {"lags": 4}}]})  # fmt: skip
+                                                "params": {"lags": 4}}],
+                                "combine": 1})  # fmt: skip
     result = manymodels.train(config)
     assert result.trained == N_ENTITIES
     table = result.entities

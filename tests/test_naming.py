@@ -9,7 +9,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from manymodels.naming import MAX_NAME_LENGTH, encode_value, entity_slug, model_name
+from manymodels.naming import (
+    MAX_NAME_LENGTH,
+    encode_strict,
+    encode_value,
+    entity_slug,
+    legacy_model_name,
+    model_name,
+)
 
 SLUG_LIMIT = MAX_NAME_LENGTH - 40
 SLUG_CHARACTERS = re.compile(r"^[A-Za-z0-9_.=~-]*$")
@@ -29,8 +36,8 @@ def decode(slug: str) -> dict[str, str]:
 
     def unescape(text: str) -> str:
         return re.sub(
-            r"(?:_[0-9A-F]{2})+",
-            lambda match: bytes.fromhex(match.group(0).replace("_", "")).decode("utf-8"),
+            r"(?:~[0-9A-F]{2})+",
+            lambda match: bytes.fromhex(match.group(0).replace("~", "")).decode("utf-8"),
             text,
         )
 
@@ -60,17 +67,20 @@ def test_non_string_values_are_named_by_their_text():
     ("value", "encoded"),
     [
         ("A-100", "A-100"),
-        ("minute.maid", "minute_2Emaid"),
-        ("../x", "_2E_2E_2Fx"),
-        ("a/b", "a_2Fb"),
-        ("a&b", "a_26b"),
-        ("é", "_C3_A9"),
-        ("a b", "a_20b"),
-        ("a:b", "a_3Ab"),
-        ("a@b", "a_40b"),
-        ("_", "_5F"),
-        ("~", "_7E"),
-        ("=", "_3D"),
+        ("u043", "u043"),
+        ("user_id", "user_id"),
+        ("minute.maid", "minute~2Emaid"),
+        ("../x", "~2E~2E~2Fx"),
+        ("a/b", "a~2Fb"),
+        ("a&b", "a~26b"),
+        ("é", "~C3~A9"),
+        ("a b", "a~20b"),
+        ("a:b", "a~3Ab"),
+        ("a@b", "a~40b"),
+        ("_", "_"),
+        ("~", "~7E"),
+        ("_7E", "_7E"),
+        ("=", "~3D"),
         ("", ""),
     ],
 )
@@ -81,8 +91,33 @@ def test_encode_value(value, encoded):
 def test_readme_example():
     assert (
         model_name("oj", {"store": "12", "brand": "minute.maid"})
-        == "oj.store=12.brand=minute_2Emaid"
+        == "oj.store=12.brand=minute~2Emaid"
     )
+
+
+def test_underscores_in_keys_and_values_stay_readable():
+    assert model_name("sales", {"user_id": "u043"}) == "sales.user_id=u043"
+    assert model_name("sales", {"user_id": "a_b-c"}) == "sales.user_id=a_b-c"
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [("user_id", "user_5Fid"), ("minute.maid", "minute_2Emaid"), ("~", "_7E"), ("A-1", "A-1")],
+)
+def test_strict_encoding_is_the_one_of_older_registries(value, encoded):
+    assert encode_strict(value) == encoded
+
+
+def test_legacy_name_is_the_old_escaped_name():
+    assert legacy_model_name("sales", {"user_id": "u043"}) == "sales.user_5Fid=u043"
+    assert legacy_model_name("oj", {"store": "12", "brand": "minute.maid"}) == (
+        "oj.store=12.brand=minute_2Emaid"
+    )
+    # Plain keys and values were already readable: their names do not change.
+    plain = {"store": "12", "brand": "tropicana"}
+    assert legacy_model_name("oj", plain) == model_name("oj", plain)
+    long = {"store": "x" * 1000}
+    assert re.fullmatch(r"oj\.store=x+~[0-9a-f]{16}", legacy_model_name("oj", long))
 
 
 # --- safe in paths and registry names ---------------------------------------------------------
@@ -121,7 +156,9 @@ def test_slug_uses_only_safe_characters(keys):
 @pytest.mark.parametrize(
     ("first", "second"),
     [
-        ({"k": "a.b"}, {"k": "a_2Eb"}),
+        ({"k": "a.b"}, {"k": "a~2Eb"}),
+        ({"k": "a_b"}, {"k": "a~5Fb"}),
+        ({"k": "~"}, {"k": "~7E"}),
         ({"a": "b.c=d"}, {"a": "b", "c": "d"}),
         ({"a.b": "c"}, {"a": "b.c"}),
         ({"a=b": "c"}, {"a": "b=c"}),
@@ -140,7 +177,7 @@ def test_lookalike_entities_get_distinct_names(first, second):
 @given(st.dictionaries(key_text, value_text, max_size=3))
 def test_slug_decodes_back_to_the_keys(keys):
     slug = entity_slug(keys)
-    assume(len(slug) <= SLUG_LIMIT and "~" not in slug)
+    assume(len(slug) <= SLUG_LIMIT and "~~" not in slug)
     assert decode(slug) == keys
 
 
@@ -173,7 +210,7 @@ def test_different_long_values_give_different_names(first, second):
 def test_long_slug_is_cut_and_ends_in_a_hash():
     slug = entity_slug({"store": "x" * 1000})
     assert len(slug) == SLUG_LIMIT
-    assert re.fullmatch(r"store=x+~[0-9a-f]{16}", slug)
+    assert re.fullmatch(r"store=x+~~[0-9a-f]{16}", slug)
 
 
 def test_long_values_that_share_a_prefix_stay_distinct():
@@ -194,19 +231,19 @@ def test_slug_at_the_limit_is_not_cut():
     assert entity_slug(keys) == "k=" + "x" * (SLUG_LIMIT - 2)
     longer = entity_slug({"k": "x" * (SLUG_LIMIT - 1)})
     assert len(longer) == SLUG_LIMIT
-    assert "~" in longer
+    assert "~~" in longer
 
 
 def test_cut_name_never_equals_an_uncut_one():
-    # An uncut slug never holds '~' (it is escaped), and a cut one always does.
-    assert "~" not in entity_slug({"k": "~" * 10})
-    assert "~" in entity_slug({"k": "y" * 500})
+    # An uncut slug never holds '~~' ('~' is escaped as '~7E'), and a cut one always does.
+    assert "~~" not in entity_slug({"k": "~" * 10})
+    assert "~~" in entity_slug({"k": "y" * 500})
 
 
 def test_model_name_is_capped_with_a_long_prefix():
     name = model_name("p" * 300, {"store": "1"})
     assert len(name) == MAX_NAME_LENGTH
-    assert re.fullmatch(r"p+~[0-9a-f]{16}", name)
+    assert re.fullmatch(r"p+~~[0-9a-f]{16}", name)
     assert name != model_name("p" * 300, {"store": "2"})
 
 

@@ -116,11 +116,15 @@ def test_mase_scale_uses_observed_pairs_only():
     assert zero.metrics["mase"] == pytest.approx(zero.metrics["mae"] / 10.0)
 
 
-def test_intervals_reach_near_nominal_coverage():
+@pytest.mark.parametrize(("template", "windows"), [("auto_ets", 6), ("auto_ets", 3), ("naive", 2)])
+def test_intervals_reach_near_nominal_coverage(template, windows):
+    # With few windows (three is the default), scores divided by a scale learnt from the same
+    # errors made the 95% intervals too narrow (86% with two windows): each window's errors are
+    # scaled by the other windows'.
     rng = np.random.default_rng(11)
-    spec = spec_for("W-SUN", 8, {"template": "auto_ets"}, windows=6)
+    spec = spec_for("W-SUN", 8, {"template": template}, windows=windows)
     inside = {80.0: [], 95.0: []}
-    for _ in range(40):
+    for _ in range(60):
         level = 100 + np.cumsum(rng.normal(0, 1, 130)) * 0.3
         values = level + rng.normal(0, 3, 130)
         fit = fit_entity(series(values[:122], "W-SUN"), KEYS, spec)
@@ -129,8 +133,8 @@ def test_intervals_reach_near_nominal_coverage():
             label = int(level_)
             lo, hi = forecast[f"lo-{label}"].to_numpy(), forecast[f"hi-{label}"].to_numpy()
             inside[level_].extend((values[122:] >= lo) & (values[122:] <= hi))
-    assert 0.72 <= np.mean(inside[80.0]) <= 0.9
-    assert 0.88 <= np.mean(inside[95.0]) <= 0.995
+    assert 0.74 <= np.mean(inside[80.0]) <= 0.88
+    assert 0.92 <= np.mean(inside[95.0]) <= 0.995
 
 
 def test_intervals_are_ordered_and_widen_with_the_horizon(rng):

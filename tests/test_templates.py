@@ -254,8 +254,8 @@ def test_unknown_parameter_without_a_close_match_lists_the_valid_ones():
         (-2, "a lag count must be at least 1"),
         ([], "lags must be a non-empty list of positive integers"),
         ([0, 1], "lags must be a non-empty list of positive integers"),
-        ("abc", "lags must be a list of positive integers, a count N, or 'season'"),
-        (True, "lags must be a list of positive integers, a count N, or 'season'"),
+        ("abc", "lags must be a list of positive integers, a count N, 'season' or 'auto'"),
+        (True, "lags must be a list of positive integers, a count N, 'season' or 'auto'"),
     ],
 )
 def test_bad_lags(lags, reason):
@@ -634,3 +634,75 @@ def test_sklearn_lags_one_row_prediction_is_the_estimators_own(estimator):
     for row in rng.random((5, 6)):
         assert predict_row(row) == pytest.approx(float(fitted.predict(row[np.newaxis, :])[0]),
                                                  rel=1e-12, abs=1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize(("rows", "expected"), [(60, [1, 2, 3, 52]), (520, list(range(1, 53)))])
+def test_automatic_lags_keep_a_full_season_only_where_the_series_affords_it(rows, expected):
+    from manymodels.templates.sklearn_lags import lags_of
+
+    context = context_for(load_template("sklearn_lags"), {"lags": "auto"})
+    assert lags_of(context, rows) == expected
+
+
+def test_automatic_transform_differences_a_trend_but_not_a_stationary_series():
+    from manymodels.templates.transforms import fit_transform
+
+    rng = np.random.default_rng(3)
+    trended = 100.0 + 2.0 * np.arange(120) + rng.normal(0, 3, 120)
+    stationary = 100.0 + rng.normal(0, 3, 120)
+    negative = stationary - 200.0
+    assert (fit_transform(trended, "auto", False).log, fit_transform(trended, "auto", False).diff) \
+        == (True, True)  # fmt: skip
+    assert not fit_transform(stationary, "auto", False).diff
+    assert not fit_transform(negative, "auto", False).log
+
+
+def test_sklearn_lags_keeps_its_lags_and_transform_when_refit():
+    # The specification chosen at the first backtest cutoff is the one every later fit uses,
+    # so that the recorded backtest belongs to the registered model.
+    template = load_template("sklearn_lags")
+    weeks = pd.date_range("2024-01-07", periods=200, freq="W-SUN")
+    rng = np.random.default_rng(5)
+    trend = 50.0 + np.arange(200) * 0.8 + rng.normal(0, 2, 200)
+    frame = pd.DataFrame({"week": weeks, "sales": trend, "price": 1.0, "deal": 0.0})
+    context = context_for(template, {"lags": "auto", "transform": "auto"})
+    model = template.train(frame.iloc[:80], context)
+    refit = template.refit(model, frame, context)
+    assert model.lags == refit.lags == [1, 2, 3, 52]  # 80 rows: too few for 52 lags
+    assert (refit.transform.log, refit.transform.diff) == (model.transform.log, model.transform.diff)
+
+
+def test_a_runaway_recursive_forecast_stays_within_reach_of_the_history():
+    # Lag coefficients summing past one make a recursive forecast of log differences grow
+    # without bound; seen on one orange juice series (a backtest MASE of ten million).
+    from manymodels.templates.transforms import fit_transform
+
+    history = np.array([90.0, 110.0, 100.0, 120.0, 95.0, 105.0])
+    transform = fit_transform(history, "log1p_diff", False)
+    runaway = transform.invert(np.full(30, 1.0), history)  # e^30 times the last value
+    assert np.isfinite(runaway).all()
+    logged = np.log1p(history)
+    width = max(logged.max() - logged.min(), 0.1 * logged.max())
+    assert np.log1p(runaway.max()) == pytest.approx(logged.max() + width)
+    calm = transform.invert(np.zeros(4), history)
+    assert calm == pytest.approx(np.full(4, history[-1]))
+
+
+def test_auto_arima_refits_chosen_orders_where_the_default_estimation_fails():
+    # statsforecast's conditional-sum-of-squares start leaves no finite residual for this
+    # ARIMA(2,0,1) on 24 points of a random walk (three prison series failed so).
+    from manymodels.templates._stats import StatsModel
+
+    template = load_template("auto_arima")
+    values = 330 + np.cumsum(np.random.default_rng(0).normal(0, 12, 24))
+    quarters = pd.date_range("2010-01-01", periods=24, freq="QS-JAN")
+    history = pd.DataFrame({"week": quarters, "sales": values, "price": 1.0, "deal": 0.0})
+    context = context_for(template, freq="QS-JAN", season_length=4)
+    spec = {"order": (2, 0, 1), "seasonal_order": (0, 0, 0), "season_length": 4,
+            "include_mean": True, "include_drift": False}  # fmt: skip
+    chosen = StatsModel(None, spec, quarters[-1])
+    refit = template.refit(chosen, history, context)
+    assert refit.spec == spec
+    future = pd.DataFrame({"week": pd.date_range("2016-01-01", periods=4, freq="QS-JAN"),
+                           "price": 1.0, "deal": 0.0})  # fmt: skip
+    assert np.isfinite(template.predict(refit, history, future, context)).all()

@@ -22,6 +22,7 @@ from manymodels.config import Config
 from manymodels.data import discover_partitions
 from manymodels.errors import ManyModelsError
 from manymodels.jobs.results import failures_table
+from manymodels.naming import model_name
 from manymodels.tasks.entities import iter_entities
 from manymodels.timeseries import future_frame, regularize
 from manymodels.tracking.run_reads import read_table, training_runs
@@ -249,7 +250,10 @@ def _model_locations(
         row = rows.loc[key]
         row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
         if pd.notna(row.get("model_version")) and row.get("status") == "ok":
-            pairs[(str(row["model_name"]), int(row["model_version"]))] = key
+            # The name now, from the keys: a job of an older release recorded escaped names.
+            entity = dict(zip(config.data.entity_cols, key, strict=True))
+            name = model_name(config.tracking.model_prefix, entity)
+            pairs[(name, int(row["model_version"]))] = key
     if config.tracking.registration == "per_job":
         return _bundle_locations(job, pairs, session)
     refs = session.registry.versions(chosen=list(pairs))

@@ -14,6 +14,8 @@ from manymodels.artifacts.bundle import bundle_name, read_manifest
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.errors import RegistryError
+from manymodels.lifecycle.renames import rename_legacy_models
+from manymodels.naming import model_name
 from manymodels.planning import batch_count, plan_batches
 from manymodels.tasks.forecasting import ModelRef
 from manymodels.tracking.registry import Registry
@@ -44,6 +46,8 @@ def models_by_entity(
         RegistryError: nothing is registered under that alias or version.
     """
     bundle = bundle_name(config.tracking.model_prefix)
+    # A registry written by the older naming is renamed first, so entities find their models.
+    rename_legacy_models(registry)
     return {
         name: (
             {col: ref.tags.get(col, "") for col in config.data.entity_cols},
@@ -68,13 +72,13 @@ def models_in_bundle(
         what = f"alias '{alias}'" if alias is not None else f"version {version}"
         raise RegistryError(f"the job bundle '{bundle}' has no {what}. Hint: run "
                             "'manymodels train' with tracking.registration: per_job first.")  # fmt: skip
-    return {
-        row["model_name"]: (
-            {col: str(row[col]) for col in config.data.entity_cols},
-            (ref.name, ref.version, row["location"]),
-        )
-        for row in read_manifest(ref.source).to_dict("records")
-    }
+    prefix, entity_cols = config.tracking.model_prefix, config.data.entity_cols
+    models = {}
+    for row in read_manifest(ref.source).to_dict("records"):
+        keys = {col: str(row[col]) for col in entity_cols}
+        # By the name computed now: a bundle written by the older naming lists escaped names.
+        models[model_name(prefix, keys)] = (keys, (ref.name, ref.version, row["location"]))
+    return models
 
 
 def batches_by_size(items: list[Item], workers: int, config: Config) -> list[list[Item]]:

@@ -19,7 +19,9 @@ from manymodels.artifacts.signature import job_signature
 from manymodels.guard import failure_from
 from manymodels.inputs import Inputs
 from manymodels.intervals import level_label
+from manymodels.lifecycle.renames import rename_legacy_models
 from manymodels.metrics import METRICS
+from manymodels.naming import model_name
 from manymodels.outcomes import Champion, EntityResult
 from manymodels.secrets import scrub_row
 from manymodels.tasks import params_digest
@@ -51,7 +53,8 @@ class EntityRegistrar(_Registrar):
 
     def __init__(self, session: Tracking, job: JobRun, inputs: Inputs, kind: str, promote: bool):
         super().__init__(session, job, inputs, kind, promote)
-        self.known: dict[str, ModelRecord] = session.registry.models()
+        # A registry written by the older naming is renamed first, so entities find their models.
+        self.known: dict[str, ModelRecord] = rename_legacy_models(session.registry)
         self.registered: dict[str, VersionRef] = (
             {ref.name: ref for ref in session.registry.versions(run_ids=[job.run_id])}
             if job.resumed
@@ -94,7 +97,7 @@ class EntityRegistrar(_Registrar):
                 name=result.name,
                 keys=result.keys,
                 source=f"{self.job.artifact_uri}/{result.artifact_path}",
-                tags=lineage_tags(result, self.inputs, self.job.job_id, self.digest),
+                tags=self._version_tags(result),
             )  # fmt: skip
             for result, _ in fresh
         ]
@@ -121,6 +124,10 @@ class EntityRegistrar(_Registrar):
 
     def finish(self, rows: list[dict[str, Any]], complete: bool) -> None:
         """Nothing is left to do: every version was registered as its batch arrived."""
+
+    def _version_tags(self, result: EntityResult) -> dict[str, str]:
+        tags = lineage_tags(result, self.inputs, self.job.job_id, self.digest)
+        return {**tags, **_champion_before(self.known.get(result.name))}
 
     def _alias_moves(
         self, result: EntityResult, ref: VersionRef, before: ModelRecord | None, row: dict[str, Any]
@@ -170,8 +177,10 @@ class BundleRegistrar(_Registrar):
         (ref,) = self.session.registry.versions(chosen=[(self.name, version)])
         manifest = read_manifest(ref.source)
         tag_cols = [col for col in manifest.columns if col.startswith(lineage.TAG_PREFIX)]
+        prefix, entity_cols = self.config.tracking.model_prefix, self.config.data.entity_cols
+        # By the name computed now: a bundle written by the older naming lists escaped names.
         return {
-            row["model_name"]: Champion(
+            model_name(prefix, {col: str(row[col]) for col in entity_cols}): Champion(
                 version, row["location"], {col: str(row[col]) for col in tag_cols}
             )
             for row in manifest.to_dict("records")
@@ -271,6 +280,13 @@ def selection_tags(result: EntityResult, plan: str) -> dict[str, str]:
     for level, value in selection.coverage.items():
         tags[lineage.coverage_tag(level_label(level))] = repr(value)
     return tags
+
+
+def _champion_before(record: ModelRecord | None) -> dict[str, str]:
+    """The tag that remembers which version was champion when a new one was registered."""
+    if record is None or CHAMPION not in record.aliases:
+        return {}
+    return {lineage.CHAMPION_BEFORE: str(record.aliases[CHAMPION])}
 
 
 def _row_from_tags(ref: VersionRef, entity_cols: list[str]) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class TrainResult:
         metric: the metric that chose each entity's model (``evaluation.metric``).
         backtest_dir: the local folder of the backtest table's parts (see :meth:`backtest`).
         windows: the backtest windows asked for (``evaluation.windows``).
+        registration: ``tracking.registration``: ``per_entity`` or ``per_job`` (one bundle).
     """
 
     job_id: str
@@ -75,6 +76,7 @@ class TrainResult:
     metric: str = "mase"
     backtest_dir: str | None = None
     windows: int = 0
+    registration: str = "per_entity"
 
     @property
     def total(self) -> int:
@@ -114,6 +116,18 @@ class TrainResult:
     def failure_digest(self, limit: int = 5) -> list[str]:
         """The most common failures, one line each."""
         return _failure_digest(self.entities, limit)
+
+    def champion_counts(self) -> dict[str, int]:
+        """What became of the job's new versions (``per_entity``): ``new`` versions,
+        ``first`` (the entity's first champion), ``promoted`` (took ``champion`` from an earlier
+        version: a retrain's winner, or ``train --promote``) and ``kept`` (the earlier champion
+        stayed)."""
+        ok = self._trained_rows()
+        new = int(ok["model_version"].notna().sum()) if "model_version" in ok else len(ok)
+        promoted_rows = ok["promoted"].fillna(False).astype(bool) if "promoted" in ok else None
+        became = int(promoted_rows.sum()) if promoted_rows is not None else len(self.promoted)
+        first = min(len(self.first_champions), became)
+        return {"new": new, "first": first, "promoted": became - first, "kept": new - became}
 
     def backtest(self) -> pd.DataFrame:
         """Every candidate's out-of-sample predictions in every backtest window: entity keys,

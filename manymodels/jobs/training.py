@@ -225,7 +225,7 @@ def _finish(
         stopped_early=stopped_early,
         ui_hint=_ui_hint(session.target, job), metric=config.evaluation.metric,
         windows=config.evaluation.windows,
-        backtest_dir=str(backtests.folder),
+        backtest_dir=str(backtests.folder), registration=config.tracking.registration,
     )  # fmt: skip
     result.budget_exceeded = stopped_early or result.failed > allowed_failures(config, result.total)
     job.log_table(entities, "entity_results.parquet")

@@ -15,7 +15,7 @@ from manymodels.fitting import FitSpec
 from manymodels.guard import Failure, failure_from
 from manymodels.keys import check_keys, key_text
 
-__all__ = ["fit_spec", "iter_entities"]
+__all__ = ["entity_fingerprint", "fit_spec", "iter_entities"]
 
 
 def fit_spec(config: Config, plan: ModelPlan) -> FitSpec:
@@ -42,6 +42,13 @@ def fit_spec(config: Config, plan: ModelPlan) -> FitSpec:
         keep_predictions=evaluation.keep_predictions,
         combine=config.model.combine,
     )
+
+
+def entity_fingerprint(frame: pd.DataFrame, config: Config) -> str:
+    """The content hash of an entity's rows that a version records as its data fingerprint:
+    time, target and exogenous columns, as :func:`iter_entities` yields them."""
+    data = config.data
+    return data_io.fingerprint(frame, [data.time_col, data.target_col, *data.exog_cols])
 
 
 def iter_entities(

@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from manymodels import data as data_io
 from manymodels import lineage
 from manymodels.artifacts.loader import ModelLoader
 from manymodels.artifacts.model_files import ModelFiles
@@ -27,7 +26,7 @@ from manymodels.guard import call_with_limits, failure_from
 from manymodels.naming import entity_slug, model_name
 from manymodels.outcomes import Champion, EntityResult, Selection, failed
 from manymodels.promotion import challenger_wins
-from manymodels.tasks.entities import fit_spec, iter_entities
+from manymodels.tasks.entities import entity_fingerprint, fit_spec, iter_entities
 
 __all__ = ["TrainTask", "params_digest", "train_batch"]
 
@@ -108,8 +107,7 @@ def _train_entity(
 ) -> EntityResult:  # fmt: skip
     config = task.config
     started = time.perf_counter()
-    data = config.data
-    fingerprint = data_io.fingerprint(frame, [data.time_col, data.target_col, *data.exog_cols])
+    fingerprint = entity_fingerprint(frame, config)
     champion = task.champions.get(name)
     slug = entity_slug(keys)
     if champion is not None and not task.force and _unchanged(champion, fingerprint, task):
@@ -205,12 +203,15 @@ def _champion_metrics(
     champion: Champion, frame: pd.DataFrame, spec: FitSpec, fit: EntityFit, loader: ModelLoader,
     fingerprint: str,
 ) -> dict[str, float]:  # fmt: skip
-    """The champion's metrics on the challenger's holdout; empty when it cannot be scored."""
+    """The champion's metrics on the challenger's backtest windows, its own specification
+    refitted at each cutoff (see :func:`~manymodels.fitting.score_model`); empty when it cannot
+    be scored."""
     tags = champion.tags
     start = fit.holdout_start.isoformat() if fit.holdout_start is not None else ""
-    same_holdout = tags.get(lineage.HOLDOUT_START) == start
-    if same_holdout and tags.get(lineage.DATA_FINGERPRINT) == fingerprint:
-        # Same data and holdout as when the champion was trained: its recorded score is the
+    same_windows = (tags.get(lineage.HOLDOUT_START) == start
+                    and tags.get(lineage.BACKTEST_WINDOWS, str(fit.windows)) == str(fit.windows))  # fmt: skip
+    if same_windows and tags.get(lineage.DATA_FINGERPRINT) == fingerprint:
+        # Same data and windows as when the champion was trained: its recorded backtest is the
         # one it would get now (revised values in the holdout change the fingerprint).
         recorded = {
             metric: float(tags[lineage.metric_tag(metric)])

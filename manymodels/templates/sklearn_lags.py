@@ -6,13 +6,17 @@ Parameters (``model.params``):
         hist_gradient_boosting, random_forest, extra_trees, knn) or the dotted path of any
         scikit-learn-style regressor class, e.g. ``sklearn.svm.SVR``. Default ``ridge``.
     estimator_params: keyword arguments for the estimator, e.g. ``{alpha: 0.5}``.
-    lags: the lags of the target to use, a list such as ``[1, 2, 52]``, N for 1..N, or
-        ``season`` for one full season (1..season length). Default 8.
+    lags: the lags of the target to use, a list such as ``[1, 2, 52]``, N for 1..N,
+        ``season`` for one full season (1..season length), or ``auto``: one full season where
+        the series has ten rows per lag, else 1, 2, 3 and the season length (52 lags of a
+        two-year weekly series overfit). Chosen once per entity and kept. Default 8.
     fourier_terms: sine/cosine pairs of the yearly cycle (0 to turn off). Default 3.
     use_exog: whether ``data.exog_cols`` are features. Default true.
     transform: what the lags are taken of: ``none`` (default), ``log1p``, ``diff`` (first
         differences: follows a trend instead of drifting to the mean over long horizons),
-        ``log1p_diff``, or ``auto`` (``log1p`` for a series without negative values).
+        ``log1p_diff``, or ``auto`` (``log1p`` for a series without negative values, and
+        differences where a KPSS test finds a trend or random walk). Chosen once per entity
+        (at the first backtest cutoff) and kept for the later fits.
     scale: divide each entity's (transformed) target by its mean absolute value, so that one
         regularisation strength suits every entity. Default false.
 """
@@ -37,7 +41,7 @@ from manymodels.templates.features import (
     next_lag_row,
     numeric_columns,
 )  # fmt: skip
-from manymodels.templates.transforms import TargetTransform, fit_transform
+from manymodels.templates.transforms import TargetTransform, fit_transform, refit_transform
 
 ESTIMATORS = {
     "ridge": "sklearn.linear_model.Ridge",
@@ -64,7 +68,7 @@ class PARAMS(BaseModel):
 
     estimator: str = "ridge"
     estimator_params: dict[str, Any] = Field(default_factory=dict)
-    lags: list[int] | Literal["season"] = Field(default_factory=lambda: list(range(1, 9)))
+    lags: list[int] | Literal["season", "auto"] = Field(default_factory=lambda: list(range(1, 9)))
     fourier_terms: int = Field(default=3, ge=0, le=26)
     use_exog: bool = True
     transform: Literal["none", "log1p", "diff", "log1p_diff", "auto"] = "none"
@@ -73,13 +77,15 @@ class PARAMS(BaseModel):
     @field_validator("lags", mode="before")
     @classmethod
     def _expand_count(cls, value: Any) -> Any:
-        if value == "season" or isinstance(value, list):
+        if value in ("season", "auto") or isinstance(value, list):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
             if value < 1:
                 raise ValueError("a lag count must be at least 1")
             return list(range(1, value + 1))
-        raise ValueError("lags must be a list of positive integers, a count N, or 'season'")
+        raise ValueError(
+            "lags must be a list of positive integers, a count N, 'season' or 'auto'"
+        )
 
     @field_validator("lags")
     @classmethod
@@ -153,10 +159,19 @@ def estimator_class(name: str) -> type:
     return cls
 
 
-def lags_of(context: TrainContext) -> list[int]:
-    """The lags the parameters ask for (``season``: 1 to the season length)."""
-    lags = context.params["lags"]
-    return list(range(1, max(context.season_length, 2) + 1)) if lags == "season" else list(lags)
+def lags_of(context: TrainContext, rows: int | None = None) -> list[int]:
+    """The lags the parameters ask for, for a series of ``rows`` rows (None: the longest list
+    that ``auto`` may choose)."""
+    lags, season = context.params["lags"], max(context.season_length, 2)
+    if lags == "season" or (lags == "auto" and (rows is None or rows >= _ROWS_PER_LAG * season)):
+        return list(range(1, season + 1))
+    if lags == "auto":
+        return sorted({1, 2, 3, season})
+    return list(lags)
+
+
+# Rows per lag coefficient below which ``lags: auto`` keeps only the recent and seasonal lags.
+_ROWS_PER_LAG = 10
 
 
 def min_history(context: TrainContext) -> int:
@@ -165,21 +180,34 @@ def min_history(context: TrainContext) -> int:
 
 
 def train(history: pd.DataFrame, context: TrainContext) -> LagModel:
-    """Fit the regressor on every row that has all its lags."""
+    """Choose the lags and the transform for this series, and fit the regressor."""
     params = context.params
-    lags = lags_of(context)
-    exog_cols = list(context.exog_cols) if params["use_exog"] else []
     raw = history[context.target_col].to_numpy(dtype=float)
     transform = fit_transform(raw, params.get("transform", "none"), params.get("scale", False))
+    return _fit(history, context, lags_of(context, len(history)), transform)
+
+
+def update(model: LagModel, history: pd.DataFrame, context: TrainContext) -> LagModel:
+    """Fit the regressor again on ``history`` with the lags and transform chosen by ``train``."""
+    raw = history[context.target_col].to_numpy(dtype=float)
+    transform = model.transform or fit_transform(raw, "none", False)
+    transform = refit_transform(raw, transform, context.params.get("scale", False))
+    return _fit(history, context, model.lags, transform)
+
+
+def _fit(
+    history: pd.DataFrame, context: TrainContext, lags: list[int], transform: TargetTransform
+) -> LagModel:
+    params = context.params
     model = LagModel(
         estimator=make_estimator(params["estimator"], params["estimator_params"]),
         lags=lags,
         fourier_terms=params["fourier_terms"],
         weekdays=is_sub_weekly(context.freq),
-        exog_cols=exog_cols,
+        exog_cols=list(context.exog_cols) if params["use_exog"] else [],
         transform=transform,
     )
-    target = transform.apply(raw)
+    target = transform.apply(history[context.target_col].to_numpy(dtype=float))
     # Differencing drops the first row: features line up with the rows of the modelled series.
     rows = history.iloc[len(history) - len(target) :]
     start = max(lags)
@@ -189,7 +217,7 @@ def train(history: pd.DataFrame, context: TrainContext) -> LagModel:
             calendar_features(
                 rows[context.time_col].iloc[start:], model.fourier_terms, model.weekdays
             ),
-            numeric_columns(rows, exog_cols)[start:],
+            numeric_columns(rows, model.exog_cols)[start:],
         ]
     )
     model.estimator.fit(features, target[start:])
