@@ -39,10 +39,10 @@ CODE_DIR = "code"
 SHIPPED_DIR = "manymodels_shipped"
 PACKAGE = "manymodels"
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
-# What a saved model names: the two loader modules, and every built-in template's module
-# (a model pickles its template's ``predict`` by reference).
+# What a saved model names: the two loader modules, every built-in template's module (a model
+# pickles its template's ``predict`` by reference), and the ensemble of ``model.combine``.
 ROOT_MODULES = (
-    "manymodels.flavor", "manymodels.bundle",
+    "manymodels.flavor", "manymodels.bundle", "manymodels.ensembles",
     "manymodels.templates.sklearn_lags", "manymodels.templates.ets",
     "manymodels.templates.seasonal_naive", "manymodels.templates.naive",
     "manymodels.templates.auto_ets", "manymodels.templates.auto_arima",
