@@ -219,6 +219,30 @@ def prepare(input_path: str, partition_by: str, output: str) -> None:
     click.echo(f"wrote {count} partitions to {output}")
 
 
+@main.command(context_settings=CONTEXT)
+@_config_options
+@click.option("--alias", help="Serve the versions with this alias (forecast.alias, champion).")
+@click.option("--host", help="Address to listen on (serve.host, 127.0.0.1).")
+@click.option("--port", type=int, help="TCP port to listen on (serve.port, 8000).")
+@click.option("--cache-size", type=int, help="Models kept loaded (serve.cache_size, 256).")
+@_friendly
+def serve(config_path: str, overrides: tuple[str, ...], alias: str | None, host: str | None,
+          port: int | None, cache_size: int | None) -> None:  # fmt: skip
+    """Serve every entity's forecasts over HTTP: POST /forecast, GET /health, GET /entities.
+
+    Models load on first use into a cache of the most recently used; a promotion is served
+    within serve.refresh_seconds, without a restart. See the README's Serving section.
+    """
+    from manymodels.config import load_config
+    from manymodels.serving import serve as run_server
+
+    # As config overrides, so that the options are validated like the config's own keys.
+    options = {"forecast.alias": alias, "serve.host": host, "serve.port": port,
+               "serve.cache_size": cache_size}  # fmt: skip
+    chosen = [f"{key}={value}" for key, value in options.items() if value is not None]
+    run_server(load_config(config_path, [*overrides, *chosen]))
+
+
 @main.command("new-template", context_settings=CONTEXT)
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite the file if it exists.")

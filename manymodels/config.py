@@ -39,6 +39,7 @@ __all__ = [
     "ForecastConfig",
     "ModelConfig",
     "RetrainConfig",
+    "ServeConfig",
     "TrackingConfig",
     "load_config",
     "config_from_dict",
@@ -423,6 +424,22 @@ class RetrainConfig(_Section):
     )
 
 
+class ServeConfig(_Section):
+    """The forecast server of ``manymodels serve``."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on")
+    cache_size: int = Field(
+        default=256, ge=1, description="models kept loaded; the least recently used goes first"
+    )
+    refresh_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often the alias's versions are read again from the registry, so that "
+        "a promotion is served without a restart",
+    )
+
+
 class Config(_Section):
     """A complete job configuration. Build it with :func:`load_config`.
 
@@ -438,13 +455,14 @@ class Config(_Section):
     failures: FailureConfig = Field(default_factory=FailureConfig)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     work_dir: str = Field(
         default=".manymodels", description="holds the embedded MLflow store and job ledgers"
     )
     source: str | None = Field(default=None, description="the file this config was read from")
 
     @field_validator(
-        "model", "evaluation", "compute", "tracking", "failures", "forecast", "retrain",
+        "model", "evaluation", "compute", "tracking", "failures", "forecast", "retrain", "serve",
         mode="before",
     )  # fmt: skip
     @classmethod

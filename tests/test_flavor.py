@@ -55,7 +55,7 @@ def test_a_written_entity_model_loads_with_mlflow_and_forecasts(
     writer.save(trained_entity_model, tmp_path / "second")
     for folder in ("first", "second"):
         files = sorted(path.name for path in (tmp_path / folder).iterdir())
-        assert files == ["MLmodel", "conda.yaml", "data", "python_env.yaml", "requirements.txt"]
+        assert files == ["MLmodel", "code", "conda.yaml", "data", "python_env.yaml", "requirements.txt"]
         loaded = mlflow.pyfunc.load_model(str(tmp_path / folder))
         forecast = loaded.predict(pd.DataFrame())
         assert len(forecast) == trained_entity_model.context.horizon
@@ -98,8 +98,11 @@ def test_mlmodel_matches_what_mlflow_save_model_writes_but_for_id_and_time(
 
     ModelWriter(entity_model_files(requirements())).save(trained_entity_model, tmp_path / "ours")
     data = tmp_path / "ours" / "data" / "entity_model.pkl"
-    mlflow.pyfunc.save_model(str(tmp_path / "theirs"), loader_module="manymodels.flavor",
-                             data_path=str(data), pip_requirements=requirements())  # fmt: skip
+    code = tmp_path / "ours" / "code"
+    mlflow.pyfunc.save_model(str(tmp_path / "theirs"), loader_module="manymodels_flavor_loader",
+                             data_path=str(data), pip_requirements=requirements(),
+                             code_paths=[str(code / "manymodels_flavor_loader.py"),
+                                         str(code / "manymodels_shipped")])  # fmt: skip
     ours, theirs = (yaml.safe_load((tmp_path / name / "MLmodel").read_text())
                     for name in ("ours", "theirs"))  # fmt: skip
     assert ours["model_uuid"] != theirs["model_uuid"]
@@ -108,3 +111,8 @@ def test_mlmodel_matches_what_mlflow_save_model_writes_but_for_id_and_time(
         payload.pop("utc_time_created")
         payload.pop("model_size_bytes", None)  # measured by save_model after copying the data
     assert ours == theirs
+    code = {name: sorted(p.relative_to(tmp_path / name).as_posix()
+                         for p in (tmp_path / name / "code").rglob("*.py"))
+            for name in ("ours", "theirs")}  # fmt: skip
+    shipped = "code/manymodels_shipped/manymodels/entity_model.py"
+    assert code["ours"] == code["theirs"] and shipped in code["ours"]

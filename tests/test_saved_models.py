@@ -70,8 +70,11 @@ def test_a_job_bundle_saved_by_0_1_0_loads_and_forecasts(saved: Path) -> None:
     assert ModelLoader().load(location).forecast()["prediction"].tolist() == EXPECTED
 
 
-def test_models_saved_now_name_the_same_loader_modules() -> None:
-    # Older installations load what this release saves, and the other way round.
+def test_models_saved_now_hand_over_to_the_same_loader_modules() -> None:
+    # Older installations load what this release saves, and the other way round: the loader
+    # that a new model names is shipped inside it and hands over to the same modules.
     files = entity_model_files(requirements())
-    assert files.mlmodel["flavors"]["python_function"]["loader_module"] == "manymodels.flavor"
+    loader = files.mlmodel["flavors"]["python_function"]["loader_module"]
+    assert loader == "manymodels_flavor_loader"
+    assert 'import_module("manymodels.flavor")' in files.code[f"{loader}.py"]
     assert bundle.LOADER_MODULE == "manymodels.bundle"

@@ -28,7 +28,7 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import pandas as pd
@@ -36,6 +36,9 @@ import pandas as pd
 from manymodels.artifacts.entity_folder import PyfuncEntityModel
 from manymodels.artifacts.locations import local_file, upload_dir
 from manymodels.artifacts.model_files import ModelFiles
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
 
 __all__ = [
     "BUNDLE_DATA",
@@ -51,7 +54,8 @@ __all__ = [
     "write_shard",
 ]
 
-# Written into every bundle's MLmodel file, so it never moves (see manymodels.flavor).
+# Named by bundles of earlier releases, and by the loader shipped inside newer ones: it never
+# moves (see manymodels.flavor).
 LOADER_MODULE = "manymodels.bundle"
 BUNDLE_DIR = "bundle"
 BUNDLE_DATA = "bundle"
@@ -90,8 +94,9 @@ def read_shard(path: str) -> dict[str, Any]:
 
 
 def write_bundle(
-    artifact_uri: str, manifest: pd.DataFrame, key_cols: list[str], pip_requirements: list[str]
-) -> str:
+    artifact_uri: str, manifest: pd.DataFrame, key_cols: list[str], pip_requirements: list[str],
+    signature: ModelSignature | None = None,
+) -> str:  # fmt: skip
     """Write the bundle's MLmodel and manifest beside the shards the tasks uploaded.
 
     Args:
@@ -99,6 +104,7 @@ def write_bundle(
         manifest: one row per entity, with ``location`` relative to the run's artifact root.
         key_cols: the entity key columns.
         pip_requirements: the saved model's requirements.
+        signature: the bundle's signature (see :mod:`manymodels.artifacts.signature`).
 
     Returns:
         The bundle's artifact URI, to register as the version's source.
@@ -111,7 +117,8 @@ def write_bundle(
         data.mkdir(parents=True)
         local.to_parquet(data / MANIFEST, index=False)
         (data / _SPEC).write_text(json.dumps({"key_cols": key_cols}))
-        ModelFiles.make(LOADER_MODULE, f"data/{BUNDLE_DATA}", pip_requirements).write(model_dir)
+        files = ModelFiles.make(LOADER_MODULE, f"data/{BUNDLE_DATA}", pip_requirements, signature)
+        files.write(model_dir)
         upload_dir(artifact_uri, str(model_dir), BUNDLE_DIR)
     return f"{artifact_uri}/{BUNDLE_DIR}"
 

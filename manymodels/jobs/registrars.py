@@ -15,6 +15,7 @@ from typing import Any
 from manymodels import lineage
 from manymodels.artifacts.bundle import bundle_name, read_manifest, write_bundle
 from manymodels.artifacts.model_files import requirements
+from manymodels.artifacts.signature import job_signature
 from manymodels.guard import failure_from
 from manymodels.inputs import Inputs
 from manymodels.intervals import level_label
@@ -268,7 +269,8 @@ class BundleRegistrar(_Registrar):
         import pandas as pd
 
         source = write_bundle(self.job.artifact_uri, pd.DataFrame(entries),
-                              self.config.data.entity_cols, requirements())  # fmt: skip
+                              self.config.data.entity_cols, requirements(),
+                              job_signature(self.config, bundle=True))  # fmt: skip
         tags = {lineage.JOB_ID: self.job.job_id, lineage.ENTITIES: str(len(entries)),
                 lineage.TEMPLATE: self.inputs.trained_plan.name,
                 **self.config.tracking.tags}  # fmt: skip

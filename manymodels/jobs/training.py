@@ -16,6 +16,7 @@ import pandas as pd
 
 from manymodels.artifacts.entity_folder import entity_model_files
 from manymodels.artifacts.model_files import requirements
+from manymodels.artifacts.signature import job_signature
 from manymodels.config import Config
 from manymodels.crashes import blame
 from manymodels.data import Partition
@@ -155,7 +156,8 @@ def _run(
         dispatch = plan_dispatch(todo, champions, registrar, force)
         task = TrainTask(
             config=config, template=inputs.trained_plan, params=inputs.params,
-            artifact_uri=job.artifact_uri, model_files=entity_model_files(requirements()),
+            artifact_uri=job.artifact_uri,
+            model_files=entity_model_files(requirements(), job_signature(config)),
             artifact_dir=f"models/{uuid.uuid4().hex[:8]}",
             tracking_uri=session.target.tracking_uri, skip=frozenset(registrar.registered),
             champions=champions, force=force, carry=dispatch.carry, new_versions=new_versions,
