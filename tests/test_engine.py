@@ -81,7 +81,7 @@ def test_cli_job_on_separate_scheduler_and_workers(tmp_path, oj_data, separate_c
         assert done.returncode == 0, done.stderr
     assert "12 trained, 0 failed of 12" in subprocess.run(
         [sys.executable, "-m", "manymodels.cli", "retrain", "-c", str(config_file), "-q",
-         "--force"], capture_output=True, text=True, timeout=300,
+         "--force", "--new-versions"], capture_output=True, text=True, timeout=300,
     ).stdout  # fmt: skip
     forecasts = pd.read_parquet(tmp_path / "work" / "forecasts")
     assert forecasts.groupby(["store", "brand"]).size().eq(raw["horizon"]).all()

@@ -136,11 +136,13 @@ class EntityRegistrar(_Registrar):
         return [scrub_row(row) for row in rows]
 
     def _refresh_sources(self, results: list[EntityResult]) -> None:
-        """Give the champions of skipped entities whose files were listed differently (rows
-        unchanged) the new source fingerprint, so that the next retrain skips them unread."""
+        """Give the new source fingerprint to the champions that this check kept: those of
+        skipped entities whose files were listed differently (rows unchanged), and those that
+        beat their challenger on the new data. The next retrain then skips them unread
+        instead of training (and losing) the same challenger again."""
         updates = []
         for result in results:
-            champion = self.champions().get(result.name) if result.status == "skipped" else None
+            champion = self.champions().get(result.name) if _kept_champion(result) else None
             tags = source_tags(result)
             if (
                 champion is not None
@@ -230,7 +232,7 @@ class BundleRegistrar(_Registrar):
             if result.artifact_path:
                 if result.kept == "champion":
                     tags = dict(self.champions()[result.name].tags)
-                    if result.status == "skipped":  # the same rows, perhaps listed anew
+                    if _kept_champion(result):  # checked against these files: stamp them
                         tags.update(source_tags(result))
                 else:
                     tags = lineage_tags(result, self.inputs, self.job.job_id, self.digest)
@@ -316,6 +318,12 @@ def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str)
         **(selection_tags(result, plan.name) if selection else {}),
         **inputs.config.tracking.tags,
     }
+
+
+def _kept_champion(result: EntityResult) -> bool:
+    """Whether the check of ``result`` kept its champion: unchanged rows, or a challenger
+    that lost."""
+    return result.status == "skipped" or (result.status == "ok" and result.wins is False)
 
 
 def source_tags(result: EntityResult) -> dict[str, str]:
