@@ -132,7 +132,7 @@ class TrainResult:
         stayed)."""
         ok = self._trained_rows()
         new = int(ok["model_version"].notna().sum()) if "model_version" in ok else len(ok)
-        promoted_rows = ok["promoted"].fillna(False).astype(bool) if "promoted" in ok else None
+        promoted_rows = ok["promoted"].eq(True) if "promoted" in ok else None
         became = int(promoted_rows.sum()) if promoted_rows is not None else len(self.promoted)
         first = min(len(self.first_champions), became)
         return {"new": new, "first": first, "promoted": became - first, "kept": new - became}
@@ -168,10 +168,10 @@ class TrainResult:
             summary["scored_against_seasonal_naive"] = int(np.sum(np.isfinite(values)))
             summary[f"mean_{skill}"] = float(np.nanmean(values))
         if "fallback" in ok:
-            summary["fallbacks"] = int(ok["fallback"].fillna(False).astype(bool).sum())
+            summary["fallbacks"] = int(ok["fallback"].eq(True).sum())  # null: not a fallback
         if "windows" in ok and self.windows:
             # Entities on the fallback are counted as such, not again here.
-            fallback = ok["fallback"].fillna(False).astype(bool) if "fallback" in ok else False
+            fallback = ok["fallback"].eq(True) if "fallback" in ok else False
             fewer = (ok["windows"].fillna(0) < self.windows) & ~fallback
             summary["fewer_windows"] = int(fewer.sum())
         if "filled_share" in ok:
@@ -222,7 +222,7 @@ class ForecastResult:
         (``data.future_exog: carry_forward``)."""
         if not self.total or "carried_forward" not in self.entities:
             return 0
-        return int(self.entities["carried_forward"].fillna(False).astype(bool).sum())
+        return int(self.entities["carried_forward"].eq(True).sum())
 
     @property
     def without_model(self) -> int:
