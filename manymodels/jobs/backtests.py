@@ -8,6 +8,7 @@ at the end, beside ``entity_results``.
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +46,12 @@ class BacktestLog:
         if frames:
             self.folder.mkdir(parents=True, exist_ok=True)
             table = pd.concat(frames, ignore_index=True)
-            table.to_parquet(self.folder / f"part-{uuid.uuid4().hex[:12]}.parquet", index=False)
+            name = f"part-{uuid.uuid4().hex[:12]}.parquet"
+            # Written aside and renamed in: a driver killed mid-write leaves no half part for the
+            # resumed session to trip over (an empty one once failed a resumed job's end).
+            staging = self.folder / f".writing-{name}"
+            table.to_parquet(staging, index=False)
+            os.replace(staging, self.folder / name)
 
     def parts(self) -> list[Path]:
         return sorted(self.folder.glob("part-*.parquet")) if self.folder.is_dir() else []
