@@ -123,7 +123,10 @@ def run_demo(
     example = trained.entities.loc[trained.entities["status"] == "ok", "model_name"].iloc[0]
     stdout.print(f"  load one model:          mlflow.set_tracking_uri('{trained.tracking_uri}'); "
                  f"mlflow.pyfunc.load_model('models:/{example}@champion')")  # fmt: skip
-    stdout.print(f"  retrain and promote:     manymodels retrain -c {config_file} --force")
+    stdout.print(f"  look after the models:   manymodels models list -c {config_file} "
+                 "--sort -mase --limit 10")  # fmt: skip
+    stdout.print(f"  retrain on new data:     manymodels retrain -c {config_file}  "
+                 "(unchanged entities are skipped)")  # fmt: skip
 
 
 def claim_workdir(root: Path, force: bool) -> None:
