@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from manymodels.artifacts.model_code import runtime_imports
+
 PACKAGE = Path(__file__).resolve().parent.parent / "manymodels"
 
 # Modules allowed to import these libraries at run time (type-checking imports are free).
@@ -35,20 +37,7 @@ def _modules() -> dict[str, Path]:
 
 def _runtime_imports(path: Path) -> set[str]:
     """Absolute names imported outside ``if TYPE_CHECKING:`` blocks."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped.update(id(child) for child in ast.walk(node))
-    names = set()
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+    return runtime_imports(path)
 
 
 @pytest.mark.parametrize("module", sorted(_modules()))

@@ -28,19 +28,9 @@ import yaml
 from manymodels.data import write_partitioned
 from manymodels.datasets import oj_sales
 from tests.conftest import base_config
+from tests.test_reliability import SLOW_TEMPLATE
 
 ENTITIES = 24
-SLOW_TEMPLATE = """
-import time
-import numpy as np
-
-def train(history, context):
-    time.sleep(0.05)
-    return float(history[context.target_col].tail(4).mean())
-
-def predict(model, history, future, context):
-    return np.full(len(future), model)
-"""
 
 
 @pytest.fixture

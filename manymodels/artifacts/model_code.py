@@ -30,6 +30,7 @@ __all__ = [
     "SHIPPED_DIR",
     "loader_code",
     "model_code",
+    "runtime_imports",
     "third_party_imports",
 ]
 
@@ -100,7 +101,7 @@ def third_party_imports() -> frozenset[str]:
     library), e.g. ``{"numpy", "pandas", "statsforecast", ...}``."""
     names: set[str] = set()
     for path in _module_files():
-        names.update(name.split(".")[0] for name in _imports(path))
+        names.update(name.split(".")[0] for name in runtime_imports(path))
     names.discard(PACKAGE)
     return frozenset(name for name in names if name not in sys.stdlib_module_names)
 
@@ -125,13 +126,15 @@ def _package_imports(path: Path) -> set[str]:
     """The package modules ``path`` imports, anywhere outside ``if TYPE_CHECKING:``; for
     ``from manymodels.x import y``, also ``manymodels.x.y`` when ``y`` is a module."""
     found = set()
-    for name in _imports(path, with_members=True):
+    for name in runtime_imports(path, with_members=True):
         if name == PACKAGE or name.startswith(f"{PACKAGE}."):
             found.add(name)
     return found
 
 
-def _imports(path: Path, with_members: bool = False) -> set[str]:
+def runtime_imports(path: Path, with_members: bool = False) -> set[str]:
+    """Absolute module names ``path`` imports outside ``if TYPE_CHECKING:`` blocks; with
+    ``with_members``, also ``module.name`` for each ``from module import name``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     skipped: set[int] = set()
     for node in ast.walk(tree):
