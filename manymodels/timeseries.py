@@ -23,12 +23,16 @@ __all__ = [
     "frequency_problem",
     "future_frame",
     "is_intermittent",
+    "is_seasonal",
     "regularize",
     "season_length_for",
 ]
 
 # From this share of zero periods on, a series counts as intermittent.
 INTERMITTENT_ZEROS = 0.3
+
+# The one-sided 90% normal quantile of the classic seasonality test (M4's, AutoTheta's).
+_SEASONALITY_Z = 1.645
 
 # Periods per yearly (or weekly, daily) cycle, by the frequency's base code.
 _SEASONS = {
@@ -64,6 +68,25 @@ def is_intermittent(values: np.ndarray) -> bool:
     """Whether at least :data:`INTERMITTENT_ZEROS` of ``values`` are zeros (intermittent
     demand, which Croston's method forecasts and MAE-based metrics judge badly)."""
     return bool(len(values) and np.mean(np.asarray(values) == 0) >= INTERMITTENT_ZEROS)
+
+
+def is_seasonal(values: np.ndarray, season: int) -> bool:
+    """Whether ``values`` repeat every ``season`` periods, by the classic autocorrelation test
+    (the one Theta and the M4 competition's benchmarks deseasonalise by): the autocorrelation
+    at lag ``season`` exceeds its 90% bound under no seasonality. A series shorter than two
+    seasons cannot be told apart and counts as seasonal; one with ``season`` below 2, or
+    constant, does not."""
+    from statsmodels.tsa.stattools import acf
+
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if season < 2 or not len(values) or np.ptp(values) == 0:
+        return False
+    if len(values) < 2 * season:
+        return True
+    correlations = acf(values, nlags=season, fft=False)[1:]
+    bound = np.sqrt((1 + 2 * np.sum(correlations[:-1] ** 2)) / len(values))
+    return bool(abs(correlations[-1]) > _SEASONALITY_Z * bound)
 
 
 def season_length_for(freq: str) -> int:

@@ -87,6 +87,16 @@ def test_croston_is_not_tried_on_a_series_without_zeros(rng):
     assert fit.selected_by == "mase"
 
 
+def test_seasonal_naive_competes_only_where_a_season_shows(rng):
+    flat = fit_entity(series(50 + rng.normal(0, 5, 48), "QS"), KEYS, spec_for("QS", 8))
+    assert "seasonal_naive" not in flat.scores
+    assert flat.baseline  # still scored beside the entity, as the baseline
+    assert "seasonal_naive" in set(flat.backtest["candidate"])
+    pattern = 50 + 10 * np.tile([1.0, -1.0, 0.5, -0.5], 12) + rng.normal(0, 1, 48)
+    seasonal = fit_entity(series(pattern, "QS"), KEYS, spec_for("QS", 8))
+    assert "seasonal_naive" in seasonal.scores
+
+
 def test_filled_values_are_never_scored():
     values = 100 + np.sin(np.arange(60)) * 10
     frame = series(values, "W-SUN")

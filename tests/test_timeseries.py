@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from manymodels.errors import EntityError
-from manymodels.timeseries import future_frame, regularize, season_length_for
+from manymodels.timeseries import future_frame, is_seasonal, regularize, season_length_for
 
 NAN = float("nan")
 
@@ -277,6 +277,23 @@ def test_sparse_data_at_its_own_frequency_is_filled_and_flagged():
 )
 def test_season_length_for(freq, season):
     assert season_length_for(freq) == season
+
+
+_NOISE = np.random.default_rng(3).normal(0, 1, 48)
+
+
+@pytest.mark.parametrize(
+    ("values", "season", "seasonal"),
+    [
+        (10 * np.tile([1.0, -1.0, 0.5, -0.5], 12) + _NOISE, 4, True),
+        (_NOISE, 4, False),
+        (10 * np.tile([1.0, -1.0, 0.5, -0.5], 12) + _NOISE, 1, False),  # no season to test
+        (np.full(48, 3.0), 4, False),  # constant
+        (_NOISE[:7], 4, True),  # under two seasons: cannot tell, so not ruled out
+    ],
+)
+def test_is_seasonal(values, season, seasonal):
+    assert is_seasonal(values, season) is seasonal
 
 
 # --- future frame -----------------------------------------------------------------------------
