@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +38,29 @@ def quiet_env(**extra: str) -> dict[str, str]:
 @contextmanager
 def running(command: list[str], url: str, log: Path, cwd: Path, env: dict[str, str],
             ready_path: str, timeout: float = 120) -> Iterator[subprocess.Popen]:  # fmt: skip
-    """Start a server process, wait until ``url + ready_path`` answers, stop it at the end."""
+    """Start a server process, wait until ``url + ready_path`` answers, stop it at the end.
+
+    The server runs in a session of its own, which is stopped whole: ``mlflow models serve``
+    with a virtualenv runs the HTTP server as a child that would outlive its parent."""
     with open(log, "w") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                  start_new_session=True)  # fmt: skip
         try:
             _wait_for(url + ready_path, server, log, timeout)
             yield server
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            _stop_group(server)
+
+
+def _stop_group(server: subprocess.Popen) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float) -> None:

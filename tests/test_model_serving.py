@@ -1,17 +1,21 @@
 """Every registered model serves on its own with MLflow: ``mlflow models serve`` over HTTP,
 requirements that a package index can install, and loading where manymodels is not installed.
 
-Building a fresh virtualenv from a model's ``requirements.txt`` needs a package index, which
-the tests have no network for. What they check instead: every requirement names a distribution
-that is installed here from an index (never manymodels, never a local path or URL), and the
-model loads and forecasts in a Python process whose ``sys.path`` holds only the standard
-library and the installed libraries, with no manymodels among them, so that the package code
-the model ships (``code/``) is what runs.
+Every requirement names a distribution that is installed here from an index (never manymodels,
+never a local path or URL); the model loads and forecasts in a Python process whose
+``sys.path`` holds only the standard library and the installed libraries, with no manymodels
+among them, so that the package code the model ships (``code/``) is what runs; and MLflow
+serves a champion from a virtualenv it builds from the model's requirements and the package
+index (where pyenv holds this Python version, which that environment manager needs).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,6 +29,7 @@ import yaml
 from packaging.requirements import Requirement
 
 import manymodels
+from manymodels import lineage
 from manymodels.artifacts.locations import local_path
 from manymodels.data import write_partitioned
 from manymodels.tracking.store import open_tracking
@@ -172,3 +177,47 @@ def test_a_champion_serves_with_mlflow_models_serve_over_http(trained, oj_frame,
     assert pd.to_datetime(served["week"]).tolist() == future["week"].tolist()
     assert served["prediction"].tolist() == pytest.approx(expected["prediction"].tolist())
     assert len(short["predictions"]) == 2
+
+
+def _pyenv_with_this_python() -> str | None:
+    """The pyenv executable when it holds this Python version (``--env-manager virtualenv``
+    builds the model's environment on the model's Python version, from pyenv)."""
+    pyenv = shutil.which("pyenv") or str(Path.home() / ".pyenv" / "bin" / "pyenv")
+    if not Path(pyenv).is_file():
+        return None
+    done = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    return pyenv if platform.python_version() in done.stdout.split() else None
+
+
+def test_a_champion_serves_from_a_virtualenv_built_from_its_requirements(trained, tmp_path):
+    """What a model needs besides its own folder comes from the package index: MLflow builds
+    a fresh virtualenv from ``python_env.yaml`` and ``requirements.txt`` (no manymodels in
+    it) and serves the model from there. The first build downloads the libraries (about two
+    minutes here); MLflow keeps the environment in ``~/.mlflow/envs`` for the next run."""
+    pyenv = _pyenv_with_this_python()
+    if pyenv is None:
+        pytest.skip(f"--env-manager virtualenv needs pyenv with Python {platform.python_version()}")
+    config, tracking_uri, champions = trained
+    # An ensemble, so that statsforecast and the shipped templates must all install and load.
+    name, ref = next((name, ref) for name, ref in sorted(champions.items())
+                     if ref.tags.get(lineage.WINNER) == "combination")  # fmt: skip
+    folder = _folders(champions)[name]
+    body = json.loads((folder / "serving_input_example.json").read_text())
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
+               "--env-manager", "virtualenv", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    env = quiet_env(MLFLOW_TRACKING_URI=tracking_uri)
+    env["PATH"] = os.pathsep.join([str(Path(pyenv).parent), env["PATH"]])
+    log = tmp_path / "serve.log"
+    with running(command, url, log, tmp_path, env, "/ping", timeout=540):
+        status, answer = call(f"{url}/invocations", body)
+    # Served from an environment under ~/.mlflow/envs, built now or by an earlier run.
+    assert re.search(r"(Creating a new environment in|Environment) \S*mlflow/envs/", log.read_text())
+    assert status == 200, answer
+    served = pd.DataFrame(answer["predictions"])
+    example = mlflow.models.Model.load(str(folder)).load_input_example(str(folder))
+    expected = mlflow.pyfunc.load_model(str(folder)).predict(example)
+    assert served["prediction"].tolist() == pytest.approx(expected["prediction"].tolist())
+    assert served["hi-95"].tolist() == pytest.approx(expected["hi-95"].tolist())
