@@ -73,7 +73,14 @@ def distribution_chart(values: Mapping[str, pd.Series], marker: float | None = N
         finite = finite[np.isfinite(finite)]
         # Clip the far tail so that a handful of outliers do not squash the histogram.
         upper = float(np.quantile(finite, 0.99)) if len(finite) else 1.0
-        axes.hist(finite.clip(upper=upper), bins=30, color=HISTORY_COLOR, alpha=0.85)
+        # One filled outline rather than 30 touching bars: it looks the same and draws faster.
+        axes.hist(
+            finite.clip(upper=upper),
+            bins=30,
+            color=HISTORY_COLOR,
+            alpha=0.85,
+            histtype="stepfilled",
+        )
         axes.axvline(
             float(finite.median()),
             color=FORECAST_COLOR,
