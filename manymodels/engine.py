@@ -116,10 +116,14 @@ class ReportExits(NannyPlugin):
 
 
 @contextlib.contextmanager
-def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Client]:
+def cluster(
+    compute: ComputeConfig, preload: Sequence[str] = (), unused: threading.Event | None = None
+) -> Iterator[Client]:
     """A Dask client on the configured scheduler, or on a new LocalCluster.
 
     ``preload`` names modules every worker imports while it starts, beyond the task modules.
+    ``unused`` is set by a caller that learns, while the cluster starts, that it will run
+    nothing on it: the workers are then not set up (no imports, no plugins).
 
     Raises:
         ManyModelsError: the scheduler address cannot be reached.
@@ -137,16 +141,20 @@ def cluster(compute: ComputeConfig, preload: Sequence[str] = ()) -> Iterator[Cli
                 "to use a local cluster."
             ) from None
         try:
-            _register_plugins(client, preload)
+            _register_plugins(client, preload, unused)
             yield client
         finally:
             client.close()
         return
     with _QUIET_LOGS.while_running():
-        yield from _local_cluster(compute, preload)
+        yield from _local_cluster(compute, preload, unused)
 
 
-def _register_plugins(client: Client, preload: Sequence[str]) -> None:
+def _register_plugins(
+    client: Client, preload: Sequence[str], unused: threading.Event | None = None
+) -> None:
+    if unused is not None and unused.is_set():
+        return
     client.register_plugin(PinThreads(preload))
     # Exit codes only make a crash's message precise: a cluster whose nannies cannot take the
     # plugin (or that has none) still runs the job.
@@ -154,7 +162,9 @@ def _register_plugins(client: Client, preload: Sequence[str]) -> None:
         client.register_plugin(ReportExits())
 
 
-def _local_cluster(compute: ComputeConfig, preload: Sequence[str]) -> Iterator[Client]:
+def _local_cluster(
+    compute: ComputeConfig, preload: Sequence[str], unused: threading.Event | None = None
+) -> Iterator[Client]:
     environment = {variable: "1" for variable in _THREAD_VARIABLES}
     # A nanny restarts a worker whose process died, but the cluster object closes any nanny
     # whose worker is missing when this timeout (15 s by default) ends: an entity that kills
@@ -178,7 +188,7 @@ def _local_cluster(compute: ComputeConfig, preload: Sequence[str]) -> Iterator[C
     try:
         client = Client(local, set_as_default=False)
         try:
-            _register_plugins(client, preload)
+            _register_plugins(client, preload, unused)
             yield client
         finally:
             client.close()
@@ -226,12 +236,14 @@ class PendingCluster:
         self._client: Client | None = None
         self._error: BaseException | None = None
         self._closer: threading.Thread | None = None
+        self._asked = False
+        self._unused = threading.Event()
         self._thread = threading.Thread(target=self._start, args=(compute, preload), daemon=True)
         self._thread.start()
 
     def _start(self, compute: ComputeConfig, preload: Sequence[str]) -> None:
         try:
-            self._client = self._stack.enter_context(cluster(compute, preload))
+            self._client = self._stack.enter_context(cluster(compute, preload, self._unused))
         except BaseException as exc:  # re-raised in the thread that asks for the client
             self._error = exc
 
@@ -241,6 +253,7 @@ class PendingCluster:
         Raises:
             ManyModelsError: the scheduler cannot be reached.
         """
+        self._asked = True
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -249,6 +262,10 @@ class PendingCluster:
 
     def release(self) -> None:
         """Start shutting the cluster down in the background (the driver has more to do)."""
+        if not self._asked:
+            # Never used (a retrain that found nothing to do): its workers need not import the
+            # task modules, a second or more of each one's CPU, only to be stopped.
+            self._unused.set()
         if self._closer is None:
             self._closer = threading.Thread(target=self._shut_down, daemon=True)
             _SHUTTING_DOWN.add(self._closer)

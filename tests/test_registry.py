@@ -63,6 +63,9 @@ def _register_history(work_dir: Path, bulk: bool) -> tuple[MlflowClient, dict[st
         assert {getattr(ref, "version", ref) for ref in created.values()} == {expected}
     registry.set_aliases([("oj.store=1.brand=a", CHAMPION, 2),
                           ("oj.store=1.brand=b_c", CHALLENGER, 2)])  # fmt: skip
+    # One tag replaced and one added on version 1; version 2 of the same model keeps its own.
+    registry.set_version_tags([("oj.store=1.brand=a", 1, {lineage.JOB_ID: "retagged", "new": "x"}),
+                               ("oj.store=2.brand=b_c", 2, {lineage.metric_tag("mae"): "2.0"})])  # fmt: skip
     return client, placeholders
 
 
@@ -101,6 +104,10 @@ def test_both_backends_write_what_mlflow_reads_back_the_same(tmp_path: Path) -> 
     assert aliases["oj.store=2.brand=a"] == {CHAMPION: 2}  # its champion had been removed
     assert aliases["oj.store=1.brand=b_c"] == {CHAMPION: 1, CHALLENGER: 2}
     assert aliases["oj.store=2.brand=b_c"] == {CHAMPION: 1}
+    retagged, kept = (bulk["versions"][("oj.store=1.brand=a", n)][0] for n in (1, 2))
+    assert retagged[lineage.JOB_ID] == "retagged" and retagged["new"] == "x"
+    assert kept[lineage.JOB_ID] == "two" and "new" not in kept
+    assert bulk["versions"][("oj.store=2.brand=b_c", 2)][0][lineage.metric_tag("mae")] == "2.0"
     tags, _ = bulk["models"]["oj.store=1.brand=b_c"]
     keys = '{"store": "1", "brand": "b_c"}'
     assert tags == {"store": "1", "brand": "b_c", lineage.ENTITY_KEYS: keys}

@@ -29,13 +29,22 @@ HISTORY_SHOWN = 156
 
 def _figure(width: float, height: float) -> Figure:
     # The object API without pyplot: no global state, no GUI backend, safe in any thread.
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
+    figure = Figure(figsize=(width, height))
+    # The SVG canvas measures text for the layout as the SVG writer will draw it.
+    FigureCanvasSVG(figure)
     return figure
 
 
 def _svg(figure: Figure) -> str:
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    # Constrained layout, run once here rather than as the figure's layout engine: savefig
+    # draws a figure that has an engine twice (once only to lay it out), and drawing is most
+    # of a chart's cost. The SVG is the same, coordinate for coordinate.
+    ConstrainedLayoutEngine().execute(figure)
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
@@ -64,7 +73,14 @@ def distribution_chart(values: Mapping[str, pd.Series], marker: float | None = N
         finite = finite[np.isfinite(finite)]
         # Clip the far tail so that a handful of outliers do not squash the histogram.
         upper = float(np.quantile(finite, 0.99)) if len(finite) else 1.0
-        axes.hist(finite.clip(upper=upper), bins=30, color=HISTORY_COLOR, alpha=0.85)
+        # One filled outline rather than 30 touching bars: it looks the same and draws faster.
+        axes.hist(
+            finite.clip(upper=upper),
+            bins=30,
+            color=HISTORY_COLOR,
+            alpha=0.85,
+            histtype="stepfilled",
+        )
         axes.axvline(
             float(finite.median()),
             color=FORECAST_COLOR,

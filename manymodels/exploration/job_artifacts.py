@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from manymodels.config import Config
+from manymodels.data import Partition
 from manymodels.exploration.jobdata import SKILL_COL, JobData
 from manymodels.metrics import METRICS
 
@@ -80,8 +81,10 @@ def job_data(
     metrics: dict[str, float],
     params: dict[str, str],
     backtest: pd.DataFrame | None = None,
+    partitions: list[Partition] | None = None,
 ) -> JobData:
-    """The :class:`JobData` of a job that is finishing, from what its driver holds."""
+    """The :class:`JobData` of a job that is finishing, from what its driver holds (its
+    listing of the dataset too, so that the report does not list it again)."""
     return JobData(
         config=config,
         job_id=job_id,
@@ -93,4 +96,5 @@ def job_data(
         metrics=metrics,
         entities=entities.copy(),
         backtest=backtest if backtest is not None and len(backtest) else None,
+        partitions=partitions,
     )

@@ -19,7 +19,7 @@ import pandas as pd
 from manymodels import lineage
 from manymodels.artifacts.loader import ModelLoader
 from manymodels.config import Config
-from manymodels.data import discover_partitions
+from manymodels.data import Partition, discover_partitions
 from manymodels.errors import ManyModelsError
 from manymodels.jobs.results import failures_table
 from manymodels.naming import model_name
@@ -60,6 +60,9 @@ class JobData:
         metrics: the run's summary metrics.
         entities: ``entity_results``: one row per entity.
         backtest: the backtest predictions, when the job recorded them, else None.
+        partitions: the dataset's listing as the job's driver made it, when the job is
+            finishing (its report reads a few entities without listing the dataset again);
+            None for a job read back from its run.
     """
 
     config: Config
@@ -72,6 +75,7 @@ class JobData:
     metrics: dict[str, float]
     entities: pd.DataFrame
     backtest: pd.DataFrame | None = None
+    partitions: list[Partition] | None = None
 
     @property
     def entity_cols(self) -> list[str]:
@@ -190,7 +194,7 @@ def entity_series(
     """
     config = job.config
     wanted = [{col: str(k[col]) for col in config.data.entity_cols} for k in keys]
-    frames = _entity_frames(config, wanted)
+    frames = _entity_frames(config, wanted, job.partitions)
     models = _entity_models(job, wanted, session or open_tracking(config))
     return [
         _one_series(job, k, frames.get(_key(k, config)), models.get(_key(k, config)))
@@ -202,15 +206,16 @@ def _key(keys: Mapping[str, str], config: Config) -> tuple[str, ...]:
     return tuple(str(keys[col]) for col in config.data.entity_cols)
 
 
-def _entity_frames(config: Config, wanted: list[dict[str, str]]) -> dict[tuple[str, ...], Any]:
-    """The raw rows of the wanted entities, reading only their partitions."""
+def _entity_frames(
+    config: Config, wanted: list[dict[str, str]], listing: list[Partition] | None = None
+) -> dict[tuple[str, ...], Any]:
+    """The raw rows of the wanted entities, reading only their partitions (found in
+    ``listing`` when given, else by listing ``data.path``)."""
     data = config.data
     partition_keys = {tuple((col, k[col]) for col in data.partition_by) for k in wanted}
-    partitions = [
-        p
-        for p in discover_partitions(data.path, data.partition_by, data.storage_options)
-        if p.keys in partition_keys
-    ]
+    if listing is None:
+        listing = discover_partitions(data.path, data.partition_by, data.storage_options)
+    partitions = [p for p in listing if p.keys in partition_keys]
     targets = {_key(k, config) for k in wanted}
     found: dict[tuple[str, ...], Any] = {}
     for keys, frame, failure in iter_entities(partitions, config):

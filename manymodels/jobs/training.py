@@ -276,21 +276,23 @@ def _finish(
     job.log_json({**metrics, "job_id": job.job_id, "kind": kind, "stopped_early": stopped_early},
                  "summary.json")  # fmt: skip
     if not checked_only:
-        _log_exploration(session, job, kind, config, entities, metrics, backtests)
+        _log_exploration(session, job, kind, config, entities, metrics, backtests,
+                         registrar.inputs.partitions)  # fmt: skip
     job.end("FAILED" if result.budget_exceeded else "FINISHED")
     return result
 
 
 def _log_exploration(
     session: Tracking, job: JobRun, kind: str, config: Config, entities: pd.DataFrame,
-    metrics: dict[str, Any], backtests: BacktestLog,
+    metrics: dict[str, Any], backtests: BacktestLog, partitions: list[Partition],
 ) -> None:  # fmt: skip
     backtests.log(job)
     # Imported here: the exploration package reads job results through manymodels.jobs.
     from manymodels.exploration.job_artifacts import job_data, log_exploration
 
     explored = job_data(config, job.job_id, job.run_id, kind, entities, metrics,
-                        {"template": config.model.template}, backtests.read())  # fmt: skip
+                        {"template": config.model.template}, backtests.read(),
+                        partitions)  # fmt: skip
     log_exploration(job, explored, session)
 
 

@@ -133,9 +133,10 @@ class Registry:
         self._backend.set_aliases(moves)
 
     def set_version_tags(self, updates: Sequence[tuple[str, int, Mapping[str, str]]]) -> None:
-        """Set tags on existing versions, ``(name, version, tags)`` each, through the client
-        API: a retrain updates only the few whose files were rewritten with the same rows."""
-        self.client_api.set_version_tags(updates)
+        """Set tags on existing versions, ``(name, version, tags)`` each, in bulk when
+        possible: a retrain tags the champions it kept with their data's new listing."""
+        if updates:
+            self._backend.set_version_tags(updates)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of model ``name`` at ``version``."""

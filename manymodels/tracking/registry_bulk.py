@@ -84,6 +84,14 @@ class BulkRegistry:
             chunk = moves[start : start + _CHUNK]
             self._retrying(lambda chunk=chunk: self._move_chunk(chunk))
 
+    def set_version_tags(self, updates: Iterable[tuple[str, int, Mapping[str, str]]]) -> None:
+        """Set tags on existing versions, ``(name, version, tags)`` each, in one transaction
+        per chunk (a tag already set is replaced)."""
+        updates = list(updates)
+        for start in range(0, len(updates), _CHUNK):
+            chunk = updates[start : start + _CHUNK]
+            self._retrying(lambda chunk=chunk: self._tag_chunk(chunk))
+
     def read_models(self, prefix: str) -> dict[str, ModelRecord]:
         """Every registered model whose name starts with ``prefix``, with aliases and tags."""
         t = self.tables
@@ -269,6 +277,19 @@ class BulkRegistry:
                     synchronize_session=False)  # fmt: skip
             self._insert(session, {t.SqlRegisteredModelAlias: [
                 {"name": name, "alias": alias, "version": version} for name, alias, version in chunk
+            ]})  # fmt: skip
+
+    def _tag_chunk(self, chunk: Sequence[tuple[str, int, Mapping[str, str]]]) -> None:
+        tag = self.tables.SqlModelVersionTag
+        with self._write_session() as session:
+            # One delete per version: names IN and versions IN would also match the other
+            # versions of these models.
+            for name, version, tags in chunk:
+                self._filter(session.query(tag), tag, [name], tag.version == int(version),
+                             tag.key.in_(list(tags))).delete(synchronize_session=False)  # fmt: skip
+            self._insert(session, {tag: [
+                {"name": name, "version": int(version), "key": key, "value": value}
+                for name, version, tags in chunk for key, value in tags.items()
             ]})  # fmt: skip
 
     def _rows(self, session: Any, table: Any, columns: tuple[Any, ...], names: list[str],
