@@ -122,13 +122,16 @@ class ReportExits(NannyPlugin):
 
 @contextlib.contextmanager
 def cluster(
-    compute: ComputeConfig, preload: Sequence[str] = (), unused: threading.Event | None = None
-) -> Iterator[Client]:
+    compute: ComputeConfig, preload: Sequence[str] = (), unused: threading.Event | None = None,
+    dashboard: bool = True,
+) -> Iterator[Client]:  # fmt: skip
     """A Dask client on the configured scheduler, or on a new LocalCluster.
 
     ``preload`` names modules every worker imports while it starts, beyond the task modules.
     ``unused`` is set by a caller that learns, while the cluster starts, that it will run
-    nothing on it: the workers are then not set up (no imports, no plugins).
+    nothing on it: the workers are then not set up (no imports, no plugins). ``dashboard``
+    serves a new LocalCluster's Dask dashboard pages (with bokeh installed): setting them up
+    costs the driver about 0.3 s while the workers start, so quiet jobs go without.
 
     Raises:
         ManyModelsError: the scheduler address cannot be reached.
@@ -152,7 +155,7 @@ def cluster(
             client.close()
         return
     with _QUIET_LOGS.while_running():
-        yield from _local_cluster(compute, preload, unused)
+        yield from _local_cluster(compute, preload, unused, dashboard)
 
 
 def _register_plugins(
@@ -168,8 +171,9 @@ def _register_plugins(
 
 
 def _local_cluster(
-    compute: ComputeConfig, preload: Sequence[str], unused: threading.Event | None = None
-) -> Iterator[Client]:
+    compute: ComputeConfig, preload: Sequence[str], unused: threading.Event | None = None,
+    dashboard: bool = True,
+) -> Iterator[Client]:  # fmt: skip
     environment = {variable: "1" for variable in _THREAD_VARIABLES}
     # A nanny restarts a worker whose process died, but the cluster object closes any nanny
     # whose worker is missing when this timeout (15 s by default) ends: an entity that kills
@@ -188,7 +192,8 @@ def _local_cluster(
         env=environment,
         # One retry on another worker is enough for a process lost to something else; beyond
         # it, map_batches splits the batch to find the entity that kills its process.
-        scheduler_kwargs={"allowed_failures": 1},
+        # Without the dashboard, Dask still answers HTTP on a port, but draws no pages.
+        scheduler_kwargs={"allowed_failures": 1, "dashboard": dashboard},
     )
     try:
         client = Client(local, set_as_default=False)
@@ -236,19 +241,24 @@ class PendingCluster:
     """A cluster that starts in a background thread while the driver does other set-up work
     (opening the tracking store, listing the registry), which takes about as long."""
 
-    def __init__(self, compute: ComputeConfig, preload: Sequence[str] = ()) -> None:
+    def __init__(
+        self, compute: ComputeConfig, preload: Sequence[str] = (), dashboard: bool = True
+    ) -> None:
         self._stack = contextlib.ExitStack()
         self._client: Client | None = None
         self._error: BaseException | None = None
         self._closer: threading.Thread | None = None
         self._asked = False
         self._unused = threading.Event()
-        self._thread = threading.Thread(target=self._start, args=(compute, preload), daemon=True)
+        self._thread = threading.Thread(target=self._start, args=(compute, preload, dashboard),
+                                        daemon=True)  # fmt: skip
         self._thread.start()
 
-    def _start(self, compute: ComputeConfig, preload: Sequence[str]) -> None:
+    def _start(self, compute: ComputeConfig, preload: Sequence[str], dashboard: bool) -> None:
         try:
-            self._client = self._stack.enter_context(cluster(compute, preload, self._unused))
+            self._client = self._stack.enter_context(
+                cluster(compute, preload, self._unused, dashboard)
+            )
         except BaseException as exc:  # re-raised in the thread that asks for the client
             self._error = exc
 
@@ -286,15 +296,16 @@ class PendingCluster:
 
 @contextlib.contextmanager
 def cluster_in_background(
-    compute: ComputeConfig, preload: Sequence[str] = ()
+    compute: ComputeConfig, preload: Sequence[str] = (), dashboard: bool = True
 ) -> Iterator[PendingCluster]:
-    """Start the cluster now, use it later with ``pending.client()``.
+    """Start the cluster now, use it later with ``pending.client()`` (``dashboard``: as for
+    :func:`cluster`).
 
     On exit the cluster shuts down in the background: a job's results are safe by then, and
     stopping worker processes takes a few tenths of a second that the caller need not wait
     for. The interpreter waits for every shutdown still running before it exits.
     """
-    pending = PendingCluster(compute, preload)
+    pending = PendingCluster(compute, preload, dashboard)
     try:
         yield pending
     finally:

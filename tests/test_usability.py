@@ -199,3 +199,23 @@ def test_dashboard_link_of_a_local_cluster_only(dask_scheduler: str) -> None:
         assert re.match(r"http://[\w.]+:\d+/status", dashboard_link(client) or "")
     with Client(dask_scheduler) as remote:
         assert dashboard_link(remote) is None
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_local_cluster_draws_dashboard_pages_only_for_a_job_that_shows_progress(progress):
+    # Setting the pages up costs the driver about 0.3 s; a quiet job (cron, -q) goes without.
+    pytest.importorskip("bokeh", reason="Dask serves a dashboard only with bokeh")
+    import urllib.error
+    import urllib.request
+
+    from manymodels.config import ComputeConfig
+    from manymodels.engine import cluster_in_background
+
+    with cluster_in_background(ComputeConfig(n_workers=1), dashboard=progress) as pending:
+        client = pending.client()
+        try:
+            with urllib.request.urlopen(client.dashboard_link, timeout=10) as page:
+                drawn = page.status == 200
+        except urllib.error.HTTPError:
+            drawn = False
+    assert drawn is progress

@@ -105,7 +105,8 @@ def forecast(
     _check_target(config, target, "output" if output else "forecast.output")
     inputs = validate_inputs(config, needs_template=False)
     future = _future_partitions(config)
-    with cluster_in_background(config.compute, worker_modules(config)) as pending:
+    with cluster_in_background(config.compute, worker_modules(config),
+                               dashboard=progress) as pending:  # fmt: skip
         session = open_tracking(config)
         try:
             refs = mode_of(config).entity_models(session.registry, config, alias, version)

@@ -132,7 +132,8 @@ def _run(
     started = time.perf_counter()
     require_main_guard(config.compute.scheduler is None, f"manymodels.{kind}()")
     inputs = validate_inputs(config)
-    with cluster_in_background(config.compute, worker_modules(config)) as pending:
+    with cluster_in_background(config.compute, worker_modules(config),
+                               dashboard=progress) as pending:  # fmt: skip
         session = open_tracking(config)
         # The cluster is usually up by now; an unreachable scheduler must fail here, before a
         # job run exists that the next command would take for an interrupted job. A retrain on
