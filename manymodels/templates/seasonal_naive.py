@@ -33,13 +33,12 @@ def suits(history: pd.DataFrame, context: TrainContext) -> bool:
     season's noise loses to the naive and smoothing candidates on new data, yet wins a few
     short backtests by chance: on the quarterly prison panel it won 5 of 64 series' backtests
     and lost every one of them on the final window."""
-    season = context.params.get("season_length") or context.season_length
-    return is_seasonal(history[context.target_col].to_numpy(dtype=float), season)
+    return is_seasonal(history[context.target_col].to_numpy(dtype=float), _season(context))
 
 
 def train(history: pd.DataFrame, context: TrainContext) -> dict[str, int]:
     """Nothing to fit: remember the season length."""
-    return {"season_length": context.params.get("season_length") or context.season_length}
+    return {"season_length": _season(context)}
 
 
 def predict(
@@ -50,3 +49,7 @@ def predict(
     season = model["season_length"] if len(values) >= model["season_length"] else 1
     last_season = values[-season:]
     return np.resize(last_season, len(future))
+
+
+def _season(context: TrainContext) -> int:
+    return int(context.params.get("season_length") or context.season_length)

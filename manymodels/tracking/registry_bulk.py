@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from manymodels.tracking.aliases import CHAMPION, takes_champion
 from manymodels.tracking.registry_types import ModelRecord, Registration, VersionRef
@@ -29,6 +29,7 @@ from manymodels.tracking.retries import retry
 __all__ = ["WRITTEN_COLUMNS", "BulkRegistry", "is_conflict"]
 
 _CHUNK = 400  # names per IN (...) clause, well inside every database's parameter limit
+T = TypeVar("T")
 _ATTEMPTS = 5
 # The columns each table's new rows set (besides ``workspace``, set where the store has one):
 # the guard checks them against MLflow's own table definitions before the first write.
@@ -69,8 +70,7 @@ class BulkRegistry:
             ``{name: VersionRef}`` for every entry.
         """
         created: dict[str, int] = {}
-        for start in range(0, len(registrations), _CHUNK):
-            chunk = registrations[start : start + _CHUNK]
+        for chunk in _chunks(registrations):
             created.update(self._retrying(lambda chunk=chunk: self._register_chunk(chunk, run_id)))
         return {
             r.name: VersionRef(r.name, created[r.name], r.source, run_id, r.tags)
@@ -79,17 +79,13 @@ class BulkRegistry:
 
     def set_aliases(self, moves: Iterable[tuple[str, str, int]]) -> None:
         """Point aliases at versions: ``(name, alias, version)`` each, in one transaction."""
-        moves = list(moves)
-        for start in range(0, len(moves), _CHUNK):
-            chunk = moves[start : start + _CHUNK]
+        for chunk in _chunks(list(moves)):
             self._retrying(lambda chunk=chunk: self._move_chunk(chunk))
 
     def set_version_tags(self, updates: Iterable[tuple[str, int, Mapping[str, str]]]) -> None:
         """Set tags on existing versions, ``(name, version, tags)`` each, in one transaction
         per chunk (a tag already set is replaced)."""
-        updates = list(updates)
-        for start in range(0, len(updates), _CHUNK):
-            chunk = updates[start : start + _CHUNK]
+        for chunk in _chunks(list(updates)):
             self._retrying(lambda chunk=chunk: self._tag_chunk(chunk))
 
     def read_models(self, prefix: str) -> dict[str, ModelRecord]:
@@ -150,8 +146,8 @@ class BulkRegistry:
         found: dict[tuple[str, int], VersionRef] = {}
         pairs = list(pairs)
         with self.store.ManagedSessionMaker() as session:
-            for start in range(0, len(pairs), _CHUNK):
-                chunk = [(name, int(number)) for name, number in pairs[start : start + _CHUNK]]
+            for part in _chunks(pairs):
+                chunk = [(name, int(number)) for name, number in part]
                 columns = (version.name, version.version, version.source, version.run_id)
                 rows = self._of_pairs(session.query(*columns), version, chunk).filter(
                     version.current_stage != STAGE_DELETED_INTERNAL
@@ -352,3 +348,9 @@ def _add_tags(
         # Every VersionRef here was made with a fresh dict of tags, filled in now.
         if ref is not None and isinstance(ref.tags, dict):
             ref.tags[key] = value
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in slices of :data:`_CHUNK`, one registry transaction each."""
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
