@@ -16,6 +16,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
     from matplotlib.figure import Figure
 
 __all__ = ["bar_chart", "distribution_chart", "entity_chart"]
@@ -38,13 +39,16 @@ def _figure(width: float, height: float) -> Figure:
     return figure
 
 
-def _svg(figure: Figure) -> str:
-    from matplotlib.layout_engine import ConstrainedLayoutEngine
+def _svg(figure: Figure, lay_out: bool = False) -> str:
+    """The figure as an inline ``<svg>`` element. ``lay_out`` runs constrained layout, for
+    charts whose labels can be of any length (category names); the others are placed with
+    :func:`_margins`, which costs nothing."""
+    if lay_out:
+        from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-    # Constrained layout, run once here rather than as the figure's layout engine: savefig
-    # draws a figure that has an engine twice (once only to lay it out), and drawing is most
-    # of a chart's cost. The SVG is the same, coordinate for coordinate.
-    ConstrainedLayoutEngine().execute(figure)
+        # Run once here rather than as the figure's layout engine: savefig draws a figure that
+        # has an engine twice (once only to lay it out).
+        ConstrainedLayoutEngine().execute(figure)
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
@@ -52,10 +56,56 @@ def _svg(figure: Figure) -> str:
     return text[text.index("<svg") :]
 
 
+def _margins(figure: Figure, left: float = 0.65, bottom: float = 0.45, top: float = 0.3,
+             right: float = 0.15, between: float | None = None) -> None:  # fmt: skip
+    """Fixed margins, in inches. A layout engine measures every tick label before the figure
+    is drawn, which doubled the cost of a chart; the margins here hold any tick label that
+    :func:`compact_number` and the date formatter write, at most about eight characters."""
+    width, height = figure.get_size_inches()
+    figure.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=None if between is None else between,
+    )
+
+
+def compact_number(value: float, _position: object = None) -> str:
+    """A short tick label: ``950``, ``1.2k``, ``35M``, ``0.25``, ``-4.1B``."""
+    magnitude = abs(value)
+    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if magnitude >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
 def _style(axes: Axes) -> None:
     axes.spines[["top", "right"]].set_visible(False)
     axes.grid(alpha=0.25, linewidth=0.6)
     axes.tick_params(labelsize=8)
+
+
+def _numbers(axis: Axis, ticks: int = 4, integer: bool = False) -> None:
+    """A few short labels on a numeric axis: each tick is several artists to build and draw,
+    and a chart 2.6 inches high reads as well with four."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(nbins=ticks, integer=integer))
+    axis.set_major_formatter(FuncFormatter(compact_number))
+
+
+def _time_axis(axes: Axes, times: pd.Series | None) -> None:
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    if times is None:
+        return
+    if pd.api.types.is_datetime64_any_dtype(times):
+        locator = AutoDateLocator(minticks=3, maxticks=8)
+        axes.xaxis.set_major_locator(locator)
+        axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    else:
+        _numbers(axes.xaxis, ticks=6, integer=True)
 
 
 def distribution_chart(values: Mapping[str, pd.Series], marker: float | None = None) -> str:
@@ -92,6 +142,9 @@ def distribution_chart(values: Mapping[str, pd.Series], marker: float | None = N
         axes.set_title(name, fontsize=9)
         axes.legend(fontsize=7, frameon=False)
         _style(axes)
+        _numbers(axes.xaxis)
+        _numbers(axes.yaxis, integer=True)
+    _margins(figure, left=0.4, between=0.35)
     return _svg(figure)
 
 
@@ -105,7 +158,7 @@ def bar_chart(counts: pd.Series, title: str) -> str:
         axes.text(value, y, f" {value}", va="center", fontsize=8)
     axes.set_title(title, fontsize=9)
     _style(axes)
-    return _svg(figure)
+    return _svg(figure, lay_out=True)
 
 
 def entity_chart(
@@ -161,6 +214,9 @@ def entity_chart(
     axes.set_title(title, fontsize=9, loc="left")
     axes.legend(fontsize=7, frameon=False, ncols=4, loc="upper left")
     _style(axes)
+    _numbers(axes.yaxis)
+    _time_axis(axes, history.get(time_col, forecast.get(time_col)))
+    _margins(figure)
     return _svg(figure)
 
 
