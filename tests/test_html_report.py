@@ -125,6 +125,25 @@ def test_entity_chart_draws_backtest_and_intervals() -> None:
         assert label in svg
 
 
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [(950.0, "950"), (1234.0, "1.23k"), (35e6, "35M"), (-4.1e9, "-4.1B"), (0.25, "0.25"),
+     (0.0, "0"), (-12.5, "-12.5")],
+)  # fmt: skip
+def test_tick_labels_stay_short_enough_for_the_fixed_margins(value: float, label: str) -> None:
+    assert charts.compact_number(value) == label
+
+
+def test_a_chart_of_large_values_labels_its_axis_with_short_numbers() -> None:
+    times = pd.date_range("2020-01-05", periods=160, freq="W-SUN")
+    history = pd.DataFrame({"week": times[:150], "sales": np.linspace(-2e9, 3e9, 150)})
+    forecast = pd.DataFrame({"week": times[150:], "prediction": np.full(10, 3e9)})
+    svg = charts.entity_chart("store=1", history, forecast, pd.DataFrame(), "week", "sales", [])
+    # matplotlib names every text it draws in a comment: the y labels are the short ones.
+    assert "<!-- 2B -->" in svg or "<!-- 2.5B -->" in svg or "<!-- 3B -->" in svg
+    assert "e+09" not in svg
+
+
 def test_report_command_writes_the_file(job, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
