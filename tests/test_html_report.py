@@ -4,6 +4,7 @@ in a real headless Chromium."""
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -139,9 +140,19 @@ def test_a_chart_of_large_values_labels_its_axis_with_short_numbers() -> None:
     history = pd.DataFrame({"week": times[:150], "sales": np.linspace(-2e9, 3e9, 150)})
     forecast = pd.DataFrame({"week": times[150:], "prediction": np.full(10, 3e9)})
     svg = charts.entity_chart("store=1", history, forecast, pd.DataFrame(), "week", "sales", [])
-    # matplotlib names every text it draws in a comment: the y labels are the short ones.
-    assert "<!-- 2B -->" in svg or "<!-- 2.5B -->" in svg or "<!-- 3B -->" in svg
-    assert "e+09" not in svg
+    labels = re.findall(r">([^<>]*)</text>", svg)
+    assert "3B" in labels and "0" in labels
+    assert not any("e+" in label for label in labels)
+
+
+def test_chart_text_in_any_script_reaches_the_page_as_text() -> None:
+    times = pd.date_range("2024-01-07", periods=30, freq="W-SUN")
+    history = pd.DataFrame({"week": times, "sales": np.arange(30.0)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Glyph ... missing from font" on the terminal
+        svg = charts.entity_chart("店舗=東京", history, pd.DataFrame(), pd.DataFrame(), "week",
+                                  "sales", [])  # fmt: skip
+    assert "店舗=東京" in re.findall(r">([^<>]*)</text>", svg)
 
 
 def test_report_command_writes_the_file(job, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ plain DataFrames and returns one ``<svg>`` element as text.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -43,14 +44,21 @@ def _svg(figure: Figure, lay_out: bool = False) -> str:
     """The figure as an inline ``<svg>`` element. ``lay_out`` runs constrained layout, for
     charts whose labels can be of any length (category names); the others are placed with
     :func:`_margins`, which costs nothing."""
-    if lay_out:
-        from matplotlib.layout_engine import ConstrainedLayoutEngine
+    import matplotlib
 
-        # Run once here rather than as the figure's layout engine: savefig draws a figure that
-        # has an engine twice (once only to lay it out).
-        ConstrainedLayoutEngine().execute(figure)
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    # Text goes into the SVG as text, for the browser to draw with its own fonts: key values in
+    # any script show as written, where matplotlib's one font drew empty boxes (and warned of
+    # every missing glyph on the terminal), and the file is half the size.
+    with matplotlib.rc_context({"svg.fonttype": "none"}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from")
+        if lay_out:
+            from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+            # Run once here rather than as the figure's layout engine: savefig draws a figure
+            # that has an engine twice (once only to lay it out).
+            ConstrainedLayoutEngine().execute(figure)
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     # Inline in HTML, the XML prolog and doctype are noise; the <svg> element is what renders.
     return text[text.index("<svg") :]
@@ -135,7 +143,7 @@ def distribution_chart(values: Mapping[str, pd.Series], marker: float | None = N
             float(finite.median()),
             color=FORECAST_COLOR,
             linewidth=1.2,
-            label=f"median {finite.median():.3g}",
+            label=f"median {compact_number(float(finite.median()))}",
         )
         if marker is not None:
             axes.axvline(marker, color="#555", linestyle=":", linewidth=1)
