@@ -70,6 +70,10 @@ def test_every_training_job_logs_report_csv_and_numeric_spread(job) -> None:
     path = client.download_artifacts(result.run_id, "entity_results.csv")
     table = pd.read_csv(path)
     assert len(table) == 12 and "traceback" not in table
+    # Drawn by the job itself, from the backtest parts in its work folder.
+    logged = Path(client.download_artifacts(result.run_id, "report.html"))
+    figures = _entity_figures(logged.read_text(encoding="utf-8"))
+    assert len(figures) == 5 + 3 and all("backtest" in figure for figure in figures)
 
 
 def test_report_lists_summary_failures_and_the_worst_entities(job, report_file: Path) -> None:

@@ -175,7 +175,7 @@ class ManyModels:
                 f"job {self.job_id_} recorded no backtest predictions (backtest.parquet); its "
                 "holdout metrics per entity are in entities_."
             )
-        return job.backtest
+        return job.backtest.read()
 
     def promote(self, entities: pd.DataFrame, alias: str = "champion") -> pd.DataFrame:
         """Point ``alias`` at this job's model version of each of ``entities``.

@@ -22,6 +22,7 @@ from manymodels.exploration.jobdata import SKILL_COL, JobData
 from manymodels.metrics import METRICS
 
 if TYPE_CHECKING:
+    from manymodels.jobs.backtests import BacktestFiles
     from manymodels.tracking.runs import JobRun
     from manymodels.tracking.store import Tracking
 
@@ -80,7 +81,7 @@ def job_data(
     entities: pd.DataFrame,
     metrics: dict[str, float],
     params: dict[str, str],
-    backtest: pd.DataFrame | None = None,
+    backtest: BacktestFiles | None = None,
     partitions: list[Partition] | None = None,
 ) -> JobData:
     """The :class:`JobData` of a job that is finishing, from what its driver holds (its
@@ -95,6 +96,6 @@ def job_data(
         params=params,
         metrics=metrics,
         entities=entities.copy(),
-        backtest=backtest if backtest is not None and len(backtest) else None,
+        backtest=backtest if backtest is not None and backtest.paths else None,
         partitions=partitions,
     )

@@ -1,17 +1,23 @@
 """Everything the report and the notebook API read about a finished job, in one place.
 
 A job's MLflow run holds its summary metrics, ``entity_results.parquet``, ``failures.csv`` and,
-when the job backtested, ``backtest.parquet``. This module finds the run, reads those tables
-into DataFrames and fetches the few entities' series that a report plots: history from
-``data.path``, forecasts from the entity's registered model. Columns that newer jobs add
+when the job backtested, ``backtest.parquet``. This module finds the run, reads the results
+into DataFrames (the backtest table stays a file, read whole only when asked: with every
+candidate of a large job it is gigabytes) and fetches the few entities' series that a report
+plots: history from ``data.path``, forecasts from the entity's registered model, backtest rows
+from the table. Columns that newer jobs add
 (``winner``, ``skill_mase``, ``coverage_80``, ...) pass through untouched; the report decides
 from their presence which sections to draw.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -21,11 +27,12 @@ from manymodels.artifacts.loader import ModelLoader
 from manymodels.config import Config
 from manymodels.data import Partition, discover_partitions
 from manymodels.errors import ManyModelsError
+from manymodels.jobs.backtests import BacktestFiles
 from manymodels.jobs.results import failures_table
 from manymodels.naming import model_name
 from manymodels.tasks.entities import iter_entities
 from manymodels.timeseries import future_frame, regularize
-from manymodels.tracking.run_reads import read_table, training_runs
+from manymodels.tracking.run_reads import download_table, read_table, training_runs
 from manymodels.tracking.store import Tracking, open_tracking
 
 if TYPE_CHECKING:
@@ -59,7 +66,8 @@ class JobData:
         params: the run's parameters (the flattened config).
         metrics: the run's summary metrics.
         entities: ``entity_results``: one row per entity.
-        backtest: the backtest predictions, when the job recorded them, else None.
+        backtest: the backtest predictions' file, when the job recorded them, else None
+            (``backtest.read()`` for the whole table).
         partitions: the dataset's listing as the job's driver made it, when the job is
             finishing (its report reads a few entities without listing the dataset again);
             None for a job read back from its run.
@@ -74,7 +82,7 @@ class JobData:
     params: dict[str, str]
     metrics: dict[str, float]
     entities: pd.DataFrame
-    backtest: pd.DataFrame | None = None
+    backtest: BacktestFiles | None = None
     partitions: list[Partition] | None = None
 
     @property
@@ -150,7 +158,7 @@ def load_job(config: Config, job_id: str | None = None, session: Tracking | None
         entities = read_table(session, run.info.run_id, RESULTS_ARTIFACT)
         if entities is None:
             continue  # a job still running, or killed before its tables were logged
-        return JobData(
+        job = JobData(
             config=config,
             job_id=run.data.tags.get(lineage.JOB_ID, run.info.run_name),
             run_id=run.info.run_id,
@@ -160,14 +168,23 @@ def load_job(config: Config, job_id: str | None = None, session: Tracking | None
             params=dict(run.data.params),
             metrics=dict(run.data.metrics),
             entities=_typed(entities, config),
-            backtest=read_table(session, run.info.run_id, BACKTEST_ARTIFACT),
         )
+        job.backtest = _backtest_copy(job, session, config)
+        return job
     what = f"job {job_id}" if job_id else "training job with results"
     raise ManyModelsError(
         f"{config.label()}: no {what} in experiment '{config.tracking.experiment}' at "
         f"{session.target.describe()}. Hint: run 'manymodels train -c CONFIG' first, or copy "
         "a job id from a training summary."
     )
+
+
+def _backtest_copy(job: JobData, session: Tracking, config: Config) -> BacktestFiles | None:
+    """A local copy of the run's backtest table, removed with ``job``; None without one."""
+    folder = Path(tempfile.mkdtemp(prefix="manymodels-backtest-"))
+    weakref.finalize(job, shutil.rmtree, folder, True)
+    path = download_table(session, job.run_id, BACKTEST_ARTIFACT, folder)
+    return BacktestFiles((path,), tuple(config.data.entity_cols)) if path else None
 
 
 def _started(run: Run) -> pd.Timestamp | None:
@@ -196,8 +213,10 @@ def entity_series(
     wanted = [{col: str(k[col]) for col in config.data.entity_cols} for k in keys]
     frames = _entity_frames(config, wanted, job.partitions)
     models = _entity_models(job, wanted, session or open_tracking(config))
+    backtests = _entity_backtests(job, wanted)
     return [
-        _one_series(job, k, frames.get(_key(k, config)), models.get(_key(k, config)))
+        _one_series(job, k, frames.get(_key(k, config)), models.get(_key(k, config)),
+                    backtests.get(_key(k, config), pd.DataFrame()))  # fmt: skip
         for k in wanted
     ]
 
@@ -284,10 +303,11 @@ def _bundle_locations(
     return found
 
 
-def _one_series(job: JobData, keys: dict[str, str], frame: Any, model: Any) -> EntitySeries:
+def _one_series(
+    job: JobData, keys: dict[str, str], frame: Any, model: Any, backtest: pd.DataFrame
+) -> EntitySeries:
     config, data = job.config, job.config.data
     empty = pd.DataFrame()
-    backtest = _entity_backtest(job, keys)
     if frame is None:
         return EntitySeries(keys, empty, empty, backtest, "no data found for this entity")
     try:
@@ -321,15 +341,21 @@ def _one_series(job: JobData, keys: dict[str, str], frame: Any, model: Any) -> E
     return EntitySeries(keys, history, forecast, backtest)
 
 
-def _entity_backtest(job: JobData, keys: dict[str, str]) -> pd.DataFrame:
-    table = job.backtest
-    if table is None or table.empty:
-        return pd.DataFrame()
-    mask = pd.Series(True, index=table.index)
-    for col, value in keys.items():
-        if col in table:
-            mask &= table[col].astype(str) == value
-    return table[mask]
+def _entity_backtests(
+    job: JobData, wanted: list[dict[str, str]]
+) -> dict[tuple[str, ...], pd.DataFrame]:
+    """The backtest rows of each wanted entity, in one pass over the table."""
+    if job.backtest is None:
+        return {}
+    rows = job.backtest.of(wanted)
+    cols = job.config.data.entity_cols
+    if rows.empty or not set(cols) <= set(rows.columns):
+        return {}
+    keys = rows[cols].astype(str)
+    return {
+        _key(dict(zip(cols, key, strict=True)), job.config): group
+        for key, group in rows.groupby([keys[col] for col in cols], sort=False)
+    }
 
 
 def interval_columns(frame: pd.DataFrame) -> list[str]:

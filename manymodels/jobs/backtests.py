@@ -3,13 +3,17 @@
 Each batch's predictions are written to a Parquet part under the job's folder in ``work_dir``
 as the batch arrives (so a resumed job keeps the parts of its earlier session, and the driver
 never holds the whole table), and streamed into one ``backtest.parquet`` in the job's MLflow run
-at the end, beside ``entity_results``.
+at the end, beside ``entity_results``. :class:`BacktestFiles` reads either back, whole for a
+notebook or a few entities' rows for a report: with every candidate of 100,000 entities, the
+whole table is gigabytes.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +26,51 @@ from manymodels.outcomes import EntityResult
 if TYPE_CHECKING:
     from manymodels.tracking.runs import JobRun
 
-__all__ = ["BacktestLog"]
+__all__ = ["BacktestFiles", "BacktestLog"]
 
 ARTIFACT = "backtest.parquet"
+
+
+@dataclass(frozen=True)
+class BacktestFiles:
+    """A backtest table in local Parquet files (a job's parts, or its run's artifact).
+
+    Attributes:
+        paths: the files, each holding whole row groups of the table.
+        entity_cols: the key columns that name an entity's rows.
+    """
+
+    paths: tuple[Path, ...]
+    entity_cols: tuple[str, ...] = ()
+
+    @classmethod
+    def in_folder(cls, folder: Path, entity_cols: Sequence[str] = ()) -> BacktestFiles:
+        """The parts a job wrote to ``folder`` (none when it does not exist)."""
+        parts = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+        return cls(tuple(parts), tuple(entity_cols))
+
+    def read(self) -> pd.DataFrame:
+        """The whole table (empty without files)."""
+        if not self.paths:
+            return pd.DataFrame()
+        return pd.concat([pd.read_parquet(path) for path in self.paths], ignore_index=True)
+
+    def of(self, entities: Sequence[Mapping[str, str]]) -> pd.DataFrame:
+        """The rows of ``entities`` only (key values compared as text), in one pass that holds
+        one row group at a time and reads the other columns only where a key matched."""
+        wanted = {tuple(str(entity[col]) for col in self.entity_cols) for entity in entities}
+        found = []
+        for path in self.paths:
+            parquet = pq.ParquetFile(path)
+            keys = [col for col in self.entity_cols if col in parquet.schema_arrow.names]
+            if len(keys) < len(self.entity_cols):
+                continue
+            for group in range(parquet.num_row_groups):
+                frame = parquet.read_row_group(group, columns=keys).to_pandas()
+                rows = pd.MultiIndex.from_frame(frame.astype(str)).isin(wanted)
+                if rows.any():
+                    found.append(parquet.read_row_group(group).to_pandas()[rows])
+        return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
 
 
 class BacktestLog:
@@ -53,18 +99,13 @@ class BacktestLog:
             table.to_parquet(staging, index=False)
             os.replace(staging, self.folder / name)
 
-    def parts(self) -> list[Path]:
-        return sorted(self.folder.glob("part-*.parquet")) if self.folder.is_dir() else []
-
-    def read(self) -> pd.DataFrame:
-        """The whole table (for a notebook; the job itself never reads it whole)."""
-        parts = self.parts()
-        return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True) if parts \
-            else pd.DataFrame()
+    def files(self) -> BacktestFiles:
+        """The parts written so far, to read back (the job itself never reads them whole)."""
+        return BacktestFiles.in_folder(self.folder, self.entity_cols)
 
     def log(self, job: JobRun) -> None:
         """Stream the parts into one Parquet file in the run; nothing when there are none."""
-        parts = self.parts()
+        parts = self.files().paths
         if not parts:
             return
         merged = self.folder.parent / ARTIFACT
@@ -82,7 +123,7 @@ class BacktestLog:
             if writer is not None:
                 writer.close()
                 writer = None
-            self.read().to_parquet(merged, index=False)
+            self.files().read().to_parquet(merged, index=False)
         finally:
             if writer is not None:
                 writer.close()

@@ -143,11 +143,11 @@ class TrainResult:
         ``candidate`` and ``window`` (also ``backtest.parquet`` in the job's run)."""
         from pathlib import Path
 
-        folder = Path(self.backtest_dir) if self.backtest_dir else None
-        parts = sorted(folder.glob("part-*.parquet")) if folder and folder.is_dir() else []
-        if not parts:
+        from manymodels.jobs.backtests import BacktestFiles
+
+        if not self.backtest_dir:
             return pd.DataFrame()
-        return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+        return BacktestFiles.in_folder(Path(self.backtest_dir)).read()
 
     def winners(self) -> dict[str, int]:
         """How many entities each candidate won, most first."""

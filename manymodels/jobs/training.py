@@ -292,7 +292,7 @@ def _log_exploration(
     from manymodels.exploration.job_artifacts import job_data, log_exploration
 
     explored = job_data(config, job.job_id, job.run_id, kind, entities, metrics,
-                        {"template": config.model.template}, backtests.read(),
+                        {"template": config.model.template}, backtests.files(),
                         partitions)  # fmt: skip
     log_exploration(job, explored, session)
 

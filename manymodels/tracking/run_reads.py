@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
     from manymodels.tracking.store import Tracking
 
-__all__ = ["read_table", "training_runs"]
+__all__ = ["download_table", "read_table", "training_runs"]
 
 
 def training_runs(session: Tracking, job_id: str | None, max_results: int) -> list[Run]:
@@ -37,11 +38,17 @@ def training_runs(session: Tracking, job_id: str | None, max_results: int) -> li
 
 def read_table(session: Tracking, run_id: str, name: str) -> pd.DataFrame | None:
     """A table artifact of the run (Parquet, or CSV by its name), or None when it has none."""
-    listed = {item.path for item in session.client.list_artifacts(run_id)}
-    if name not in listed:
-        return None
-    # MLflow draws a progress bar for every download; one small table needs none.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory() as scratch:
-        path = session.client.download_artifacts(run_id, name, scratch)
+        path = download_table(session, run_id, name, Path(scratch))
+        if path is None:
+            return None
         return pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
+
+
+def download_table(session: Tracking, run_id: str, name: str, folder: Path) -> Path | None:
+    """Copy a table artifact of the run into ``folder``; None when the run has none."""
+    if name not in {item.path for item in session.client.list_artifacts(run_id)}:
+        return None
+    # MLflow draws a progress bar for every download; one table needs none.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return Path(session.client.download_artifacts(run_id, name, str(folder)))
