@@ -5,9 +5,8 @@ when the job backtested, ``backtest.parquet``. This module finds the run, reads 
 into DataFrames (the backtest table stays a file, read whole only when asked: with every
 candidate of a large job it is gigabytes) and fetches the few entities' series that a report
 plots: history from ``data.path``, forecasts from the entity's registered model, backtest rows
-from the table. Columns that newer jobs add
-(``winner``, ``skill_mase``, ``coverage_80``, ...) pass through untouched; the report decides
-from their presence which sections to draw.
+from the table. Columns that newer jobs add (``winner``, ``skill_mase``, ``coverage_80``, ...)
+pass through untouched; the report decides from their presence which sections to draw.
 """
 
 from __future__ import annotations
