@@ -6,7 +6,11 @@ ratio to the training time, in one run. Targets: a no-change retrain at most 10%
 time, a 1%-changed retrain at most 15%.
 
     python benchmarks/retrain.py [--entities 2000] [--weeks 156] [--registration per_entity]
-                                 [--model ridge|gradient_boosting]
+                                 [--model ridge|gradient_boosting] [--rounds 1]
+
+On a shared machine one round's ratios move with the load (the training they are divided by
+moves as much as the retrain): ``--rounds N`` repeats the three steps N times on the same store
+(each round's training registers new versions) and prints each round and the median ratios.
 
 A retrain's fixed costs (validation, starting the local cluster, the job's report) do not
 shrink with the number of entities or the cost of a fit: the cheaper the model, the worse the
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -45,12 +50,19 @@ def main() -> None:
     data = make_dataset(root, f"data-{args.entities}x{args.weeks}", args.entities, args.weeks)
     work = root / f"work-{args.registration}-{args.model}"
     config = make_config(config_dict(data, work, MODELS[args.model], args.registration))
-    rows = [_timed("train", config)]
-    rows.append(_timed("no change", config))
-    changed = _revise_files(data, CHANGED_SHARE)
-    say(f"rewrote the files of {changed} entities with revised sales")
-    rows.append(_timed("1% changed", config))
-    _print_table(rows, args)
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        say(f"round {number} of {args.rounds}")
+        rows = [_timed("train", config)]
+        rows.append(_timed("no change", config))
+        changed = _revise_files(data, CHANGED_SHARE)
+        say(f"rewrote the files of {changed} entities with revised sales")
+        rows.append(_timed("1% changed", config))
+        rounds.append(rows)
+    for rows in rounds:
+        _print_table(rows, args)
+    if len(rounds) > 1:
+        _print_medians(rounds)
     if not args.root:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -62,6 +74,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--registration", choices=["per_entity", "per_job"], default="per_entity")
     parser.add_argument("--model", choices=sorted(MODELS), default="ridge")
     parser.add_argument("--root", help="keep the data and the store here (default: a temp dir)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the three steps")
     return parser.parse_args()
 
 
@@ -106,6 +119,19 @@ def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         print(f"{row['step']:<12} {fmt_seconds(row['seconds']):>9} {fmt_ratio(ratio):>8} "
               f"{'' if target is None else f'<= {target:.2f}':>8} {met:>4} "
               f"{row['trained']:>8} {row['skipped']:>8} {row['unread']:>7}")  # fmt: skip
+
+
+def _print_medians(rounds: list[list[dict[str, Any]]]) -> None:
+    print(f"\nmedian over {len(rounds)} rounds")
+    for step, target in TARGETS.items():
+        ratios = sorted(
+            row["seconds"] / rows[0]["seconds"] for rows in rounds for row in rows
+            if row["step"] == step
+        )  # fmt: skip
+        median = statistics.median(ratios)
+        spread = f"{fmt_ratio(ratios[0])}-{fmt_ratio(ratios[-1])}"
+        met = "yes" if median <= target else "no"
+        print(f"{step:<12} {fmt_ratio(median):>8} (rounds {spread})  <= {target:.2f} {met:>4}")
 
 
 if __name__ == "__main__":

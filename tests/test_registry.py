@@ -113,6 +113,19 @@ def test_both_backends_write_what_mlflow_reads_back_the_same(tmp_path: Path) -> 
     assert tags == {"store": "1", "brand": "b_c", lineage.ENTITY_KEYS: keys}
 
 
+@pytest.mark.parametrize("bulk", [True, False])
+def test_chosen_versions_come_back_with_their_own_tags_only(tmp_path: Path, bulk: bool) -> None:
+    client, _ = _register_history(tmp_path, bulk=True)
+    registry = Registry(client, "oj", bulk=bulk)
+    wanted = [("oj.store=1.brand=a", 1), ("oj.store=2.brand=b_c", 2), ("oj.store=2.brand=a", 2)]
+
+    refs = {(ref.name, ref.version): ref for ref in registry.versions(chosen=wanted)}
+    assert sorted(refs) == sorted(wanted)
+    assert refs[("oj.store=1.brand=a", 1)].tags[lineage.JOB_ID] == "retagged"
+    assert refs[("oj.store=2.brand=b_c", 2)].tags[lineage.metric_tag("mae")] == "2.0"
+    assert refs[("oj.store=2.brand=a", 2)].tags[lineage.JOB_ID] == "two"
+
+
 def test_the_guard_accepts_mlflow_s_own_tables() -> None:
     from mlflow.store.model_registry.dbmodels import models as tables
 

@@ -144,31 +144,27 @@ class BulkRegistry:
         t = self.tables
         version, tag = t.SqlModelVersion, t.SqlModelVersionTag
         found: dict[tuple[str, int], VersionRef] = {}
-        pairs = list(pairs)
         with self.store.ManagedSessionMaker() as session:
-            for part in _chunks(pairs):
-                chunk = [(name, int(number)) for name, number in part]
+            for number, names in _names_by_version(pairs):
                 columns = (version.name, version.version, version.source, version.run_id)
-                rows = self._of_pairs(session.query(*columns), version, chunk).filter(
+                rows = self._of_version(session.query(*columns), version, number, names).filter(
                     version.current_stage != STAGE_DELETED_INTERNAL
                 )
-                wanted = set(chunk)
-                for name, number, source, run_id in rows.all():
-                    if (name, int(number)) in wanted:
-                        ref = VersionRef(name, int(number), source, run_id, {})
-                        found[(name, int(number))] = ref
-                tags = self._of_pairs(
-                    session.query(tag.name, tag.version, tag.key, tag.value), tag, chunk
+                for name, _, source, run_id in rows.all():
+                    found[(name, number)] = VersionRef(name, number, source, run_id, {})
+                tags = self._of_version(
+                    session.query(tag.name, tag.version, tag.key, tag.value), tag, number, names
                 )
                 _add_tags(found, tags.all())
         return list(found.values())
 
-    def _of_pairs(self, query: Any, table: Any, pairs: list[tuple[str, int]]) -> Any:
-        # Names IN and versions IN rather than a row-value IN, which SQL Server lacks; the
-        # caller keeps only the exact pairs (a chunk rarely holds more than a few versions).
+    def _of_version(self, query: Any, table: Any, number: int, names: Sequence[str]) -> Any:
+        # One version number per query: names IN (...) with versions IN (...) matched every
+        # version of those names, and a retrain's champions, read from a registry that keeps
+        # every weekly version, came back with all of their predecessors and their tags.
         return query.filter(
-            table.name.in_(sorted({name for name, _ in pairs})),
-            table.version.in_(sorted({number for _, number in pairs})),
+            table.name.in_(names),
+            table.version == number,
             *self.store._get_workspace_clauses(table),
         )
 
@@ -348,6 +344,16 @@ def _add_tags(
         # Every VersionRef here was made with a fresh dict of tags, filled in now.
         if ref is not None and isinstance(ref.tags, dict):
             ref.tags[key] = value
+
+
+def _names_by_version(pairs: Iterable[tuple[str, int]]) -> Iterator[tuple[int, Sequence[str]]]:
+    """``(name, version)`` pairs as chunks of names that share a version number."""
+    names: dict[int, set[str]] = {}
+    for name, number in pairs:
+        names.setdefault(int(number), set()).add(name)
+    for number in sorted(names):
+        for chunk in _chunks(sorted(names[number])):
+            yield number, chunk
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
