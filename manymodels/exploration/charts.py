@@ -75,7 +75,7 @@ def _margins(figure: Figure, left: float = 0.65, bottom: float = 0.45, top: floa
         right=1 - right / width,
         bottom=bottom / height,
         top=1 - top / height,
-        wspace=None if between is None else between,
+        wspace=between,
     )
 
 

@@ -273,12 +273,15 @@ class BulkRegistry:
 
     def _tag_chunk(self, chunk: Sequence[tuple[str, int, Mapping[str, str]]]) -> None:
         tag = self.tables.SqlModelVersionTag
+        # One delete per version number and set of keys (usually one for the whole chunk):
+        # names IN with versions IN would also match the other versions of these models.
+        groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+        for name, version, tags in chunk:
+            groups.setdefault((int(version), tuple(sorted(tags))), []).append(name)
         with self._write_session() as session:
-            # One delete per version: names IN and versions IN would also match the other
-            # versions of these models.
-            for name, version, tags in chunk:
-                self._filter(session.query(tag), tag, [name], tag.version == int(version),
-                             tag.key.in_(list(tags))).delete(synchronize_session=False)  # fmt: skip
+            for (version, keys), names in groups.items():
+                self._filter(session.query(tag), tag, names, tag.version == version,
+                             tag.key.in_(keys)).delete(synchronize_session=False)  # fmt: skip
             self._insert(session, {tag: [
                 {"name": name, "version": int(version), "key": key, "value": value}
                 for name, version, tags in chunk for key, value in tags.items()
