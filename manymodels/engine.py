@@ -44,6 +44,7 @@ __all__ = [
     "ReportExits",
     "cluster",
     "cluster_in_background",
+    "full_size",
     "halves",
     "map_batches",
     "worker_count",
@@ -123,7 +124,7 @@ class ReportExits(NannyPlugin):
 @contextlib.contextmanager
 def cluster(
     compute: ComputeConfig, preload: Sequence[str] = (), unused: threading.Event | None = None,
-    dashboard: bool = True,
+    dashboard: bool = True, start: int | None = None,
 ) -> Iterator[Client]:  # fmt: skip
     """A Dask client on the configured scheduler, or on a new LocalCluster.
 
@@ -131,7 +132,9 @@ def cluster(
     ``unused`` is set by a caller that learns, while the cluster starts, that it will run
     nothing on it: the workers are then not set up (no imports, no plugins). ``dashboard``
     serves a new LocalCluster's Dask dashboard pages (with bokeh installed): setting them up
-    costs the driver about 0.3 s while the workers start, so quiet jobs go without.
+    costs the driver about 0.3 s while the workers start, so quiet jobs go without. ``start``
+    starts a new LocalCluster with that many of its workers (at most :func:`full_size`), for a
+    caller that adds the others with :meth:`PendingCluster.client` once it knows its work.
 
     Raises:
         ManyModelsError: the scheduler address cannot be reached.
@@ -155,7 +158,13 @@ def cluster(
             client.close()
         return
     with _QUIET_LOGS.while_running():
-        yield from _local_cluster(compute, preload, unused, dashboard)
+        yield from _local_cluster(compute, preload, unused, dashboard, start)
+
+
+def full_size(compute: ComputeConfig) -> int:
+    """How many worker processes a new LocalCluster of ``compute`` has: one per core unless
+    ``compute.n_workers`` says otherwise."""
+    return compute.n_workers or os.cpu_count() or 1
 
 
 def _register_plugins(
@@ -172,7 +181,7 @@ def _register_plugins(
 
 def _local_cluster(
     compute: ComputeConfig, preload: Sequence[str], unused: threading.Event | None = None,
-    dashboard: bool = True,
+    dashboard: bool = True, start: int | None = None,
 ) -> Iterator[Client]:  # fmt: skip
     environment = {variable: "1" for variable in _THREAD_VARIABLES}
     # A nanny restarts a worker whose process died, but the cluster object closes any nanny
@@ -181,7 +190,7 @@ def _local_cluster(
     # worker goes, so it is set for the process rather than around the cluster's start.
     dask.config.set({"distributed.deploy.lost-worker-timeout": _LOST_WORKER_TIMEOUT})
     local = LocalCluster(
-        n_workers=compute.n_workers or os.cpu_count() or 1,
+        n_workers=min(start or full_size(compute), full_size(compute)),
         threads_per_worker=compute.threads_per_worker,
         processes=True,
         memory_limit=compute.memory_limit,
@@ -242,28 +251,37 @@ class PendingCluster:
     (opening the tracking store, listing the registry), which takes about as long."""
 
     def __init__(
-        self, compute: ComputeConfig, preload: Sequence[str] = (), dashboard: bool = True
-    ) -> None:
+        self, compute: ComputeConfig, preload: Sequence[str] = (), dashboard: bool = True,
+        start: int | None = None,
+    ) -> None:  # fmt: skip
         self._stack = contextlib.ExitStack()
         self._client: Client | None = None
         self._error: BaseException | None = None
         self._closer: threading.Thread | None = None
         self._asked = False
         self._unused = threading.Event()
-        self._thread = threading.Thread(target=self._start, args=(compute, preload, dashboard),
-                                        daemon=True)  # fmt: skip
+        # A cluster at a scheduler address is used as it is: not ours to size.
+        self._full_size = None if compute.scheduler else full_size(compute)
+        self._thread = threading.Thread(target=self._start,
+                                        args=(compute, preload, dashboard, start), daemon=True)  # fmt: skip
         self._thread.start()
 
-    def _start(self, compute: ComputeConfig, preload: Sequence[str], dashboard: bool) -> None:
+    def _start(
+        self, compute: ComputeConfig, preload: Sequence[str], dashboard: bool, start: int | None
+    ) -> None:
         try:
             self._client = self._stack.enter_context(
-                cluster(compute, preload, self._unused, dashboard)
+                cluster(compute, preload, self._unused, dashboard, start)
             )
         except BaseException as exc:  # re-raised in the thread that asks for the client
             self._error = exc
 
-    def client(self) -> Client:
+    def client(self, workers: int | None = None) -> Client:
         """The client, once the cluster is up.
+
+        ``workers`` grows a LocalCluster that started smaller to that many worker processes
+        (never beyond its full size, never shrinking it); the new ones join while the first
+        tasks already run. A cluster at a scheduler address is used as it is.
 
         Raises:
             ManyModelsError: the scheduler cannot be reached.
@@ -273,6 +291,8 @@ class PendingCluster:
         if self._error is not None:
             raise self._error
         assert self._client is not None
+        if workers is not None and self._full_size is not None:
+            _grow(self._client, min(workers, self._full_size))
         return self._client
 
     def release(self) -> None:
@@ -296,16 +316,17 @@ class PendingCluster:
 
 @contextlib.contextmanager
 def cluster_in_background(
-    compute: ComputeConfig, preload: Sequence[str] = (), dashboard: bool = True
-) -> Iterator[PendingCluster]:
-    """Start the cluster now, use it later with ``pending.client()`` (``dashboard``: as for
-    :func:`cluster`).
+    compute: ComputeConfig, preload: Sequence[str] = (), dashboard: bool = True,
+    start: int | None = None,
+) -> Iterator[PendingCluster]:  # fmt: skip
+    """Start the cluster now, use it later with ``pending.client()`` (``dashboard`` and
+    ``start``: as for :func:`cluster`).
 
     On exit the cluster shuts down in the background: a job's results are safe by then, and
     stopping worker processes takes a few tenths of a second that the caller need not wait
     for. The interpreter waits for every shutdown still running before it exits.
     """
-    pending = PendingCluster(compute, preload, dashboard)
+    pending = PendingCluster(compute, preload, dashboard, start)
     try:
         yield pending
     finally:
@@ -321,6 +342,12 @@ _SHUTTING_DOWN: set[threading.Thread] = set()
 def _finish_shutdowns() -> None:
     for thread in list(_SHUTTING_DOWN):
         thread.join(timeout=60)
+
+
+def _grow(client: Client, workers: int) -> None:
+    local = client.cluster
+    if isinstance(local, LocalCluster) and workers > len(local.worker_spec):
+        local.scale(workers)
 
 
 def worker_count(client: Client) -> int:

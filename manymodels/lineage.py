@@ -14,6 +14,7 @@ __all__ = [
     "CONFIG_HASH",
     "DATA_FINGERPRINT",
     "DRIVER",
+    "FIT_SECONDS",
     "ENTITIES",
     "ENTITY_KEYS",
     "FALLBACK",
@@ -65,6 +66,8 @@ CHAMPION_BEFORE = f"{TAG_PREFIX}champion_before"
 # them on the driver and skips the partition without reading it.
 SOURCE_FINGERPRINT = f"{TAG_PREFIX}source_fingerprint"
 PARTITION_ENTITIES = f"{TAG_PREFIX}partition_entities"
+# How long the entity took to train, in seconds: a retrain sizes its cluster and tasks by it.
+FIT_SECONDS = f"{TAG_PREFIX}fit_seconds"
 
 # How a model version was chosen (model.template: auto, or one template).
 PLAN = f"{TAG_PREFIX}plan"

@@ -17,7 +17,7 @@ import yaml
 
 import manymodels
 from manymodels.config import ComputeConfig
-from manymodels.engine import cluster, map_batches, worker_count
+from manymodels.engine import cluster, cluster_in_background, map_batches, worker_count
 from tests.conftest import base_config
 
 
@@ -102,6 +102,28 @@ def test_workers_are_prepared_on_any_cluster(separate_cluster):
         assert worker_count(client) == 2
         reports = [report for _, report in map_batches(client, inspect, [1, 2, 3, 4], name="probe")]
     assert all(r == {"omp": "1", "pools": {1}, "preloaded": True} for r in reports)
+
+
+def test_a_local_cluster_started_small_grows_with_prepared_workers_up_to_its_size():
+    def inspect(_: object) -> dict[str, object]:
+        from threadpoolctl import threadpool_info
+
+        return {
+            "omp": os.environ.get("OMP_NUM_THREADS"),
+            "pools": {pool["num_threads"] for pool in threadpool_info()},
+            "preloaded": "manymodels.tasks" in sys.modules,
+        }
+
+    with cluster_in_background(ComputeConfig(n_workers=2), dashboard=False, start=1) as pending:
+        assert worker_count(pending.client()) == 1
+        client = pending.client(workers=5)  # never beyond the configured size
+        client.wait_for_workers(2, timeout=60)
+        pending.client(workers=1)  # never shrinks either
+        assert worker_count(client) == 2 and len(client.cluster.worker_spec) == 2
+        # The worker that joined late was prepared like the first: pinned threads, imports.
+        reports = client.run(inspect, None)
+    assert len(reports) == 2
+    assert all(r == {"omp": "1", "pools": {1}, "preloaded": True} for r in reports.values())
 
 
 def test_unreachable_scheduler_is_a_clear_error(tmp_path, oj_data):

@@ -218,3 +218,82 @@ def test_a_partition_is_skipped_only_when_all_its_entities_carry_its_fingerprint
     unlisted = Partition(partition.keys, partition.files, 1, signature="")
     assert source_fingerprint("", "code", "params") == ""
     assert unchanged_partitions([unlisted], both, "code", "params") == {}
+
+
+def test_the_work_left_is_estimated_from_the_champions_fit_times():
+    from manymodels.data import Partition
+    from manymodels.jobs.dispatch import estimated_seconds
+    from manymodels.outcomes import Champion
+
+    def partition(store: str) -> Partition:
+        return Partition((("store", store),), (f"store={store}/f.parquet",), 1)
+
+    def champion(store: str, seconds: str | None) -> Champion:
+        tags = {"store": store, "item": "x"}
+        if seconds is not None:
+            tags[lineage.FIT_SECONDS] = seconds
+        return Champion(1, "somewhere", tags)
+
+    # Two entities (items) in store 1, one in store 2; store 3's entity predates fit times.
+    champions = {"a": champion("1", "0.5"), "b": champion("1", "0.25"), "c": champion("2", "2.0"),
+                 "d": champion("3", None)}  # fmt: skip
+    assert estimated_seconds([partition("1")], champions, ["store"]) == 0.75
+    assert estimated_seconds([partition("1"), partition("2")], champions, ["store"]) == 2.75
+    # A partition without a recorded time (or without a champion) makes the cost unknown.
+    assert estimated_seconds([partition("1"), partition("3")], champions, ["store"]) is None
+    assert estimated_seconds([partition("4")], champions, ["store"]) is None
+    assert estimated_seconds([partition("1")], {}, ["store"]) is None
+
+
+_PID_TEMPLATE = """
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def train(history, context):
+    # Which worker process trained this entity, one file per process.
+    folder = Path(context.params["pids"])
+    with open(folder / str(os.getpid()), "a") as log:
+        log.write(str(len(history)) + "\\n")
+    return 0.0
+
+
+def predict(model, history, future, context):
+    return np.full(len(future), model)
+"""
+
+
+@pytest.mark.parametrize("registration", ["per_entity", "per_job"])
+def test_a_retrain_with_little_work_runs_in_one_task_on_one_worker(
+    make_config, oj_data, registry_of, tmp_path, registration
+):
+    # On the embedded cluster (two workers): a retrain whose changed entities took
+    # milliseconds to fit last time starts one worker and sends it one task.
+    template, pids = tmp_path / "pid.py", tmp_path / "pids"
+    template.write_text(_PID_TEMPLATE, encoding="utf-8")
+    config = make_config(model={"template": str(template), "params": {"pids": str(pids)}},
+                         compute={"n_workers": 2}, tracking={"registration": registration},
+                         evaluation={"windows": 1})  # fmt: skip
+    pids.mkdir()
+    manymodels.train(config)
+    champions = registry_of(config).versions()
+    if registration == "per_entity":
+        seconds = [float(ref.tags[lineage.FIT_SECONDS]) for ref in champions]
+    else:
+        (bundle,) = champions
+        seconds = read_manifest(bundle.source)[lineage.FIT_SECONDS].astype(float).tolist()
+    assert len(seconds) == N_ENTITIES and all(0 < value < 5 for value in seconds)
+    for path in _files(oj_data)[:6]:
+        _revise(path)
+    for log in pids.iterdir():
+        log.unlink()
+
+    result = manymodels.retrain(config)
+
+    assert (result.trained, result.failed) == (6, 0)
+    (log,) = pids.iterdir()  # one worker process trained them all
+    # Six challengers, each fit for its backtest window and refit, and six champions scored
+    # on the same window.
+    assert len(log.read_text().split()) == 6 * 3

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from manymodels.data import Partition
-from manymodels.planning import MAX_PARTITIONS_PER_TASK, TASKS_PER_WORKER, plan_batches
+from manymodels.planning import (
+    MAX_PARTITIONS_PER_TASK,
+    MIN_TASK_SECONDS,
+    SECONDS_PER_WORKER,
+    TASKS_PER_WORKER,
+    plan_batches,
+    workers_for,
+)
 
 
 def partitions(sizes) -> list[Partition]:
@@ -121,3 +128,23 @@ def test_plan_is_deterministic(random_sizes):
     first = plan_batches(random_sizes, workers=2, batch_size=7)
     second = plan_batches(list(random_sizes), workers=2, batch_size=7)
     assert [keys_of([b]) for b in first] == [keys_of([b]) for b in second]
+
+
+def test_work_of_unknown_cost_uses_every_worker_and_small_work_fewer():
+    assert workers_for(None, available=4) == 4
+    assert workers_for(0.3, available=4) == 1
+    assert workers_for(SECONDS_PER_WORKER * 2.5, available=4) == 3
+    assert workers_for(10_000.0, available=4) == 4
+
+
+def test_known_small_work_is_not_cut_into_tasks_smaller_than_their_overhead(skewed):
+    # Ten partitions with 0.4 s of fitting between them: two tasks, not ten.
+    small = plan_batches(skewed, workers=1, estimated_seconds=4 * MIN_TASK_SECONDS / 2.5)
+    assert len(small) == 2
+    assert sorted(keys_of(small)) == sorted(p.keys for p in skewed)
+    # Still at least one task per worker, and unknown or large work is split as before.
+    assert len(plan_batches(skewed, workers=3, estimated_seconds=0.01)) == 3
+    assert len(plan_batches(skewed, workers=1)) == len(skewed)
+    assert len(plan_batches(skewed, workers=1, estimated_seconds=1000.0)) == len(skewed)
+    # An explicit batch size wins over the estimate.
+    assert len(plan_batches(skewed, workers=1, batch_size=1, estimated_seconds=0.01)) == 10

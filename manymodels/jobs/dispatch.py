@@ -4,12 +4,15 @@ Partitions whose listing matches their champions' source fingerprints (see
 :mod:`manymodels.tasks.unchanged`) are skipped here, their entities counted as skipped. Only a
 job bundle (``per_job``) that gets any new model still needs them: the new bundle must hold
 every entity, so their champions are carried into it by the workers, still without reading a
-row; a bundle retrain with nothing new registers no bundle at all.
+row; a bundle retrain with nothing new registers no bundle at all. The champions' fit times
+estimate the work left, which sizes the cluster and its tasks (see :mod:`manymodels.planning`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from manymodels import lineage
@@ -20,7 +23,7 @@ from manymodels.outcomes import Champion, EntityResult
 from manymodels.tasks import params_digest
 from manymodels.tasks.unchanged import PartitionKeys, unchanged_partitions
 
-__all__ = ["Dispatch", "plan_dispatch"]
+__all__ = ["Dispatch", "estimated_seconds", "plan_dispatch"]
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,15 @@ class Dispatch:
         skipped: results of the entities skipped on the driver, one per champion.
         unread: the partitions those entities live in.
         carry: per partition, the champions that workers carry into a job bundle unread.
+        estimated_seconds: how long ``todo``'s entities took to train last time, all
+            together; None when any of them has no champion that says.
     """
 
     todo: list[Partition]
     skipped: list[EntityResult] = field(default_factory=list)
     unread: list[PartitionKeys] = field(default_factory=list)
     carry: dict[PartitionKeys, tuple[str, ...]] = field(default_factory=dict)
+    estimated_seconds: float | None = None
 
     def record(self, registrar: Registrar, ledger: Ledger) -> list[dict[str, Any]]:
         """The rows of the skipped entities, written to the ledger as one finished batch."""
@@ -55,6 +61,33 @@ def plan_dispatch(
 
     A training job, a forced retrain or a registry without champions dispatches everything.
     """
+    dispatch = _split(todo, champions, registrar, force)
+    partition_by = registrar.config.data.partition_by
+    return replace(dispatch, estimated_seconds=estimated_seconds(dispatch.todo, champions,
+                                                                 partition_by))  # fmt: skip
+
+
+def estimated_seconds(
+    partitions: Sequence[Partition], champions: Mapping[str, Champion], partition_by: list[str]
+) -> float | None:
+    """The sum of the fit times that the champions of ``partitions`` recorded; None when a
+    partition has no champion with one (new, failed, or trained before fit times were kept)."""
+    if not partitions or not champions:
+        return None
+    by_partition: dict[PartitionKeys, float] = defaultdict(float)
+    for champion in champions.values():
+        seconds = champion.tags.get(lineage.FIT_SECONDS)
+        if seconds:
+            keys = tuple((col, champion.tags.get(col, "")) for col in partition_by)
+            by_partition[keys] += float(seconds)
+    if any(partition.keys not in by_partition for partition in partitions):
+        return None
+    return sum(by_partition[partition.keys] for partition in partitions)
+
+
+def _split(
+    todo: list[Partition], champions: dict[str, Champion], registrar: Registrar, force: bool
+) -> Dispatch:
     if registrar.kind != "retrain" or force or not champions:
         return Dispatch(todo)
     digest = params_digest(registrar.inputs.params, registrar.config)

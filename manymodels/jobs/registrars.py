@@ -313,6 +313,7 @@ def lineage_tags(result: EntityResult, inputs: Inputs, job_id: str, digest: str)
         lineage.HOLDOUT_START: result.holdout_start or "",
         lineage.TRAINED_UNTIL: result.trained_until or "",
         lineage.OBSERVATIONS: str(result.observations),
+        lineage.FIT_SECONDS: f"{result.seconds:.3f}",
         **source_tags(result),
         **{lineage.metric_tag(k): repr(float(v)) for k, v in result.metrics.items()},
         **(selection_tags(result, plan.name) if selection else {}),

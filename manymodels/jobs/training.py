@@ -23,6 +23,7 @@ from manymodels.data import Partition
 from manymodels.engine import (
     PendingCluster,
     cluster_in_background,
+    full_size,
     halves,
     map_batches,
     worker_count,
@@ -33,7 +34,7 @@ from manymodels.guard import failure_from
 from manymodels.inputs import Inputs, validate_inputs
 from manymodels.jobs.backtests import BacktestLog
 from manymodels.jobs.budget import allowed_failures, systematic_failure
-from manymodels.jobs.dispatch import plan_dispatch
+from manymodels.jobs.dispatch import Dispatch, plan_dispatch
 from manymodels.jobs.modes import Registrar, mode_of
 from manymodels.jobs.preload import worker_modules
 from manymodels.jobs.results import TrainResult, failures_table
@@ -41,7 +42,7 @@ from manymodels.ledger import Ledger
 from manymodels.mainguard import require_main_guard
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
-from manymodels.planning import plan_batches
+from manymodels.planning import plan_batches, workers_for
 from manymodels.report import announce_dashboard, progress_bar
 from manymodels.tasks import TrainTask, train_batch
 from manymodels.tracking.runs import JobRun, config_hash, open_job_run
@@ -132,8 +133,11 @@ def _run(
     started = time.perf_counter()
     require_main_guard(config.compute.scheduler is None, f"manymodels.{kind}()")
     inputs = validate_inputs(config)
+    # A retrain starts one worker and adds the others once it knows its work: most scheduled
+    # retrains have little, and each worker process costs a second of CPU to start.
+    start = 1 if kind == "retrain" else None
     with cluster_in_background(config.compute, worker_modules(config),
-                               dashboard=progress) as pending:  # fmt: skip
+                               dashboard=progress, start=start) as pending:  # fmt: skip
         session = open_tracking(config)
         # The cluster is usually up by now; an unreachable scheduler must fail here, before a
         # job run exists that the next command would take for an interrupted job. A retrain on
@@ -165,7 +169,7 @@ def _run(
         )  # fmt: skip
         rows.extend(dispatch.record(registrar, ledger))
         try:
-            stopped_early = _train_partitions(dispatch.todo, inputs, task, registrar, ledger,
+            stopped_early = _train_partitions(dispatch, inputs, task, registrar, ledger,
                                               backtests, rows, progress, pending)  # fmt: skip
         except BaseException:
             # Interrupted or broken: leave the run resumable by the next run of the same command.
@@ -180,16 +184,18 @@ def _run(
 
 
 def _train_partitions(
-    todo: list[Partition], inputs: Inputs, task: TrainTask, registrar: Registrar,
+    dispatch: Dispatch, inputs: Inputs, task: TrainTask, registrar: Registrar,
     ledger: Ledger, backtests: BacktestLog, rows: list[dict[str, Any]], progress: bool,
     pending: PendingCluster,
 ) -> bool:  # fmt: skip
-    config = inputs.config
+    config, todo, estimate = inputs.config, dispatch.todo, dispatch.estimated_seconds
     if not todo:
         return False
-    client = pending.client()
+    workers = workers_for(estimate, full_size(config.compute))
+    client = pending.client(workers=workers)
     announce_dashboard(client, progress)
-    batches = plan_batches(todo, worker_count(client), config.compute.batch_size)
+    threads = max(worker_count(client), workers * config.compute.threads_per_worker)
+    batches = plan_batches(todo, threads, config.compute.batch_size, estimate)
     name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
     with progress_bar(registrar.kind, len(todo), progress) as bar:
         outcomes = map_batches(client, train_batch, batches, task, name=name, split=halves)

@@ -22,7 +22,7 @@ __all__ = ["ModelDetails", "entity_rows", "list_models", "show_model", "version_
 _METRIC_PREFIX = lineage.metric_tag("")
 # Tags that hold numbers; the others stay text even when they look like one (a hex digest).
 _NUMERIC_TAGS = (_METRIC_PREFIX, lineage.coverage_tag(""), f"{lineage.TAG_PREFIX}margin.",
-                 lineage.OBSERVATIONS, lineage.BACKTEST_WINDOWS)  # fmt: skip
+                 lineage.OBSERVATIONS, lineage.BACKTEST_WINDOWS, lineage.FIT_SECONDS)  # fmt: skip
 
 
 def list_models(
