@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -114,6 +116,43 @@ def test_retrain_bundle_skips_unchanged_and_registers_no_new_bundle(bundle_confi
     assert set(result.entities["model_version"]) == {1}
     assert len(read_manifest(versions[1].source)) == N_ENTITIES
     assert manymodels.forecast(config).forecast == N_ENTITIES
+
+
+def test_a_retrain_copies_the_old_shards_of_unchanged_entities_whole(
+    bundle_config, registry_of, oj_data
+):
+    from manymodels.artifacts.bundle import read_manifest
+    from manymodels.artifacts.locations import local_path
+
+    config = bundle_config()  # batch_size 5: three shards of the twelve entities
+    manymodels.train(config)
+    changed = sorted(oj_data.glob("store=*/brand=*/*.parquet"))[0]
+    frame = pd.read_parquet(changed)
+    frame.assign(sales=frame["sales"] * 1.5).to_parquet(changed, index=False)
+
+    result = manymodels.retrain(config)
+
+    assert (result.trained, result.skipped_unread) == (1, N_ENTITIES - 1)
+    versions = {ref.version: ref for ref in registry_of(config).versions()}
+    old, new = (read_manifest(versions[v].source).set_index("model_name") for v in (1, 2))
+    # Every old shard holds a kept champion, so each was copied byte for byte, not re-pickled.
+    shard_files = {v: {path.name: path.read_bytes() for path in
+                       Path(local_path(versions[v].source)).rglob("*.pkl")} for v in (1, 2)}  # fmt: skip
+    assert len(shard_files[1]) == 3
+    assert set(shard_files[1].values()) <= set(shard_files[2].values())
+    # The unchanged entities' models answer exactly as before; the changed one is new.
+    entities = old.reset_index()[["store", "brand"]]
+    before = mlflow.pyfunc.load_model("models:/oj.bundle/1").predict(entities)
+    after = mlflow.pyfunc.load_model("models:/oj.bundle/2").predict(entities)
+    # (The retrained entity's challenger may have lost: then its champion is kept too.)
+    kept = int((new.loc[old.index, "manymodels.job_id"] == old["manymodels.job_id"]).sum())
+    assert kept == N_ENTITIES - len(result.promoted) >= N_ENTITIES - 1
+    both = before.merge(after, on=["store", "brand", "week"], suffixes=("_before", "_after"))
+    assert len(both) == N_ENTITIES * config.horizon
+    same = (both["prediction_before"] == both["prediction_after"]).groupby(
+        [both["store"], both["brand"]]
+    ).all()  # fmt: skip
+    assert same.sum() == kept
 
 
 def test_bundle_forecast_batches_stay_within_a_shard_and_the_batch_size():

@@ -297,3 +297,28 @@ def test_a_retrain_with_little_work_runs_in_one_task_on_one_worker(
     # Six challengers, each fit for its backtest window and refit, and six champions scored
     # on the same window.
     assert len(log.read_text().split()) == 6 * 3
+
+
+def test_carried_partitions_travel_by_whole_old_shards_after_those_to_train(monkeypatch):
+    from manymodels.data import Partition
+    from manymodels.jobs import dispatch as planning
+    from manymodels.outcomes import Champion
+
+    partitions = [Partition((("store", str(i)),), (f"store={i}/f.parquet",), 10 + i)
+                  for i in range(7)]  # fmt: skip
+    # Stores 0-5 are unchanged, their champions in three old shards; store 6 changed.
+    champions = {f"m{i}": Champion(1, f"file:///old/shards/{i // 2}.pkl#m{i}", {"store": str(i)})
+                 for i in range(7)}  # fmt: skip
+    carry = {partitions[i].keys: (f"m{i}",) for i in range(6)}
+    dispatch = planning.Dispatch(partitions, carry=carry)
+
+    assert dispatch.to_train == [partitions[6]]
+    tasks = dispatch.tasks(champions, workers=2)
+    assert tasks[0] == [partitions[6]]
+    assert sorted(p.keys for task in tasks[1:] for p in task) == sorted(carry)
+    # A task takes old shards whole, up to CARRIED_PER_TASK partitions.
+    assert len(tasks) == 2
+    monkeypatch.setattr(planning, "CARRIED_PER_TASK", 3)
+    by_task = [{int(p.key_dict["store"]) // 2 for p in task}
+               for task in dispatch.tasks(champions, workers=2)[1:]]  # fmt: skip
+    assert by_task == [{0}, {1}, {2}]

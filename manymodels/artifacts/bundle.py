@@ -3,7 +3,9 @@
 For 100,000 entities, one registered model per entity costs more in registry writes than in
 training. A bundle is one registered version per job, named ``<prefix>.bundle``: an MLflow
 pyfunc model whose data folder holds a manifest (keys, model name, lineage, metrics, shard) and
-the shards that tasks wrote, each a pickle of a batch's entity models. It loads with
+the shards that tasks wrote, each a pickle of a batch's entity models (or, in a retrain, a copy
+of an earlier bundle's shard whose champions it keeps; members it no longer names are left in
+it unread). It loads with
 ``mlflow.pyfunc.load_model`` and forecasts any subset of entities: the input names entities by
 their key columns (one row per entity forecasts the next ``horizon`` periods, or rows with the
 time column forecast those periods).
@@ -24,11 +26,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import cloudpickle
 import pandas as pd
@@ -48,6 +51,7 @@ __all__ = [
     "SHARDS_DIR",
     "PyfuncBundle",
     "bundle_name",
+    "copy_shard",
     "read_manifest",
     "read_shard",
     "write_bundle",
@@ -72,6 +76,18 @@ def bundle_name(prefix: str) -> str:
 
 def write_shard(path: str, models: Mapping[str, Any]) -> None:
     """Pickle a batch's models into one shard file, which appears whole or not at all."""
+    with _whole_file(path) as stream:
+        cloudpickle.dump(dict(models), stream)
+
+
+def copy_shard(source: str, path: str) -> None:
+    """Copy an earlier bundle's shard file, which appears whole or not at all."""
+    with _whole_file(path) as stream, open(source, "rb") as original:
+        shutil.copyfileobj(original, stream)
+
+
+@contextlib.contextmanager
+def _whole_file(path: str) -> Iterator[BinaryIO]:
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     # A unique name opened with open() (not mkstemp) keeps the umask's permissions, so a
@@ -79,7 +95,7 @@ def write_shard(path: str, models: Mapping[str, Any]) -> None:
     partial = os.path.join(folder, f".partial-{uuid.uuid4().hex}")
     try:
         with open(partial, "xb") as stream:
-            cloudpickle.dump(dict(models), stream)
+            yield stream
         os.replace(partial, path)
     except BaseException:
         with contextlib.suppress(OSError):

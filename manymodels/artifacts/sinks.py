@@ -19,8 +19,8 @@ import tempfile
 import uuid
 from typing import TYPE_CHECKING
 
-from manymodels.artifacts.bundle import SHARDS_DIR, write_shard
-from manymodels.artifacts.locations import local_path, upload_dir
+from manymodels.artifacts.bundle import SHARDS_DIR, copy_shard, write_shard
+from manymodels.artifacts.locations import local_file, local_path, upload_dir
 from manymodels.entity_model import EntityModel
 
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ def _move_into_place(folder: str, final: str) -> None:
 
 
 class Shard:
-    """Collects a batch's models into one pickled shard of the job bundle."""
+    """Collects a batch's models into one pickled shard of the job bundle, or copies shards of
+    an earlier bundle whole (see :meth:`copy`)."""
 
     carries_champions = True
 
@@ -101,24 +102,48 @@ class Shard:
         self.artifact_uri, self.file_name = artifact_uri, file_name
         self.tracking_uri = tracking_uri
         self._models: dict[str, EntityModel] = {}
+        self.copies: dict[str, str] = {}  # an earlier bundle's shard URI: its copy's file name
 
     def add(self, slug: str, model: EntityModel) -> str:
         """Add one model; returns its location relative to the run's artifact root."""
+        if self.copies:
+            raise ValueError("a task that copies shards of an earlier bundle writes no other")
         self._models[slug] = model
         return f"{SHARDS_DIR}/{self.file_name}#{slug}"
 
+    def copy(self, shard_uri: str) -> None:
+        """Copy a shard of an earlier bundle byte for byte, for a batch whose entities all keep
+        the champions that the shard holds: nothing is unpickled or pickled again. Members of
+        it that the new manifest does not name are never read."""
+        stem = self.file_name.removesuffix(".pkl")
+        digest = hashlib.sha256(shard_uri.encode("utf-8")).hexdigest()[:12]
+        self.copies[shard_uri] = f"{stem}-{digest}.pkl"
+
+    def copied(self, location: str) -> str | None:
+        """Where the model at an earlier bundle's ``location`` is in this task's copies,
+        relative to the run's artifact root; None when its shard is not copied."""
+        shard_uri, _, member = location.partition("#")
+        name = self.copies.get(shard_uri)
+        return None if name is None else f"{SHARDS_DIR}/{name}#{member}"
+
     def upload(self) -> None:
-        if not self._models:
+        if not self._models and not self.copies:
             return
         local_root = local_path(self.artifact_uri)
         if local_root is not None:
             # A local artifact store needs no MLflow round trip (nor MLflow imported on the
-            # worker): the shard is written in place, whole or not at all.
-            write_shard(os.path.join(local_root, SHARDS_DIR, self.file_name), self._models)
+            # worker): each shard is written in place, whole or not at all.
+            self._write(os.path.join(local_root, SHARDS_DIR))
             return
         with tempfile.TemporaryDirectory(prefix="manymodels-") as staging:
-            write_shard(os.path.join(staging, self.file_name), self._models)
+            self._write(staging)
             upload_dir(self.artifact_uri, staging, SHARDS_DIR, self.tracking_uri)
+
+    def _write(self, folder: str) -> None:
+        if self._models:
+            write_shard(os.path.join(folder, self.file_name), self._models)
+        for shard_uri, name in self.copies.items():
+            copy_shard(local_file(shard_uri, self.tracking_uri), os.path.join(folder, name))
 
     def close(self) -> None:
         self._models.clear()

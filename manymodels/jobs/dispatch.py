@@ -20,10 +20,14 @@ from manymodels.data import Partition
 from manymodels.jobs.modes import Registrar
 from manymodels.ledger import Ledger
 from manymodels.outcomes import Champion, EntityResult
+from manymodels.planning import plan_batches
 from manymodels.tasks import params_digest
 from manymodels.tasks.unchanged import PartitionKeys, unchanged_partitions
 
-__all__ = ["Dispatch", "estimated_seconds", "plan_dispatch"]
+__all__ = ["CARRIED_PER_TASK", "Dispatch", "estimated_seconds", "plan_dispatch"]
+
+# Carrying copies files and returns small results: a task takes many old shards' partitions.
+CARRIED_PER_TASK = 1000
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,8 @@ class Dispatch:
         skipped: results of the entities skipped on the driver, one per champion.
         unread: the partitions those entities live in.
         carry: per partition, the champions that workers carry into a job bundle unread.
-        estimated_seconds: how long ``todo``'s entities took to train last time, all
-            together; None when any of them has no champion that says.
+        estimated_seconds: how long the entities to train took to train last time, all
+            together (carried ones aside); None when any of them has no champion that says.
     """
 
     todo: list[Partition]
@@ -53,6 +57,33 @@ class Dispatch:
         ledger.append(self.unread, rows)
         return rows
 
+    @property
+    def to_train(self) -> list[Partition]:
+        """The partitions whose entities the workers train (the others are carried)."""
+        return [partition for partition in self.todo if partition.keys not in self.carry]
+
+    def tasks(
+        self, champions: Mapping[str, Champion], workers: int, batch_size: int | None = None
+    ) -> list[list[Partition]]:
+        """The partitions as Dask tasks, heaviest first: those to train balanced by size (see
+        :func:`~manymodels.planning.plan_batches`), then those carried, by whole shards of
+        the old bundle, which a task copies without reading the models in them. Carried
+        partitions mixed into training tasks made every task load a piece of every old shard.
+        """
+        by_shard: dict[str, list[Partition]] = defaultdict(list)
+        for partition in self.todo:
+            names = self.carry.get(partition.keys)
+            if names:
+                by_shard[champions[names[0]].location.partition("#")[0]].append(partition)
+        carried: list[list[Partition]] = []
+        for group in by_shard.values():
+            if carried and len(carried[-1]) + len(group) <= CARRIED_PER_TASK:
+                carried[-1].extend(group)
+            else:
+                carried.append(list(group))
+        trained = plan_batches(self.to_train, workers, batch_size, self.estimated_seconds)
+        return trained + carried
+
 
 def plan_dispatch(
     todo: list[Partition], champions: dict[str, Champion], registrar: Registrar, force: bool
@@ -63,8 +94,8 @@ def plan_dispatch(
     """
     dispatch = _split(todo, champions, registrar, force)
     partition_by = registrar.config.data.partition_by
-    return replace(dispatch, estimated_seconds=estimated_seconds(dispatch.todo, champions,
-                                                                 partition_by))  # fmt: skip
+    estimate = estimated_seconds(dispatch.to_train, champions, partition_by)
+    return replace(dispatch, estimated_seconds=estimate)
 
 
 def estimated_seconds(

@@ -42,7 +42,7 @@ from manymodels.ledger import Ledger
 from manymodels.mainguard import require_main_guard
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult
-from manymodels.planning import plan_batches, workers_for
+from manymodels.planning import workers_for
 from manymodels.report import announce_dashboard, progress_bar
 from manymodels.tasks import TrainTask, train_batch
 from manymodels.tracking.runs import JobRun, config_hash, open_job_run
@@ -195,7 +195,7 @@ def _train_partitions(
     client = pending.client(workers=workers)
     announce_dashboard(client, progress)
     threads = max(worker_count(client), workers * config.compute.threads_per_worker)
-    batches = plan_batches(todo, threads, config.compute.batch_size, estimate)
+    batches = dispatch.tasks(task.champions, threads, config.compute.batch_size)
     name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
     with progress_bar(registrar.kind, len(todo), progress) as bar:
         outcomes = map_batches(client, train_batch, batches, task, name=name, split=halves)

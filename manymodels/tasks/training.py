@@ -73,6 +73,9 @@ def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResu
     loader = ModelLoader(task.tracking_uri)
     results: list[EntityResult] = []
     to_read = [partition for partition in partitions if partition.keys not in task.carry]
+    if isinstance(sink, Shard):
+        for shard_uri in _old_shards(partitions, task):
+            sink.copy(shard_uri)
     try:
         for keys, frame, failure in iter_entities(to_read, config):
             name = model_name(config.tracking.model_prefix, keys)
@@ -220,8 +223,23 @@ def _keep_champion(
     result: EntityResult, slug: str, champion: Champion, sink: EntityFolders | Shard,
     loader: ModelLoader,
 ) -> None:  # fmt: skip
-    result.artifact_path = sink.add(slug, loader.load(champion.location))
+    copied = sink.copied(champion.location) if isinstance(sink, Shard) else None
+    result.artifact_path = copied or sink.add(slug, loader.load(champion.location))
     result.kept = "champion"
+
+
+def _old_shards(partitions: list[Partition], task: TrainTask) -> list[str]:
+    """The shards of the old bundle that hold the champions of ``partitions`` when every one
+    of them is carried (the driver plans such tasks: see
+    :meth:`manymodels.jobs.dispatch.Dispatch.tasks`); else none, and champions are loaded
+    and written again one by one."""
+    shards: set[str] = set()
+    for partition in partitions:
+        names = task.carry.get(partition.keys)
+        if not names:
+            return []
+        shards.update(task.champions[name].location.partition("#")[0] for name in names)
+    return sorted(shards)
 
 
 def _unchanged(champion: Champion, fingerprint: str, task: TrainTask) -> bool:
