@@ -173,10 +173,10 @@ def test_worker_killed_mid_job_still_one_version_each(tmp_path, forty):
 
 
 def test_task_delivered_twice_registers_once(make_config, registry_of, monkeypatch):
-    import manymodels.jobs.training as train_module
+    from manymodels.jobs.dispatch import Dispatch
 
-    planned = train_module.plan_batches
-    monkeypatch.setattr(train_module, "plan_batches", lambda *a, **k: planned(*a, **k) * 2)
+    planned = Dispatch.tasks
+    monkeypatch.setattr(Dispatch, "tasks", lambda self, *a, **k: planned(self, *a, **k) * 2)
     config = make_config()
     result = manymodels.train(config)
     versions = registry_of(config).versions()
