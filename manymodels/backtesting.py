@@ -18,6 +18,7 @@ import pandas as pd
 
 from manymodels.entity_model import checked_predictions
 from manymodels.errors import EntityError
+from manymodels.floors import NonNegative, floor_for, floored
 from manymodels.metrics import METRICS, mase_scale, metrics_with_scale
 from manymodels.templates import Template, TrainContext
 
@@ -103,8 +104,10 @@ def run_backtest(
     context: TrainContext,
     windows: Windows,
     future_cols: list[str],
+    non_negative: NonNegative = False,
 ) -> Backtest:
-    """Fit ``candidate`` at every cutoff of ``windows`` and score its forecasts.
+    """Fit ``candidate`` at every cutoff of ``windows`` and score its forecasts, floored as
+    ``non_negative`` says (see :mod:`manymodels.floors`).
 
     Raises:
         EntityError: the template broke its contract (None model, wrong predictions).
@@ -124,7 +127,7 @@ def run_backtest(
         predicted = checked_predictions(
             template.predict(model, train_part, future, context), len(future)
         )
-        rows.append(predicted)
+        rows.append(floored(predicted, floor_for(train_part, context.target_col, non_negative)))
     predictions = np.vstack(rows) if rows else np.empty((0, windows.length))
     values = history[context.target_col].to_numpy(dtype=float)
     per_window = score_windows(predictions, values, observed, windows, context.season_length)

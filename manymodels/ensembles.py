@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from manymodels.floors import NonNegative, floor_for, floored
 from manymodels.templates import TrainContext
 
 __all__ = ["Ensemble", "Member", "predict", "update"]
@@ -33,9 +34,11 @@ class Member:
 
 @dataclass
 class Ensemble:
-    """Fitted candidates whose forecasts are averaged."""
+    """Fitted candidates whose forecasts are averaged, each floored first as ``non_negative``
+    says (as their backtests were: see :mod:`manymodels.floors`)."""
 
     members: list[Member]
+    non_negative: NonNegative = False
 
     @property
     def names(self) -> list[str]:
@@ -46,10 +49,12 @@ def predict(
     model: Ensemble, history: pd.DataFrame, future: pd.DataFrame, context: TrainContext
 ) -> np.ndarray:
     """The mean of the members' forecasts of ``future``."""
+    floor = floor_for(history, context.target_col, model.non_negative)
     forecasts = [
-        np.asarray(member.predict_fn(member.model, history, future, member.context), dtype=float)
+        floored(np.asarray(member.predict_fn(member.model, history, future, member.context),
+                           dtype=float), floor)
         for member in model.members
-    ]
+    ]  # fmt: skip
     return np.mean(forecasts, axis=0)
 
 
@@ -68,4 +73,4 @@ def update(model: Ensemble, history: pd.DataFrame, context: TrainContext) -> Ens
         else:
             raise ValueError(f"member {member.name!r} was saved without its train function")
         members.append(replace(member, model=fitted))
-    return Ensemble(members)
+    return Ensemble(members, model.non_negative)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from manymodels.errors import EntityError
+from manymodels.floors import NonNegative, floor_for, floored
 from manymodels.intervals import ConformalScores, interval_columns
 from manymodels.templates import TrainContext
 from manymodels.timeseries import future_frame
@@ -42,6 +43,9 @@ class EntityModel:
         train_fn: the template's ``train`` (none for models saved before refits existed).
         update_fn: the template's ``update``, which fits the same specification again (none
             where the template chooses no specification: ``train`` is then the refit).
+        non_negative: ``data.non_negative`` as of training: whether forecasts and interval
+            bounds are floored at zero (see :mod:`manymodels.floors`; never for models saved
+            before it existed).
     """
 
     template: str
@@ -53,6 +57,7 @@ class EntityModel:
     levels: tuple[float, ...] = ()
     train_fn: Callable[..., Any] | None = None
     update_fn: Callable[..., Any] | None = None
+    non_negative: NonNegative = False
 
     @property
     def can_refit(self) -> bool:
@@ -113,10 +118,13 @@ class EntityModel:
                 history, empty, ctx.time_col, list(ctx.exog_cols), ctx.freq, horizon or ctx.horizon
             )
         values = checked_predictions(self.predict_fn(self.model, history, future, ctx), len(future))
+        floor = floor_for(history, ctx.target_col, self.non_negative)
+        values = floored(values, floor)
         columns = {ctx.time_col: future[ctx.time_col].to_numpy(), PREDICTION_COL: values}
         levels = self.levels if levels is None else levels
         if self.intervals is not None and levels:
-            columns.update(interval_columns(values, self.intervals, levels))
+            bounds = interval_columns(values, self.intervals, levels)
+            columns.update({name: floored(bound, floor) for name, bound in bounds.items()})
         return pd.DataFrame(columns)
 
 

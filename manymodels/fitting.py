@@ -33,6 +33,7 @@ from manymodels.backtesting import (
 from manymodels.ensembles import Ensemble, Member
 from manymodels.entity_model import EntityModel
 from manymodels.errors import EntityError
+from manymodels.floors import NonNegative
 from manymodels.intervals import coverage, fit_scores
 from manymodels.selection import COMBINATION, choose, combination, selection_metric
 from manymodels.templates import Template, TrainContext, load_template
@@ -73,6 +74,7 @@ class FitSpec:
     fallback: str | None = "naive"
     keep_predictions: bool = True
     combine: int = 1
+    non_negative: NonNegative = False
 
     @classmethod
     def for_template(cls, template: Template, params: Mapping[str, Any], **fields: Any) -> FitSpec:
@@ -237,7 +239,7 @@ def _backtest_all(
         try:
             results[candidate.name] = run_backtest(
                 candidate, series.history, series.observed, _with_params(context, candidate),
-                windows, columns,
+                windows, columns, spec.non_negative,
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one candidate's failure is recorded
             if len(candidates) == 1:
@@ -258,7 +260,8 @@ def _baseline(
     candidate = Candidate(BASELINE, load_template(BASELINE), {"season_length": None})
     try:
         return run_backtest(candidate, series.history, series.observed,
-                            _with_params(context, candidate), windows, [spec.time_col])  # fmt: skip
+                            _with_params(context, candidate), windows, [spec.time_col],
+                            spec.non_negative)  # fmt: skip
     except Exception:  # noqa: BLE001 - the baseline is a reference, never a reason to fail
         return None
 
@@ -271,9 +274,11 @@ def _final_ensemble(
               for member in members]  # fmt: skip
     ensemble = Ensemble([Member(member.name, model.predict_fn, model.model, model.context,
                                 model.train_fn, model.update_fn)
-                         for member, model in zip(members, fitted, strict=True)])  # fmt: skip
+                         for member, model in zip(members, fitted, strict=True)],
+                        non_negative=spec.non_negative)  # fmt: skip
     return EntityModel(COMBINATION, ensembles.predict, ensemble, context, fitted[0].history,
-                       levels=spec.levels, update_fn=ensembles.update)  # fmt: skip
+                       levels=spec.levels, update_fn=ensembles.update,
+                       non_negative=spec.non_negative)  # fmt: skip
 
 
 def _final_model(
@@ -293,7 +298,8 @@ def _final_model(
         raise EntityError("train() returned None; it must return the fitted model")
     return EntityModel(template.name, template.predict, fitted, ctx,
                        fitted_on.reset_index(drop=True), levels=spec.levels,
-                       train_fn=template.train, update_fn=template.update_fn)  # fmt: skip
+                       train_fn=template.train, update_fn=template.update_fn,
+                       non_negative=spec.non_negative)  # fmt: skip
 
 
 def _table(

@@ -103,9 +103,12 @@ def test_filled_values_are_never_scored():
     # Gaps inside the last window only: the forecasts do not depend on how they are filled.
     gappy = frame.drop(index=[53, 54, 57]).reset_index(drop=True)
     model = {"template": "naive"}
-    filled = {fill: fit_entity(gappy, KEYS, _with_fill(spec_for("W-SUN", 8, model, windows=1),
-                                                       fill))  # fmt: skip
-              for fill in ("interpolate", "zero")}
+    filled = {
+        fill: fit_entity(
+            gappy, KEYS, _with_fill(spec_for("W-SUN", 8, model, windows=1), fill)
+        )  # fmt: skip
+        for fill in ("interpolate", "zero")
+    }
     assert filled["interpolate"].metrics == pytest.approx(filled["zero"].metrics)
     expected = np.abs(values[[52, 55, 56, 58, 59]] - values[51]).mean()
     assert filled["zero"].metrics["mae"] == pytest.approx(expected)
@@ -205,12 +208,18 @@ def test_a_failing_candidate_drops_out_alone(tmp_path, rng):
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ({"candidates": [{"template": "naive"}, {"template": "prophet"}]},
-         r"^model\.candidates\[1\] \(prophet\): model\.template: 'prophet' is not a built-in"),
-        ({"candidates": [{"template": "auto_ets", "params": {"model": "XYZ"}}]},
-         r"^model\.candidates\[0\] \(auto_ets\): model\.params\.model: invalid value 'XYZ'"),
-        ({"template": "naive", "candidates": [{"template": "naive"}]},
-         r"^model\.candidates: candidates compete only with model\.template: auto"),
+        (
+            {"candidates": [{"template": "naive"}, {"template": "prophet"}]},
+            r"^model\.candidates\[1\] \(prophet\): model\.template: 'prophet' is not a built-in",
+        ),
+        (
+            {"candidates": [{"template": "auto_ets", "params": {"model": "XYZ"}}]},
+            r"^model\.candidates\[0\] \(auto_ets\): model\.params\.model: invalid value 'XYZ'",
+        ),
+        (
+            {"template": "naive", "candidates": [{"template": "naive"}]},
+            r"^model\.candidates: candidates compete only with model\.template: auto",
+        ),
         ({"params": {"lags": 3}}, r"^model\.params: with model\.template: auto, parameters"),
         ({"fallback": "my.py"}, r"^model\.fallback: 'my.py' must be a built-in template"),
     ],
@@ -274,3 +283,53 @@ def test_combination_of_the_best_is_kept_only_where_it_backtests_better(tmp_path
                                                              candidates[0]], "combine": 2}))  # fmt: skip
     # naive alone beats its mean with a forecast that is 5 too high: the single best stays.
     assert single.winner == "naive"
+
+
+def _non_negative_spec(non_negative, template: str = "theta"):
+    config = config_from_dict({
+        "horizon": 12, "model": {"template": template},
+        "data": {"path": "unused", "partition_by": ["id"], "time_col": "t", "target_col": "y",
+                 "freq": "MS", "non_negative": non_negative},
+    })  # fmt: skip
+    return fit_spec(config, plan_models(config.model))
+
+
+def test_a_series_that_runs_down_to_zero_is_forecast_at_zero_not_below(rng):
+    # Sales that fall to nothing: a trend carried on goes negative, in the backtest too.
+    values = np.maximum(60 - 1.4 * np.arange(60) + rng.normal(0, 1, 60), 0)
+    unfloored = fit_entity(series(values, "MS"), KEYS, _non_negative_spec(False))
+    assert unfloored.model.forecast()["lo-80"].min() < 0
+    assert unfloored.backtest["prediction"].min() < 0
+
+    for template in ("theta", "auto"):
+        fit = fit_entity(series(values, "MS"), KEYS, _non_negative_spec("auto", template))
+        forecast = fit.model.forecast()
+        bounds = forecast[[col for col in forecast if col.startswith(("lo-", "hi-"))]]
+        assert (forecast["prediction"] >= 0).all() and (bounds.to_numpy() >= 0).all()
+        # What chose and judged the model was floored the same way as what it serves.
+        assert (fit.backtest["prediction"] >= 0).all()
+        assert fit.metrics["mae"] <= unfloored.metrics["mae"] or template == "auto"
+
+
+def test_auto_leaves_a_target_that_goes_negative_alone_and_true_floors_it(rng):
+    values = 30 - 1.4 * np.arange(60) + rng.normal(0, 1, 60)  # a balance that turns negative
+    free = fit_entity(series(values, "MS"), KEYS, _non_negative_spec("auto"))
+    assert free.model.forecast()["prediction"].max() < 0
+    forced = fit_entity(series(values, "MS"), KEYS, _non_negative_spec(True))
+    assert (forced.model.forecast()["prediction"] == 0).all()
+
+
+def test_a_combination_floors_each_member_as_their_backtests_were():
+    from manymodels.ensembles import Ensemble, Member, predict
+    from manymodels.templates import TrainContext
+
+    context = TrainContext({"id": "1"}, {}, "t", "y", (), "MS", 2, 12)
+    history = series([3.0, 1.0, 0.0], "MS")
+    members = [Member("down", lambda model, h, f, c: np.full(len(f), model), -4.0, context),
+               Member("up", lambda model, h, f, c: np.full(len(f), model), 2.0, context)]  # fmt: skip
+    future = pd.DataFrame({"t": pd.date_range("2015-04-01", periods=2, freq="MS")})
+    assert predict(Ensemble(members, non_negative="auto"), history, future, context).tolist() == [
+        1,
+        1,
+    ]
+    assert predict(Ensemble(members), history, future, context).tolist() == [-1, -1]

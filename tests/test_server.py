@@ -102,7 +102,7 @@ def test_per_entity_models_over_rest(server_config, registry_of):
     assert len(loaded.predict(pd.DataFrame())) == config.horizon
 
 
-def test_bundle_over_rest(server_config, registry_of):
+def test_bundle_over_rest(server_config, registry_of, oj_data):
     config = server_config("restjob", registration="per_job")
     assert manymodels.train(config).trained == N_ENTITIES
     retrained = manymodels.retrain(config, force=True, new_versions=True)
@@ -115,3 +115,15 @@ def test_bundle_over_rest(server_config, registry_of):
     bundle = mlflow.pyfunc.load_model("models:/restjob.bundle@champion")
     predicted = bundle.predict(pd.DataFrame({"store": ["3"], "brand": ["dominicks"]}))
     assert len(predicted) == config.horizon
+
+    # One partition changed: the others' champions are carried into the new bundle by copying
+    # their shards through the server's artifact store.
+    changed = sorted(oj_data.glob("store=*/brand=*/*.parquet"))[0]
+    frame = pd.read_parquet(changed)
+    frame.assign(sales=frame["sales"] * 1.5).to_parquet(changed, index=False)
+    third = manymodels.retrain(config)
+    assert (third.trained, third.skipped_unread, third.failed) == (1, N_ENTITIES - 1, 0)
+    assert registry_of(config).models()["restjob.bundle"].aliases == {"champion": 3}
+    everyone = pd.read_parquet(manymodels.forecast(config).output)
+    assert len(everyone) == N_ENTITIES * config.horizon
+    assert set(everyone["model_version"]) == {3}

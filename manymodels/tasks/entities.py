@@ -41,6 +41,7 @@ def fit_spec(config: Config, plan: ModelPlan) -> FitSpec:
         fallback=plan.fallback,
         keep_predictions=evaluation.keep_predictions,
         combine=config.model.combine,
+        non_negative=data.non_negative,
     )
 
 
