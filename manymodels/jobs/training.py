@@ -194,7 +194,9 @@ def _train_partitions(
     workers = workers_for(estimate, full_size(config.compute))
     client = pending.client(workers=workers)
     announce_dashboard(client, progress)
-    threads = max(worker_count(client), workers * config.compute.threads_per_worker)
+    # A local cluster's new workers are still starting: plan for the threads it will have.
+    threads = (worker_count(client) if config.compute.scheduler
+               else max(worker_count(client), workers * config.compute.threads_per_worker))  # fmt: skip
     batches = dispatch.tasks(task.champions, threads, config.compute.batch_size)
     name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
     with progress_bar(registrar.kind, len(todo), progress) as bar:
