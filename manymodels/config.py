@@ -114,7 +114,7 @@ class DataConfig(_Section):
         description="a forecast period without its exogenous values: an error, or the last "
         "observed values carried forward",
     )
-    non_negative: bool | Literal["auto"] = Field(
+    non_negative: Literal["auto", True, False] = Field(
         default="auto",
         description="floor forecasts and interval bounds at zero: auto (for entities whose "
         "observed target is never negative), true (all), false (none)",
