@@ -187,7 +187,7 @@ def test_misspelt_required_key_is_reported_as_the_typo():
 def test_unknown_nested_key_lists_the_valid_keys_of_its_section():
     with pytest.raises(ConfigError) as caught:
         config_from_dict(minimal_dict(data={"time_column": "week"}))
-    assert "Valid keys under 'data': exog_cols, fill_missing, freq, future_exog, id_cols, partition_by" in str(
+    assert "Valid keys under 'data': exog_cols, fill_missing, freq, future_exog, id_cols, non_negative, partition_by" in str(
         caught.value
     )
 
