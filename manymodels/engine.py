@@ -292,7 +292,10 @@ class PendingCluster:
             raise self._error
         assert self._client is not None
         if workers is not None and self._full_size is not None:
-            _grow(self._client, min(workers, self._full_size))
+            local = self._client.cluster
+            wanted = min(workers, self._full_size)
+            if wanted > len(local.worker_spec):
+                local.scale(wanted)
         return self._client
 
     def release(self) -> None:
@@ -342,12 +345,6 @@ _SHUTTING_DOWN: set[threading.Thread] = set()
 def _finish_shutdowns() -> None:
     for thread in list(_SHUTTING_DOWN):
         thread.join(timeout=60)
-
-
-def _grow(client: Client, workers: int) -> None:
-    local = client.cluster
-    if isinstance(local, LocalCluster) and workers > len(local.worker_spec):
-        local.scale(workers)
 
 
 def worker_count(client: Client) -> int:

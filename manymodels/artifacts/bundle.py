@@ -54,6 +54,7 @@ __all__ = [
     "copy_shard",
     "read_manifest",
     "read_shard",
+    "split_location",
     "write_bundle",
     "write_shard",
 ]
@@ -72,6 +73,13 @@ _DATA_PREFIX = f"{BUNDLE_DIR}/data/{BUNDLE_DATA}/"
 def bundle_name(prefix: str) -> str:
     """The registered name of a job bundle (never an entity's name: those contain ``=``)."""
     return f"{prefix}.bundle"
+
+
+def split_location(location: str) -> tuple[str, str]:
+    """A model's location split into its shard and its member (``<shard>#<entity slug>``); the
+    member is empty for the location of a model folder."""
+    shard, _, member = location.partition("#")
+    return shard, member
 
 
 def write_shard(path: str, models: Mapping[str, Any]) -> None:
@@ -202,7 +210,7 @@ class PyfuncBundle:
             raise KeyError(
                 f"no model for {dict(zip(self.key_cols, entity, strict=True))} in this bundle"
             )
-        shard, _, member = location.partition("#")
+        shard, member = split_location(location)
         if shard not in self._shards:
             self._shards[shard] = read_shard(os.path.join(self.data_dir, shard))
         return self._shards[shard][member]

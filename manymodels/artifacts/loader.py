@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from manymodels.artifacts.bundle import read_shard
+from manymodels.artifacts.bundle import read_shard, split_location
 from manymodels.artifacts.locations import local_file
 from manymodels.entity_model import EntityModel
 
@@ -24,7 +24,7 @@ class ModelLoader:
 
     def load(self, location: str) -> EntityModel:
         """The :class:`EntityModel` at a location (folder URI, or ``shard-uri#member``)."""
-        uri, _, member = location.partition("#")
+        uri, member = split_location(location)
         if member:
             if uri not in self._shards:
                 self._shards[uri] = read_shard(local_file(uri, self.tracking_uri))

@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from typing import TYPE_CHECKING
 
-from manymodels.artifacts.bundle import SHARDS_DIR, copy_shard, write_shard
+from manymodels.artifacts.bundle import SHARDS_DIR, copy_shard, split_location, write_shard
 from manymodels.artifacts.locations import local_file, local_path, upload_dir
 from manymodels.entity_model import EntityModel
 
@@ -122,7 +122,7 @@ class Shard:
     def copied(self, location: str) -> str | None:
         """Where the model at an earlier bundle's ``location`` is in this task's copies,
         relative to the run's artifact root; None when its shard is not copied."""
-        shard_uri, _, member = location.partition("#")
+        shard_uri, member = split_location(location)
         name = self.copies.get(shard_uri)
         return None if name is None else f"{SHARDS_DIR}/{name}#{member}"
 

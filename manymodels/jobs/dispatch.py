@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from manymodels import lineage
+from manymodels.artifacts.bundle import split_location
 from manymodels.data import Partition
 from manymodels.jobs.modes import Registrar
 from manymodels.ledger import Ledger
@@ -74,7 +75,7 @@ class Dispatch:
         for partition in self.todo:
             names = self.carry.get(partition.keys)
             if names:
-                by_shard[champions[names[0]].location.partition("#")[0]].append(partition)
+                by_shard[split_location(champions[names[0]].location)[0]].append(partition)
         carried: list[list[Partition]] = []
         for group in by_shard.values():
             if carried and len(carried[-1]) + len(group) <= CARRIED_PER_TASK:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from manymodels.artifacts.bundle import bundle_name, read_manifest
+from manymodels.artifacts.bundle import bundle_name, read_manifest, split_location
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.errors import RegistryError
@@ -103,7 +103,7 @@ def _by_shard(items: list[Item], size: int) -> list[list[Item]]:
     groups: dict[str, list[Item]] = defaultdict(list)
     for partition, refs in items:
         location = next(iter(refs.values()))[2] if refs else ""
-        groups[location.partition("#")[0]].append((partition, refs))
+        groups[split_location(location)[0]].append((partition, refs))
     batches = [group[start : start + size] for group in groups.values()
                for start in range(0, len(group), size)]  # fmt: skip
     return sorted(batches, key=len, reverse=True)

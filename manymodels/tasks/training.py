@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from manymodels import lineage
+from manymodels.artifacts.bundle import split_location
 from manymodels.artifacts.loader import ModelLoader
 from manymodels.artifacts.model_files import ModelFiles
 from manymodels.artifacts.sinks import EntityFolders, Shard, open_sink
@@ -238,7 +239,7 @@ def _old_shards(partitions: list[Partition], task: TrainTask) -> list[str]:
         names = task.carry.get(partition.keys)
         if not names:
             return []
-        shards.update(task.champions[name].location.partition("#")[0] for name in names)
+        shards.update(split_location(task.champions[name].location)[0] for name in names)
     return sorted(shards)
 
 
