@@ -15,8 +15,9 @@ import os
 import posixpath
 import socket
 import tempfile
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "staging_path",
     "staging_open",
     "start_staging",
+    "write_while_open",
 ]
 
 OUTPUT_MARKER = ".manymodels-output"
@@ -252,6 +254,26 @@ def staging_open(staging: str) -> bool:
     return bool(fs.exists(posixpath.join(local, STAGING_MARKER)))
 
 
+def write_while_open(staging: str, write: Callable[[], object]) -> bool:
+    """Call ``write`` (which writes into ``staging``) only while the job owning it runs.
+
+    A task can outlive its job: a stopped job removes its staging folder while a task on a shared
+    cluster is still writing, and the write would bring the folder back for good. So the writer
+    looks again afterwards, and if the job ended meanwhile it removes the folder itself: whoever
+    writes last also cleans up last.
+
+    Returns:
+        Whether the write stands.
+    """
+    if not staging_open(staging):
+        return False
+    write()
+    if staging_open(staging):
+        return True
+    remove_dir(staging)
+    return False
+
+
 def remove_stale_staging(final: str) -> list[str]:
     """Remove the staging folders of ``final`` whose process, on this machine, is gone.
 
@@ -290,8 +312,19 @@ def _abandoned(fs: Any, staging: str) -> bool:
     return False
 
 
-def remove_dir(path: str) -> None:
-    """Remove a folder (a staging folder after a failure) if it exists."""
+def remove_dir(path: str, attempts: int = 3) -> None:
+    """Remove a folder (a staging folder after a failure) if it exists.
+
+    A late task may be writing into it meanwhile (see :func:`write_while_open`), so a removal
+    that trips over files appearing or vanishing under it is tried again.
+    """
     fs, local = fsspec.core.url_to_fs(path)
-    if fs.exists(local):
-        fs.rm(local, recursive=True)
+    for attempt in range(attempts):
+        try:
+            if fs.exists(local):
+                fs.rm(local, recursive=True)
+            return
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1)

@@ -178,6 +178,35 @@ def test_replace_dir_without_a_staging_folder_leaves_the_output(tmp_path: Path) 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
 
 
+def test_a_write_into_a_running_jobs_staging_stands(tmp_path: Path) -> None:
+    staging = outputs.start_staging(str(tmp_path / "out"))
+
+    def write() -> None:
+        (Path(staging) / "part.parquet").write_text("rows", encoding="utf-8")
+
+    assert outputs.write_while_open(staging, write)
+    assert (Path(staging) / "part.parquet").exists()
+
+
+def test_a_task_that_outlives_its_job_leaves_no_staging_behind(tmp_path: Path) -> None:
+    staging = outputs.start_staging(str(tmp_path / "out"))
+
+    def write_while_the_job_ends() -> None:
+        # The job stops after the task looked (its folder is removed), then the task writes,
+        # bringing the folder back.
+        outputs.remove_dir(staging)
+        (Path(staging) / "key=1").mkdir(parents=True)
+        (Path(staging) / "key=1" / "part.parquet").write_text("rows", encoding="utf-8")
+
+    assert not outputs.write_while_open(staging, write_while_the_job_ends)
+    assert not Path(staging).exists()
+
+    wrote = []
+    assert not outputs.write_while_open(staging, lambda: wrote.append(1))
+    assert wrote == [], "a task must not start writing into the folder of a job that ended"
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
 def test_a_failed_move_puts_the_earlier_output_back(tmp_path: Path) -> None:
     # A folder cannot be moved into itself: the second rename fails after the first succeeded.
     staging = tmp_path / "stage"

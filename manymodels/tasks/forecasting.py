@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from manymodels.intervals import level_label
 from manymodels.keys import KeyType, key_values
 from manymodels.naming import model_name
 from manymodels.outcomes import EntityResult, failed
-from manymodels.outputs import staging_open
+from manymodels.outputs import write_while_open
 from manymodels.tasks.entities import iter_entities
 from manymodels.tasks.future import FutureRows
 from manymodels.timeseries import future_frame, regularize
@@ -88,11 +89,11 @@ def forecast_batch(
                     carried_forward=carried,
                 )
             )
-    # A job that stopped removed its staging folder: writing would bring it back, for good.
-    if rows.count and staging_open(task.staging):
+    if rows.count:
         output = rows.frame(config, task.key_types)
-        data_io.write_partitioned(output, task.staging, config.output_partitions,
-                                  f"part-{batch_id}", task.key_types)  # fmt: skip
+        write_while_open(task.staging, functools.partial(
+            data_io.write_partitioned, output, task.staging, config.output_partitions,
+            f"part-{batch_id}", task.key_types))  # fmt: skip
     return results
 
 
