@@ -157,16 +157,10 @@ def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityF
     baseline = results.get(BASELINE) or _baseline(series, context, windows, spec)
     values = history[spec.target_col].to_numpy(dtype=float)
     selected_by = selection_metric(values[series.observed], spec.metric, spec.intermittent_metric)
-    winner = choose(results, selected_by)
-    combined = combination(results, winner, selected_by, spec.combine, values, series.observed,
-                           windows, context.season_length)  # fmt: skip
-    if combined is not None:
-        results[COMBINATION] = winner = combined
-        members = [c for c in candidates if c.name in combined.members]
-        model = _final_ensemble(members, results, history, context, windows, spec)
-    else:
-        chosen = next(candidate for candidate in candidates if candidate.name == winner.candidate)
-        model = _final_model(chosen, winner, history, context, windows, spec)
+    winner, model = _choose_and_refit(
+        candidates, results, errors, _Refit(history, values, series.observed, context, windows,
+                                            spec, selected_by),
+    )  # fmt: skip
     errors_matrix = window_errors(winner, values, series.observed, windows)
     model.intervals = fit_scores(errors_matrix) if len(windows) else None
     return EntityFit(
@@ -266,17 +260,65 @@ def _baseline(
         return None
 
 
-def _final_ensemble(
-    members: list[Candidate], results: dict[str, Backtest], history: pd.DataFrame,
-    context: TrainContext, windows: Windows, spec: FitSpec,
-) -> EntityModel:  # fmt: skip
-    fitted = [_final_model(member, results[member.name], history, context, windows, spec)
-              for member in members]  # fmt: skip
-    ensemble = Ensemble([Member(member.name, model.predict_fn, model.model, model.context,
+@dataclass(frozen=True)
+class _Refit:
+    """What choosing a winner and refitting it on all the data needs."""
+
+    history: pd.DataFrame
+    values: np.ndarray
+    observed: np.ndarray
+    context: TrainContext
+    windows: Windows
+    spec: FitSpec
+    selected_by: str
+
+
+def _choose_and_refit(
+    candidates: list[Candidate], results: dict[str, Backtest], errors: dict[str, str],
+    refit: _Refit,
+) -> tuple[Backtest, EntityModel]:  # fmt: skip
+    """The best candidate (or combination, see :func:`~manymodels.selection.combination`) and
+    its model refit on all the data.
+
+    A winner whose final refit raises gives way to the next best, its error kept in ``errors``
+    like a failed backtest's: the newest data can rule out what the earlier cutoffs allowed (a
+    multiplicative form after a zero), and that must not cost the entity its model.
+    """
+    by_name = {candidate.name: candidate for candidate in candidates}
+    spec = refit.spec
+    standing = dict(results)  # the candidates still in the race; ``results`` keeps every score
+    while True:
+        winner = choose(standing, refit.selected_by)
+        combined = combination(standing, winner, refit.selected_by, spec.combine, refit.values,
+                               refit.observed, refit.windows, refit.context.season_length)  # fmt: skip
+        chosen = combined.members if combined is not None else (winner.candidate,)
+        fitted = {}
+        for name in chosen:
+            try:
+                fitted[name] = _final_model(by_name[name], results[name], refit.history,
+                                            refit.context, refit.windows, spec)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - the next best takes its place
+                if len(candidates) == 1:
+                    raise
+                errors[name] = f"final refit: {type(exc).__name__}: {exc}"
+                del standing[name]
+                break
+        else:
+            if combined is None:
+                return winner, fitted[winner.candidate]
+            results[COMBINATION] = combined
+            return combined, _ensemble(list(fitted.items()), refit)
+        if not standing:
+            raise EntityError(f"every candidate failed; the last: {errors[chosen[-1]]}")
+
+
+def _ensemble(fitted: list[tuple[str, EntityModel]], refit: _Refit) -> EntityModel:
+    spec = refit.spec
+    ensemble = Ensemble([Member(name, model.predict_fn, model.model, model.context,
                                 model.train_fn, model.update_fn)
-                         for member, model in zip(members, fitted, strict=True)],
+                         for name, model in fitted],
                         non_negative=spec.non_negative)  # fmt: skip
-    return EntityModel(COMBINATION, ensembles.predict, ensemble, context, fitted[0].history,
+    return EntityModel(COMBINATION, ensembles.predict, ensemble, refit.context, fitted[0][1].history,
                        levels=spec.levels, update_fn=ensembles.update,
                        non_negative=spec.non_negative)  # fmt: skip
 

@@ -205,6 +205,41 @@ def test_a_failing_candidate_drops_out_alone(tmp_path, rng):
     assert fit.errors == {"broken": "RuntimeError: no luck"}
 
 
+def _fails_on_the_newest_data(path, after: int):
+    # Right in every backtest window (it forecasts the true mean), then unable to fit the
+    # whole history, as a form chosen early can be (a multiplicative season after a zero).
+    path.write_text(
+        "def train(history, context):\n"
+        f"    if len(history) > {after}:\n"
+        "        raise ValueError('cannot fit the newest data')\n"
+        "    return {}\n\n"
+        "def predict(model, history, future, context):\n"
+        "    return [50.0] * len(future)\n"
+    )
+    return {"template": str(path)}
+
+
+def test_a_winner_whose_final_refit_fails_gives_way_to_the_next_best(tmp_path, rng):
+    values = 50 + rng.normal(0, 5, 60)
+    brittle = _fails_on_the_newest_data(tmp_path / "brittle.py", after=52)
+    for combine in (1, 2):
+        model = {"candidates": [{"template": "naive"}, brittle, {"template": "theta"}],
+                 "combine": combine}  # fmt: skip
+        fit = fit_entity(series(values, "W-SUN"), KEYS, spec_for("W-SUN", 8, model))
+
+        assert fit.scores["brittle"]["mase"] < fit.scores["naive"]["mase"], "it was the best"
+        assert fit.winner in {"theta", "naive", "combination"}
+        assert "brittle" not in getattr(fit.model.model, "names", [])
+        assert fit.errors == {"brittle": "final refit: ValueError: cannot fit the newest data"}
+        assert len(fit.model.forecast()) == 8
+
+
+def test_a_single_template_whose_final_refit_fails_fails_the_entity(tmp_path, rng):
+    model = {"template": str(_fails_on_the_newest_data(tmp_path / "brittle.py", 52)["template"])}
+    with pytest.raises(ValueError, match="cannot fit the newest data"):
+        fit_entity(series(50 + rng.normal(0, 5, 60), "W-SUN"), KEYS, spec_for("W-SUN", 8, model))
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [
