@@ -706,3 +706,24 @@ def test_auto_arima_refits_chosen_orders_where_the_default_estimation_fails():
     future = pd.DataFrame({"week": pd.date_range("2016-01-01", periods=4, freq="QS-JAN"),
                            "price": 1.0, "deal": 0.0})  # fmt: skip
     assert np.isfinite(template.predict(refit, history, future, context)).all()
+
+
+def test_auto_ets_keeps_a_multiplicative_form_until_a_zero_arrives():
+    from manymodels.templates import auto_ets
+
+    rng = np.random.default_rng(4)
+    t = np.arange(72)
+    values = (100 + t) * (1 + 0.4 * np.sin(2 * np.pi * t / 12)) * rng.lognormal(0, 0.05, 72)
+    frame = pd.DataFrame({"t": pd.date_range("2015-01-01", periods=72, freq="MS"), "y": values})
+    context = TrainContext(keys={"id": "1"}, target_col="y", time_col="t", exog_cols=(),
+                           freq="MS", horizon=12, season_length=12,
+                           params={"model": "MAM", "damped": False, "season_length": None})  # fmt: skip
+    model = auto_ets.train(frame, context)
+    assert model.spec["model"] == "MAM"
+    assert auto_ets.update(model, frame, context).spec["model"] == "MAM"
+
+    with_zero = frame.assign(y=np.r_[values[:-1], 0.0])
+    refit = auto_ets.update(model, with_zero, context)
+    assert refit.spec["model"] == "AAA"
+    future = pd.DataFrame({"t": pd.date_range("2021-01-01", periods=12, freq="MS")})
+    assert np.isfinite(auto_ets.predict(refit, with_zero, future, context)).all()

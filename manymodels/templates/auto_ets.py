@@ -3,7 +3,9 @@
 Error, trend (none, additive, damped) and season (none, additive, multiplicative) are chosen by
 the corrected Akaike information criterion among the forms the series supports, with
 statsforecast's ``AutoETS``. Once chosen, the form is kept: :func:`update` fits the same form
-again on more data, so the backtest of a form and the registered model agree.
+again on more data, so the backtest of a form and the registered model agree. The one exception:
+a multiplicative form chosen on positive values cannot take a zero that arrives later, so it is
+fitted additively from then on (the backtest windows after the zero are scored that way too).
 
 Parameters (``model.params``):
     model: an ETS form code, ``ZZZ`` (choose everything) by default; e.g. ``AAN`` for Holt's
@@ -25,7 +27,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from manymodels.templates import TrainContext
-from manymodels.templates._stats import StatsModel, fit_stats, forecast_stats, usable_season
+from manymodels.templates._stats import (
+    StatsModel,
+    fit_stats,
+    forecast_stats,
+    target_values,
+    usable_season,
+)  # fmt: skip
 
 
 class PARAMS(BaseModel):
@@ -63,8 +71,13 @@ def train(history: pd.DataFrame, context: TrainContext) -> StatsModel:
 
 
 def update(model: StatsModel, history: pd.DataFrame, context: TrainContext) -> StatsModel:
-    """Fit the chosen form again on ``history``: the parameters change, the form does not."""
-    return _fit(history, context, model.spec)
+    """Fit the chosen form again on ``history``: the parameters change, the form does not,
+    except that a multiplicative error or season, which cannot be fitted to a zero or negative
+    value, becomes additive where ``history`` has one (``MAM`` becomes ``AAA``)."""
+    spec = model.spec
+    if "M" in spec["model"] and (target_values(history, context) <= 0).any():
+        spec = {**spec, "model": spec["model"].replace("M", "A")}
+    return _fit(history, context, spec)
 
 
 def predict(
