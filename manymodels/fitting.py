@@ -281,8 +281,8 @@ def _choose_and_refit(
     its model refit on all the data.
 
     A winner whose final refit raises gives way to the next best, its error kept in ``errors``
-    like a failed backtest's: the newest data can rule out what the earlier cutoffs allowed (a
-    multiplicative form after a zero), and that must not cost the entity its model.
+    like a failed backtest's: the newest data can rule out a specification that every earlier
+    cutoff allowed, and that must not cost the entity its model.
     """
     by_name = {candidate.name: candidate for candidate in candidates}
     spec = refit.spec
@@ -318,7 +318,8 @@ def _ensemble(fitted: list[tuple[str, EntityModel]], refit: _Refit) -> EntityMod
                                 model.train_fn, model.update_fn)
                          for name, model in fitted],
                         non_negative=spec.non_negative)  # fmt: skip
-    return EntityModel(COMBINATION, ensembles.predict, ensemble, refit.context, fitted[0][1].history,
+    history = fitted[0][1].history
+    return EntityModel(COMBINATION, ensembles.predict, ensemble, refit.context, history,
                        levels=spec.levels, update_fn=ensembles.update,
                        non_negative=spec.non_negative)  # fmt: skip
 
