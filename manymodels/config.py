@@ -205,6 +205,13 @@ class ModelConfig(_Section):
         description="with auto: also try the mean of the best k candidates per entity, and keep "
         "it where its backtest is better; 1 keeps the single best",
     )
+    prior: float = Field(
+        default=0.3,
+        ge=0,
+        le=10,
+        description="with auto: how much what the whole job's backtests say of each candidate "
+        "weighs in each entity's choice (0: each entity decides alone); needs 20 entities",
+    )
     fallback: str | None = Field(
         default="naive",
         description="the built-in template of an entity too short for every candidate; null "

@@ -46,7 +46,11 @@ __all__ = [
     "cluster_in_background",
     "full_size",
     "halves",
+    "Kept",
     "map_batches",
+    "release",
+    "submit_kept",
+    "summaries",
     "worker_count",
 ]
 
@@ -360,6 +364,7 @@ def map_batches(
     name: str,
     retries: int = 1,
     split: Callable[[Batch], Sequence[Batch]] | None = None,
+    inputs: Sequence[Future | None] | None = None,
 ) -> Iterator[tuple[Batch, Any]]:
     """Run ``function(batch, *args)`` for every batch and yield results as they complete.
 
@@ -378,6 +383,10 @@ def map_batches(
     Args:
         split: the smaller batches that together hold a batch's work (fewer than two when it
             cannot be split, e.g. :func:`halves`); None yields a lost batch as it is.
+        inputs: per batch, a future whose result is passed as one more argument,
+            ``function(batch, *args, input)``: work that an earlier round of tasks left on the
+            workers for this batch (the task runs where that result is). A batch run again
+            after a loss gets none, and must do without.
     """
     # Arguments shared by every task (the job's settings, champions) travel once to the
     # scheduler, as tasks of their own: unlike scattered data, a task that was lost with its
@@ -392,14 +401,18 @@ def map_batches(
     _copy_to_every_worker(client, shared)
     futures: dict[Future, Batch] = {}
 
-    def submit(batch: Batch, key: str) -> Future:
-        future = client.submit(run_guarded, function, batch, *shared, key=key, pure=False,
-                               retries=retries)  # fmt: skip
+    def submit(batch: Batch, key: str, *extra: Future) -> Future:
+        future = client.submit(run_guarded, function, batch, *shared, *extra, key=key,
+                               pure=False, retries=retries)  # fmt: skip
         futures[future] = batch
         return future
 
+    def first(index: int, batch: Batch) -> Future:
+        given = inputs[index] if inputs is not None else None
+        return submit(batch, f"{name}-{index}", *([given] if given is not None else []))
+
     queue = as_completed(
-        [submit(batch, f"{name}-{index}") for index, batch in enumerate(batches)], loop=client.loop
+        [first(index, batch) for index, batch in enumerate(batches)], loop=client.loop
     )
     suspects: list[tuple[str, Batch]] = []
     try:
@@ -432,6 +445,52 @@ def map_batches(
         if futures:
             client.cancel(list(futures))
         client.cancel(shared)
+
+
+Kept = Future
+"""A task's result left on the workers for a later round of tasks."""
+
+
+def submit_kept(
+    client: Client, function: Callable[..., Any], batches: Sequence[Batch], *args: Any, name: str
+) -> list[Kept]:
+    """Submit ``function(batch, *args)`` for every batch and return the futures, whose results
+    stay on the workers for a later round of tasks (see ``inputs`` of :func:`map_batches`);
+    the caller releases them (:func:`release`). ``args`` travel once, as for
+    :func:`map_batches`.
+    """
+    shared = [client.submit(_identity, arg, key=f"{name}-shared-{index}", pure=False)
+              for index, arg in enumerate(args)]  # fmt: skip
+    _copy_to_every_worker(client, shared)
+    return [
+        client.submit(run_guarded, function, batch, *shared, key=f"{name}-{index}", pure=False)
+        for index, batch in enumerate(batches)
+    ]
+
+
+def summaries(
+    client: Client, function: Callable[[Any], Any], kept: Sequence[Kept]
+) -> Iterator[tuple[int, Any]]:
+    """``function`` of each kept result, computed where it is, as each completes: the index
+    of the kept result and what ``function`` returned, or the exception that its task (or
+    the kept one's) raised."""
+    pending = {client.submit(function, future, pure=False): index
+               for index, future in enumerate(kept)}  # fmt: skip
+    for future in as_completed(list(pending), loop=client.loop):
+        index = pending[future]
+        try:
+            outcome = future.result()
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            outcome = exc
+        future.release()
+        yield index, outcome
+
+
+def release(futures: Sequence[Kept | None]) -> None:
+    """Let the workers drop kept results (None entries are skipped)."""
+    for future in futures:
+        if future is not None:
+            future.release()
 
 
 def _copy_to_every_worker(client: Client, shared: list[Future]) -> None:

@@ -10,8 +10,10 @@ as such. Pure: no Dask, no MLflow; it raises for a bad entity and the caller rec
 
 from __future__ import annotations
 
+import contextlib
+import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +37,14 @@ from manymodels.entity_model import EntityModel
 from manymodels.errors import EntityError
 from manymodels.floors import NonNegative
 from manymodels.intervals import coverage, fit_scores
+from manymodels.priors import Prior, relative_scores
 from manymodels.selection import COMBINATION, choose, combination, selection_metric
 from manymodels.templates import Template, TrainContext, load_template
 from manymodels.timeseries import Series, regularize, season_length_for
 
-__all__ = ["Candidate", "EntityFit", "FitSpec", "fit_entity", "score_model"]
+__all__ = [
+    "Backtested", "Candidate", "EntityFit", "FitSpec", "backtest_entity", "fit_entity", "score_model",
+]  # fmt: skip
 
 BASELINE = "seasonal_naive"
 # The fewest periods before a backtest window: one to forecast from, one more for a scale.
@@ -53,7 +58,8 @@ class FitSpec:
     ``candidates`` holds one entry for a single template, several for automatic selection;
     ``holdout`` is the length of each backtest window and ``step`` the periods between two
     cutoffs (``holdout`` when None). ``fallback`` names the template an entity too short for
-    every candidate gets (None: such an entity fails).
+    every candidate gets (None: such an entity fails). ``prior`` weighs the candidates by what
+    the whole job's backtests say of them (see :mod:`manymodels.priors`).
     """
 
     candidates: tuple[Candidate, ...]
@@ -75,6 +81,7 @@ class FitSpec:
     keep_predictions: bool = True
     combine: int = 1
     non_negative: NonNegative = False
+    prior: Prior | None = None
 
     @classmethod
     def for_template(cls, template: Template, params: Mapping[str, Any], **fields: Any) -> FitSpec:
@@ -122,30 +129,84 @@ class EntityFit:
     selected_by: str = "mase"
 
 
-def fit_entity(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityFit:
+@dataclass
+class Backtested:
+    """An entity's backtests before one candidate is chosen: what :func:`backtest_entity`
+    hands to :func:`fit_entity` when a job chooses with a prior (see :mod:`manymodels.priors`).
+
+    Attributes:
+        results: every candidate's backtest that did not raise, by name.
+        errors: the candidates that raised, with their error message.
+        selected_by: the metric that decides for this entity.
+        warnings: library warnings raised while backtesting (silenced, counted).
+    """
+
+    series: Series
+    context: TrainContext
+    windows: Windows
+    candidates: list[Candidate]
+    fallback: bool
+    results: dict[str, Backtest]
+    errors: dict[str, str]
+    baseline: Backtest | None
+    selected_by: str
+    warnings: int = 0
+
+    def relative_scores(self) -> dict[str, float]:
+        """Each candidate's deciding metric relative to the entity's best (see
+        :func:`~manymodels.priors.relative_scores`)."""
+        return relative_scores({name: result.metrics.get(self.selected_by, math.nan)
+                                for name, result in self.results.items()})  # fmt: skip
+
+
+def backtest_entity(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> Backtested:
+    """Backtest every candidate that suits the entity, without choosing one.
+
+    Raises:
+        EntityError, Exception: as :func:`fit_entity`.
+    """
+    with _quiet() as caught:
+        backtested = _backtest(frame, keys, spec)
+    backtested.warnings = len(caught)
+    return backtested
+
+
+def fit_entity(
+    frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec,
+    backtested: Backtested | None = None,
+) -> EntityFit:  # fmt: skip
     """Backtest the candidates, choose one, refit it, and learn its intervals.
 
     Args:
         frame: the entity's raw rows (any order, possibly with gaps and trailing future rows).
         keys: the entity's key values.
         spec: the job's fitting specification.
+        backtested: the entity's backtests, already run on ``frame`` (see
+            :func:`backtest_entity`); run here when None.
 
     Raises:
         EntityError: the data cannot be modelled, or a template broke its contract.
         Exception: whatever the template raised (with one candidate; with several, only when
             every candidate failed).
     """
+    with _quiet() as caught:
+        done = backtested if backtested is not None else _backtest(frame, keys, spec)
+        fit = _choose(done, spec)
+    fit.warnings = len(caught) + (backtested.warnings if backtested is not None else 0)
+    return fit
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught:
         # Library chatter (statsmodels' divide-by-zero, scikit-learn's LinAlgWarning) is
         # counted per entity instead of flooding the terminal.
         warnings.simplefilter("always")
         with np.errstate(all="ignore"):
-            fit = _fit(frame, keys, spec)
-    fit.warnings = len(caught)
-    return fit
+            yield caught
 
 
-def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityFit:
+def _backtest(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> Backtested:
     series = regularize(
         frame, spec.time_col, spec.target_col, list(spec.exog_cols), spec.freq, spec.fill_missing
     )
@@ -157,12 +218,24 @@ def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityF
     baseline = results.get(BASELINE) or _baseline(series, context, windows, spec)
     values = history[spec.target_col].to_numpy(dtype=float)
     selected_by = selection_metric(values[series.observed], spec.metric, spec.intermittent_metric)
+    return Backtested(series, context, windows, candidates, fallback, results, errors, baseline,
+                      selected_by)  # fmt: skip
+
+
+def _choose(backtested: Backtested, spec: FitSpec) -> EntityFit:
+    # Copies: a task that Dask runs again gets the same backtests, untouched by the first run.
+    results, errors = dict(backtested.results), dict(backtested.errors)
+    series, windows = backtested.series, backtested.windows
+    history = series.history
+    values = history[spec.target_col].to_numpy(dtype=float)
     winner, model = _choose_and_refit(
-        candidates, results, errors, _Refit(history, values, series.observed, context, windows,
-                                            spec, selected_by),
+        backtested.candidates, results, errors,
+        _Refit(history, values, series.observed, backtested.context, windows, spec,
+               backtested.selected_by),
     )  # fmt: skip
     errors_matrix = window_errors(winner, values, series.observed, windows)
     model.intervals = fit_scores(errors_matrix) if len(windows) else None
+    baseline = backtested.baseline
     return EntityFit(
         model=model,
         metrics=winner.metrics,
@@ -174,11 +247,11 @@ def _fit(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> EntityF
         scores={name: result.metrics for name, result in results.items()},
         baseline=baseline.metrics if baseline is not None else {},
         windows=len(windows),
-        fallback=fallback,
+        fallback=backtested.fallback,
         coverage=coverage(errors_matrix, spec.levels) if len(windows) else {},
         backtest=_table(results, baseline, series, windows, spec) if spec.keep_predictions else None,
         errors=errors,
-        selected_by=selected_by,
+        selected_by=backtested.selected_by,
     )
 
 
@@ -288,9 +361,10 @@ def _choose_and_refit(
     spec = refit.spec
     standing = dict(results)  # the candidates still in the race; ``results`` keeps every score
     while True:
-        winner = choose(standing, refit.selected_by)
+        winner = choose(standing, refit.selected_by, spec.prior)
         combined = combination(standing, winner, refit.selected_by, spec.combine, refit.values,
-                               refit.observed, refit.windows, refit.context.season_length)  # fmt: skip
+                               refit.observed, refit.windows, refit.context.season_length,
+                               spec.prior)  # fmt: skip
         chosen = combined.members if combined is not None else (winner.candidate,)
         fitted = {}
         for name in chosen:

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from manymodels.backtesting import Backtest, Windows, mean_metrics, score_windows
+from manymodels.priors import Prior
 from manymodels.timeseries import is_intermittent
 
 __all__ = ["COMBINATION", "choose", "combination", "selection_metric"]
@@ -30,26 +31,28 @@ def selection_metric(observed_values: np.ndarray, metric: str, intermittent: str
     return metric
 
 
-def choose(results: dict[str, Backtest], metric: str) -> Backtest:
-    """The candidate with the lowest mean ``metric`` (MAE where it is undefined for all);
-    ties and undefined scores go to the earlier candidate in the list."""
+def choose(results: dict[str, Backtest], metric: str, prior: Prior | None = None) -> Backtest:
+    """The candidate with the lowest mean ``metric`` (MAE where it is undefined for all),
+    each multiplied by its ``prior`` factor (see :mod:`manymodels.priors`); ties and undefined
+    scores go to the earlier candidate in the list."""
     ordered = list(results.values())
     for name in (metric, "mae"):
         scored = [r for r in ordered if math.isfinite(r.metrics.get(name, math.nan))]
         if scored:
-            return min(scored, key=lambda r: r.metrics[name])
+            return min(scored, key=lambda r: _weighed(r, name, prior))
     return ordered[0]
 
 
 def combination(
     results: dict[str, Backtest], winner: Backtest, metric: str, size: int, values: np.ndarray,
-    observed: np.ndarray, windows: Windows, season_length: int,
+    observed: np.ndarray, windows: Windows, season_length: int, prior: Prior | None = None,
 ) -> Backtest | None:  # fmt: skip
-    """The mean of the best ``size`` candidates on the same windows, where its mean ``metric``
-    beats the winner's; None otherwise (or with fewer than two candidates to combine)."""
+    """The mean of the best ``size`` candidates (ranked as :func:`choose` ranks them) on the
+    same windows, where its own mean ``metric`` beats the winner's; None otherwise (or with
+    fewer than two candidates to combine)."""
     ranked = sorted(
         (r for r in results.values() if math.isfinite(r.metrics.get(metric, math.nan))),
-        key=lambda r: r.metrics[metric],
+        key=lambda r: _weighed(r, metric, prior),
     )[:size]
     if size < 2 or len(ranked) < 2 or not len(windows):
         return None
@@ -60,3 +63,8 @@ def combination(
         return None
     return Backtest(COMBINATION, predictions, per_window, metrics, None, None,
                     members=tuple(r.candidate for r in ranked))  # fmt: skip
+
+
+def _weighed(result: Backtest, metric: str, prior: Prior | None) -> float:
+    factor = prior.get(result.candidate, 1.0) if prior else 1.0
+    return result.metrics[metric] * factor

@@ -21,11 +21,13 @@ from manymodels.config import Config
 from manymodels.crashes import blame
 from manymodels.data import Partition
 from manymodels.engine import (
+    Kept,
     PendingCluster,
     cluster_in_background,
     full_size,
     halves,
     map_batches,
+    release,
     worker_count,
 )
 from manymodels.errors import ConfigError
@@ -37,6 +39,7 @@ from manymodels.jobs.budget import allowed_failures, systematic_failure
 from manymodels.jobs.dispatch import Dispatch, plan_dispatch
 from manymodels.jobs.modes import Registrar, mode_of
 from manymodels.jobs.preload import worker_modules
+from manymodels.jobs.prior_phase import chooses_with_prior, first_phase
 from manymodels.jobs.results import TrainResult, failures_table
 from manymodels.ledger import Ledger
 from manymodels.mainguard import require_main_guard
@@ -185,7 +188,7 @@ def _run(
 
 def _train_partitions(
     dispatch: Dispatch, inputs: Inputs, task: TrainTask, registrar: Registrar,
-    ledger: Ledger, backtests: BacktestLog, rows: list[dict[str, Any]], progress: bool,
+    ledger: Ledger, backtest_log: BacktestLog, rows: list[dict[str, Any]], progress: bool,
     pending: PendingCluster,
 ) -> bool:  # fmt: skip
     config, todo, estimate = inputs.config, dispatch.todo, dispatch.estimated_seconds
@@ -199,11 +202,29 @@ def _train_partitions(
                else max(worker_count(client), workers * config.compute.threads_per_worker))  # fmt: skip
     batches = dispatch.tasks(task.champions, threads, config.compute.batch_size)
     name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
-    with progress_bar(registrar.kind, len(todo), progress) as bar:
-        outcomes = map_batches(client, train_batch, batches, task, name=name, split=halves)
+    backtests = None
+    if chooses_with_prior(config, task, len(dispatch.to_train)):
+        task, backtests = first_phase(client, batches, task, registrar.job, progress, name)
+    try:
+        return _train_batches(client, batches, task, backtests, name, inputs, registrar, ledger,
+                              backtest_log, rows, progress)  # fmt: skip
+    finally:
+        release(backtests or [])
+
+
+def _train_batches(
+    client: Any, batches: list[list[Partition]], task: TrainTask,
+    backtests: list[Kept | None] | None, name: str, inputs: Inputs, registrar: Registrar,
+    ledger: Ledger, backtest_log: BacktestLog, rows: list[dict[str, Any]], progress: bool,
+) -> bool:  # fmt: skip
+    config = inputs.config
+    total = sum(len(batch) for batch in batches)
+    with progress_bar(registrar.kind, total, progress) as bar:
+        outcomes = map_batches(client, train_batch, batches, task, name=name, split=halves,
+                               inputs=backtests)  # fmt: skip
         for batch, outcome in outcomes:
             results = outcome if isinstance(outcome, list) else _task_failed(config, batch, outcome)
-            backtests.add(results)
+            backtest_log.add(results)
             new_rows = registrar.handle(results)
             # From the rows, not the results: a registration can still fail an entity.
             finished = _finished_partitions(batch, new_rows, config)

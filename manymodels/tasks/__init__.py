@@ -7,6 +7,15 @@ nothing here touches the tracking store or the registry (that is the driver's jo
 """
 
 from manymodels.tasks.forecasting import ForecastTask, forecast_batch
-from manymodels.tasks.training import TrainTask, params_digest, train_batch
+from manymodels.tasks.training import (
+    TrainTask,
+    backtest_batch,
+    backtest_scores,
+    params_digest,
+    train_batch,
+)  # fmt: skip
 
-__all__ = ["ForecastTask", "TrainTask", "forecast_batch", "params_digest", "train_batch"]
+__all__ = [
+    "ForecastTask", "TrainTask", "backtest_batch", "backtest_scores", "forecast_batch",
+    "params_digest", "train_batch",
+]  # fmt: skip

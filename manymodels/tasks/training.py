@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -22,7 +23,14 @@ from manymodels.candidates import ModelPlan
 from manymodels.config import Config
 from manymodels.data import Partition
 from manymodels.entity_model import EntityModel
-from manymodels.fitting import EntityFit, FitSpec, fit_entity, score_model
+from manymodels.fitting import (
+    Backtested,
+    EntityFit,
+    FitSpec,
+    backtest_entity,
+    fit_entity,
+    score_model,
+)  # fmt: skip
 from manymodels.guard import call_with_limits, failure_from
 from manymodels.naming import entity_slug, model_name
 from manymodels.outcomes import Champion, EntityResult, Selection, failed
@@ -30,7 +38,7 @@ from manymodels.promotion import challenger_wins
 from manymodels.tasks.entities import entity_fingerprint, fit_spec, iter_entities
 from manymodels.tasks.unchanged import PartitionKeys, stamp_sources
 
-__all__ = ["TrainTask", "params_digest", "train_batch"]
+__all__ = ["TrainTask", "backtest_batch", "backtest_scores", "params_digest", "train_batch"]
 
 
 @dataclass(frozen=True)
@@ -58,16 +66,60 @@ class TrainTask:
     force: bool = False
     carry: Mapping[PartitionKeys, tuple[str, ...]] = field(default_factory=dict)
     new_versions: bool = False
+    prior: Mapping[str, float] = field(default_factory=dict)
 
 
-def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResult]:
+def backtest_batch(partitions: list[Partition], task: TrainTask) -> dict[str, Backtested]:
+    """The first phase of a job that chooses with a prior: backtest every entity that
+    :func:`train_batch` would train, and keep the backtests for it (see
+    :mod:`manymodels.priors`). An entity whose backtests fail is left out: its training
+    runs them again and records the failure.
+    """
+    config = task.config
+    spec = fit_spec(config, task.template)
+    backtests: dict[str, Backtested] = {}
+    to_read = [partition for partition in partitions if partition.keys not in task.carry]
+    for keys, frame, failure in iter_entities(to_read, config):
+        name = model_name(config.tracking.model_prefix, keys)
+        champion = task.champions.get(name)
+        if failure is not None or name in task.skip or (
+            champion is not None and not task.force
+            and _unchanged(champion, entity_fingerprint(frame, config), task)
+        ):  # fmt: skip
+            continue
+        try:
+            backtests[name] = call_with_limits(
+                functools.partial(backtest_entity, frame, keys, spec),
+                timeout=config.failures.entity_timeout, retries=config.failures.retries,
+                backoff=config.failures.retry_backoff,
+            )  # fmt: skip
+        except Exception:  # noqa: BLE001, S112 - recorded when the training runs it again
+            continue
+    return backtests
+
+
+def backtest_scores(backtests: Mapping[str, Backtested]) -> list[dict[str, float]]:
+    """Each entity's relative candidate scores, all that the driver needs for the prior."""
+    return [backtested.relative_scores() for backtested in backtests.values()]
+
+
+def train_batch(
+    partitions: list[Partition], task: TrainTask,
+    backtests: Mapping[str, Backtested] | None = None,
+) -> list[EntityResult]:  # fmt: skip
     """Train every entity of some partitions; upload their models in one go.
+
+    Args:
+        backtests: entities' backtests from :func:`backtest_batch`, by model name; the others
+            are backtested here.
 
     Returns:
         One result per entity (or per unreadable partition).
     """
     config = task.config
     spec = fit_spec(config, task.template)
+    if task.prior:
+        spec = replace(spec, prior=task.prior)
     batch_key = repr(sorted(partition.keys for partition in partitions))
     sink = open_sink(config.tracking.registration, task.artifact_uri, task.artifact_dir,
                      task.model_files, batch_key, task.tracking_uri)  # fmt: skip
@@ -83,7 +135,9 @@ def train_batch(partitions: list[Partition], task: TrainTask) -> list[EntityResu
             if failure is not None:
                 results.append(failed(keys, name, failure))
             elif name not in task.skip:
-                results.append(_train_entity(keys, name, frame, spec, task, sink, loader))
+                backtested = backtests.get(name) if backtests else None
+                results.append(_train_entity(keys, name, frame, spec, task, sink, loader,
+                                             backtested))  # fmt: skip
         stamp_sources(results, to_read, config.data.partition_by, task.template.digest,
                       params_digest(task.params, config))  # fmt: skip
         for partition in partitions:
@@ -118,7 +172,7 @@ def _upload(sink: EntityFolders | Shard, results: list[EntityResult]) -> None:
 
 def _train_entity(
     keys: dict[str, str], name: str, frame: pd.DataFrame, spec: FitSpec, task: TrainTask,
-    sink: EntityFolders | Shard, loader: ModelLoader,
+    sink: EntityFolders | Shard, loader: ModelLoader, backtested: Backtested | None = None,
 ) -> EntityResult:  # fmt: skip
     config = task.config
     started = time.perf_counter()
@@ -131,7 +185,8 @@ def _train_entity(
     stage = "train"
     try:
         fit: EntityFit = call_with_limits(
-            lambda: fit_entity(frame, keys, spec), timeout=config.failures.entity_timeout,
+            lambda: fit_entity(frame, keys, spec, backtested),
+            timeout=config.failures.entity_timeout,
             retries=config.failures.retries, backoff=config.failures.retry_backoff,
         )  # fmt: skip
         stage = "compare"
