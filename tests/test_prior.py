@@ -158,3 +158,63 @@ def _logged_prior(config, run_id: str) -> dict:
     client = mlflow.MlflowClient(f"sqlite:///{Path(config.work_dir) / 'mlflow.db'}")
     local = client.download_artifacts(run_id, "prior.json", str(Path(config.work_dir) / "dl"))
     return json.loads(Path(local).read_text(encoding="utf-8"))
+
+
+_SLOW_ONCE_CHOSEN = """
+import glob
+import time
+
+import numpy as np
+
+
+def train(history, context):
+    # Slow once the job's prior exists: the job's second phase can be caught under way.
+    if glob.glob(context.params["priors"]):
+        time.sleep(0.3)
+    return float(history[context.target_col].mean()) + context.params["shift"]
+
+
+def predict(model, history, future, context):
+    return np.full(len(future), model)
+"""
+
+
+def test_a_resumed_job_keeps_the_prior_it_made(tmp_path, panel, dask_scheduler, registry_of):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    template = tmp_path / "slow.py"
+    template.write_text(_SLOW_ONCE_CHOSEN, encoding="utf-8")
+    priors = str(tmp_path / "work" / "jobs" / "*.prior.json")
+    candidates = [{"template": str(template), "name": name,
+                   "params": {"priors": priors, "shift": shift}}
+                  for name, shift in (("low", 0.0), ("high", 5.0))]  # fmt: skip
+    raw = base_config(panel, tmp_path / "work", compute={"scheduler": dask_scheduler},
+                      model={"template": "auto", "params": {}, "candidates": candidates})  # fmt: skip
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    cli = [sys.executable, "-m", "manymodels.cli", "train", "-c", str(config_file), "-q"]
+
+    first = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ledgers = tmp_path / "work" / "jobs"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not any(
+        path.stat().st_size for path in ledgers.glob("*.jsonl")
+    ):  # fmt: skip
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    (prior_file,) = ledgers.glob("*.prior.json")
+    made, made_at = prior_file.read_text(), prior_file.stat().st_mtime_ns
+
+    again = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+
+    assert again.returncode == 0, again.stderr
+    assert list(ledgers.glob("*.prior.json")) == [prior_file]
+    assert (prior_file.read_text(), prior_file.stat().st_mtime_ns) == (made, made_at)
+    versions = registry_of(manymodels.config_from_dict(raw)).versions()
+    assert len(versions) == MIN_ENTITIES + 4 and {v.version for v in versions} == {1}
