@@ -206,7 +206,7 @@ class ModelConfig(_Section):
         "it where its backtest is better; 1 keeps the single best",
     )
     prior: float = Field(
-        default=0.3,
+        default=0.5,
         ge=0,
         le=10,
         description="with auto: how much what the whole job's backtests say of each candidate "
