@@ -1,7 +1,8 @@
 """The training and retraining jobs.
 
 Plan on the driver, train on the workers, register on the driver as results stream in, and
-write the ledger after every batch. ``train`` gives each entity a new version (``champion`` on
+write the ledger after every batch. A job that chooses with a prior backtests every entity
+first (see :mod:`manymodels.jobs.prior_phase`). ``train`` gives each entity a new version (``champion`` on
 the first); ``retrain`` also scores the current champion on the challenger's holdout and moves
 ``champion`` only where the challenger wins.
 """
