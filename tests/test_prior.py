@@ -218,3 +218,48 @@ def test_a_resumed_job_keeps_the_prior_it_made(tmp_path, panel, dask_scheduler, 
     assert (prior_file.read_text(), prior_file.stat().st_mtime_ns) == (made, made_at)
     versions = registry_of(manymodels.config_from_dict(raw)).versions()
     assert len(versions) == MIN_ENTITIES + 4 and {v.version for v in versions} == {1}
+
+
+_FAILS_FOR_ONE = """
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def train(history, context):
+    if context.keys["store"] == context.params["bad_store"]:
+        with open(Path(context.params["calls"]) / str(os.getpid()), "a") as log:
+            log.write("call\\n")
+        raise ValueError("no model for this store")
+    return float(history[context.target_col].mean())
+
+
+def predict(model, history, future, context):
+    return np.full(len(future), model)
+"""
+
+
+def test_an_entity_that_fails_its_backtests_fails_once_not_twice(
+    tmp_path, panel, dask_scheduler
+):
+    template, calls = tmp_path / "fails.py", tmp_path / "calls"
+    template.write_text(_FAILS_FOR_ONE, encoding="utf-8")
+    calls.mkdir()
+    bad_store = sorted(p.name.split("=")[1] for p in panel.iterdir())[0]
+    params = {"calls": str(calls), "bad_store": bad_store}
+    candidates = [{"template": str(template), "name": name, "params": params}
+                  for name in ("first", "second")]  # fmt: skip
+    config = manymodels.config_from_dict(base_config(
+        panel, tmp_path / "work", model={"template": "auto", "params": {}, "candidates": candidates},
+        compute={"scheduler": dask_scheduler},
+    ))  # fmt: skip
+
+    result = manymodels.train(config)
+
+    failed = result.entities[result.entities["status"] == "failed"]
+    assert len(failed) == len(list((panel / f"store={bad_store}").iterdir()))
+    assert failed["error"].str.contains("no model for this store").all()
+    # Each candidate raised once, at its first backtest window, in the first phase only.
+    called = sum(len(log.read_text().split()) for log in calls.iterdir())
+    assert called == 2 * len(failed)

@@ -31,7 +31,7 @@ from manymodels.fitting import (
     fit_entity,
     score_model,
 )  # fmt: skip
-from manymodels.guard import call_with_limits, failure_from
+from manymodels.guard import Failure, call_with_limits, failure_from
 from manymodels.naming import entity_slug, model_name
 from manymodels.outcomes import Champion, EntityResult, Selection, failed
 from manymodels.promotion import challenger_wins
@@ -69,15 +69,21 @@ class TrainTask:
     prior: Mapping[str, float] = field(default_factory=dict)
 
 
-def backtest_batch(partitions: list[Partition], task: TrainTask) -> dict[str, Backtested]:
+Backtests = Mapping[str, Backtested | Failure]
+"""What a job's first phase leaves for its training tasks: each entity's backtests, or why
+they failed (the training records the failure without trying again)."""
+
+
+def backtest_batch(
+    partitions: list[Partition], task: TrainTask
+) -> dict[str, Backtested | Failure]:
     """The first phase of a job that chooses with a prior: backtest every entity that
     :func:`train_batch` would train, and keep the backtests for it (see
-    :mod:`manymodels.priors`). An entity whose backtests fail is left out: its training
-    runs them again and records the failure.
+    :mod:`manymodels.priors`), or the failure of an entity whose backtests failed.
     """
     config = task.config
     spec = fit_spec(config, task.template)
-    backtests: dict[str, Backtested] = {}
+    backtests: dict[str, Backtested | Failure] = {}
     to_read = [partition for partition in partitions if partition.keys not in task.carry]
     for keys, frame, failure in iter_entities(to_read, config):
         name = model_name(config.tracking.model_prefix, keys)
@@ -93,20 +99,20 @@ def backtest_batch(partitions: list[Partition], task: TrainTask) -> dict[str, Ba
                 timeout=config.failures.entity_timeout, retries=config.failures.retries,
                 backoff=config.failures.retry_backoff,
             )  # fmt: skip
-        except Exception:  # noqa: BLE001, S112 - recorded when the training runs it again
-            continue
+        except Exception as exc:  # noqa: BLE001 - recorded by the training task
+            backtests[name] = failure_from("train", exc)
     return backtests
 
 
-def backtest_scores(backtests: Mapping[str, Backtested]) -> list[dict[str, float]]:
+def backtest_scores(backtests: Backtests) -> list[dict[str, float]]:
     """Each entity's relative candidate scores, all that the driver needs for the prior."""
-    return [backtested.relative_scores() for backtested in backtests.values()]
+    return [backtested.relative_scores() for backtested in backtests.values()
+            if isinstance(backtested, Backtested)]  # fmt: skip
 
 
 def train_batch(
-    partitions: list[Partition], task: TrainTask,
-    backtests: Mapping[str, Backtested] | None = None,
-) -> list[EntityResult]:  # fmt: skip
+    partitions: list[Partition], task: TrainTask, backtests: Backtests | None = None
+) -> list[EntityResult]:
     """Train every entity of some partitions; upload their models in one go.
 
     Args:
@@ -172,7 +178,8 @@ def _upload(sink: EntityFolders | Shard, results: list[EntityResult]) -> None:
 
 def _train_entity(
     keys: dict[str, str], name: str, frame: pd.DataFrame, spec: FitSpec, task: TrainTask,
-    sink: EntityFolders | Shard, loader: ModelLoader, backtested: Backtested | None = None,
+    sink: EntityFolders | Shard, loader: ModelLoader,
+    backtested: Backtested | Failure | None = None,
 ) -> EntityResult:  # fmt: skip
     config = task.config
     started = time.perf_counter()
@@ -182,6 +189,9 @@ def _train_entity(
     same = champion is not None and _unchanged(champion, fingerprint, task)
     if champion is not None and same and not task.force:
         return _carry_over(keys, name, slug, champion, sink, loader, fingerprint, "skipped")
+    if isinstance(backtested, Failure):  # the first phase tried, within the same limits
+        return _failed_entity(keys, name, backtested, fingerprint, champion, slug, sink, loader,
+                              started)  # fmt: skip
     stage = "train"
     try:
         fit: EntityFit = call_with_limits(
@@ -215,16 +225,25 @@ def _train_entity(
     except BaseException as exc:  # noqa: BLE001 - one entity's failure is recorded, not raised
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        result = failed(keys, name, failure_from(stage, exc))
-        result.fingerprint = fingerprint
-        if champion is not None and sink.carries_champions:
-            # The new bundle still needs a model for this entity: the champion stays.
-            with contextlib.suppress(Exception):
-                _keep_champion(result, slug, champion, sink, loader)
-        result.seconds = time.perf_counter() - started
-        return result
+        return _failed_entity(keys, name, failure_from(stage, exc), fingerprint, champion, slug,
+                              sink, loader, started)  # fmt: skip
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _failed_entity(
+    keys: dict[str, str], name: str, failure: Failure, fingerprint: str,
+    champion: Champion | None, slug: str, sink: EntityFolders | Shard, loader: ModelLoader,
+    started: float,
+) -> EntityResult:  # fmt: skip
+    result = failed(keys, name, failure)
+    result.fingerprint = fingerprint
+    if champion is not None and sink.carries_champions:
+        # The new bundle still needs a model for this entity: the champion stays.
+        with contextlib.suppress(Exception):
+            _keep_champion(result, slug, champion, sink, loader)
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 def _challenger(
