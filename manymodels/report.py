@@ -173,6 +173,10 @@ def _print_selection(out: Console, result: TrainResult) -> None:
     winners = result.winners()
     if len(winners) > 1 or (winners and "fallback" in result.entities):
         out.print("  chosen models: " + ", ".join(f"{name} {n}" for name, n in winners.items()))
+    if result.prior:
+        weights = sorted(result.prior.items(), key=lambda item: item[1])
+        out.print("  weighed by the job's prior (model.prior): "
+                  + ", ".join(f"{name} x{factor:.2f}" for name, factor in weights))  # fmt: skip
     if summary.get("fewer_windows"):
         out.print(f"  {summary['fewer_windows']} entities were too short for "
                   f"{result.windows} backtest windows and were scored on fewer (column "

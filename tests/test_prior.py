@@ -21,6 +21,7 @@ from manymodels.data import write_partitioned
 from manymodels.datasets import oj_sales
 from manymodels.fitting import fit_entity
 from manymodels.priors import MIN_ENTITIES, RELATIVE_CAP, job_prior, relative_scores
+from manymodels.report import print_train_summary
 from manymodels.tasks.entities import fit_spec
 
 from .conftest import base_config
@@ -110,7 +111,7 @@ def panel(tmp_path: Path) -> Path:
 
 
 def test_a_job_backtests_once_chooses_with_its_prior_and_registers_each_entity_once(
-    tmp_path, panel, dask_scheduler, registry_of
+    tmp_path, panel, dask_scheduler, registry_of, capsys
 ):
     template, calls = tmp_path / "counting.py", tmp_path / "calls"
     template.write_text(_COUNTING, encoding="utf-8")
@@ -141,6 +142,10 @@ def test_a_job_backtests_once_chooses_with_its_prior_and_registers_each_entity_o
     assert prior["entities"] == entities and prior["strength"] == config.model.prior
     assert set(prior["factors"]) == {"naive", "theta", "counting"}
     assert min(prior["factors"].values()) == 1.0
+    assert result.prior == pytest.approx(prior["factors"])
+    print_train_summary(result)
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "job's prior" in ln]
+    assert all(f"{name} x{factor:.2f}" in line for name, factor in prior["factors"].items())
 
 
 def test_a_job_of_few_entities_chooses_without_a_prior(tmp_path, oj_data, dask_scheduler):
@@ -151,6 +156,7 @@ def test_a_job_of_few_entities_chooses_without_a_prior(tmp_path, oj_data, dask_s
     ))  # fmt: skip
     result = manymodels.train(config)
     assert result.failed == 0
+    assert result.prior == {}
     assert not list((tmp_path / "work" / "jobs").glob("*.prior.json"))
 
 

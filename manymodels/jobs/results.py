@@ -59,6 +59,8 @@ class TrainResult:
         backtest_dir: the local folder of the backtest table's parts (see :meth:`backtest`).
         windows: the backtest windows asked for (``evaluation.windows``).
         registration: ``tracking.registration``: ``per_entity`` or ``per_job`` (one bundle).
+        prior: each candidate's factor in the job-level prior (see :mod:`manymodels.priors`);
+            empty when the job chose without one.
     """
 
     job_id: str
@@ -77,6 +79,7 @@ class TrainResult:
     backtest_dir: str | None = None
     windows: int = 0
     registration: str = "per_entity"
+    prior: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -173,8 +174,8 @@ def _run(
         )  # fmt: skip
         rows.extend(dispatch.record(registrar, ledger))
         try:
-            stopped_early = _train_partitions(dispatch, inputs, task, registrar, ledger,
-                                              backtests, rows, progress, pending)  # fmt: skip
+            stopped_early, prior = _train_partitions(dispatch, inputs, task, registrar, ledger,
+                                                     backtests, rows, progress, pending)  # fmt: skip
         except BaseException:
             # Interrupted or broken: leave the run resumable by the next run of the same command.
             job.end("KILLED")
@@ -184,6 +185,7 @@ def _run(
         result = _finish(session, job, kind, config, rows, registrar, started, stopped_early,
                          backtests)  # fmt: skip
     result.resumed_with = resumed_with
+    result.prior = dict(prior)
     return result
 
 
@@ -191,10 +193,11 @@ def _train_partitions(
     dispatch: Dispatch, inputs: Inputs, task: TrainTask, registrar: Registrar,
     ledger: Ledger, backtest_log: BacktestLog, rows: list[dict[str, Any]], progress: bool,
     pending: PendingCluster,
-) -> bool:  # fmt: skip
+) -> tuple[bool, Mapping[str, float]]:  # fmt: skip
+    """Train the dispatched partitions: whether the job stopped early, and its prior."""
     config, todo, estimate = inputs.config, dispatch.todo, dispatch.estimated_seconds
     if not todo:
-        return False
+        return False, {}
     workers = workers_for(estimate, full_size(config.compute))
     client = pending.client(workers=workers)
     announce_dashboard(client, progress)
@@ -207,8 +210,9 @@ def _train_partitions(
     if chooses_with_prior(config, task, len(dispatch.to_train)):
         task, backtests = first_phase(client, batches, task, registrar.job, progress, name)
     try:
-        return _train_batches(client, batches, task, backtests, name, inputs, registrar, ledger,
-                              backtest_log, rows, progress)  # fmt: skip
+        stopped_early = _train_batches(client, batches, task, backtests, name, inputs, registrar,
+                                       ledger, backtest_log, rows, progress)  # fmt: skip
+        return stopped_early, task.prior
     finally:
         release(backtests or [])
 
