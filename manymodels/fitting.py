@@ -2,8 +2,10 @@
 
 :func:`fit_entity` regularises one entity's rows, backtests every candidate template on the
 same rolling-origin windows (seasonal naive always beside them, as the baseline), chooses the
-candidate with the best mean backtest metric, refits it on all the data (keeping the
-specification it was backtested with), and learns conformal intervals from its backtest errors.
+candidate with the best mean backtest metric and refits it on all the data (see
+:mod:`manymodels.refitting`), and learns conformal intervals from its backtest errors. A job
+that weighs candidates by a prior runs the backtests first (:func:`backtest_entity`) and the
+rest later, on the same backtests.
 An entity too short for every candidate gets the fallback template (naive by default), tagged
 as such. Pure: no Dask, no MLflow; it raises for a bad entity and the caller records it.
 """
@@ -20,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from manymodels import ensembles
 from manymodels.backtesting import (
     Backtest,
     Candidate,
@@ -32,13 +33,13 @@ from manymodels.backtesting import (
     score_windows,
     window_errors,
 )
-from manymodels.ensembles import Ensemble, Member
 from manymodels.entity_model import EntityModel
 from manymodels.errors import EntityError
 from manymodels.floors import NonNegative
 from manymodels.intervals import coverage, fit_scores
 from manymodels.priors import Prior, relative_scores
-from manymodels.selection import COMBINATION, choose, combination, selection_metric
+from manymodels.refitting import Refit, choose_and_refit, with_params
+from manymodels.selection import selection_metric
 from manymodels.templates import Template, TrainContext, load_template
 from manymodels.timeseries import Series, regularize, season_length_for
 
@@ -228,9 +229,9 @@ def _choose(backtested: Backtested, spec: FitSpec) -> EntityFit:
     series, windows = backtested.series, backtested.windows
     history = series.history
     values = history[spec.target_col].to_numpy(dtype=float)
-    winner, model = _choose_and_refit(
+    winner, model = choose_and_refit(
         backtested.candidates, results, errors,
-        _Refit(history, values, series.observed, backtested.context, windows, spec,
+        Refit(history, values, series.observed, backtested.context, windows, spec,
                backtested.selected_by),
     )  # fmt: skip
     errors_matrix = window_errors(winner, values, series.observed, windows)
@@ -261,7 +262,7 @@ def _suited(
     """The candidates whose templates suit the series (all of them for a single template)."""
     if len(candidates) == 1:
         return candidates
-    suited = tuple(c for c in candidates if c.template.suits(history, _with_params(context, c)))
+    suited = tuple(c for c in candidates if c.template.suits(history, with_params(context, c)))
     return suited or candidates
 
 
@@ -272,7 +273,7 @@ def _windows_and_candidates(
     fallback candidate (on every window the series affords) when none is usable."""
     step = spec.step or spec.holdout
     widest = plan_windows(length, spec.holdout, spec.windows, step, _MIN_BEFORE_WINDOW)
-    needs = {c.name: c.template.min_history(_with_params(context, c)) for c in candidates}
+    needs = {c.name: c.template.min_history(with_params(context, c)) for c in candidates}
     for drop in range(len(widest)):
         windows = Windows(widest.cutoffs[drop:], widest.length)
         usable = [c for c in candidates if needs[c.name] <= windows.cutoffs[0]]
@@ -305,7 +306,7 @@ def _backtest_all(
     for candidate in candidates:
         try:
             results[candidate.name] = run_backtest(
-                candidate, series.history, series.observed, _with_params(context, candidate),
+                candidate, series.history, series.observed, with_params(context, candidate),
                 windows, columns, spec.non_negative,
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one candidate's failure is recorded
@@ -327,96 +328,10 @@ def _baseline(
     candidate = Candidate(BASELINE, load_template(BASELINE), {"season_length": None})
     try:
         return run_backtest(candidate, series.history, series.observed,
-                            _with_params(context, candidate), windows, [spec.time_col],
+                            with_params(context, candidate), windows, [spec.time_col],
                             spec.non_negative)  # fmt: skip
     except Exception:  # noqa: BLE001 - the baseline is a reference, never a reason to fail
         return None
-
-
-@dataclass(frozen=True)
-class _Refit:
-    """What choosing a winner and refitting it on all the data needs."""
-
-    history: pd.DataFrame
-    values: np.ndarray
-    observed: np.ndarray
-    context: TrainContext
-    windows: Windows
-    spec: FitSpec
-    selected_by: str
-
-
-def _choose_and_refit(
-    candidates: list[Candidate], results: dict[str, Backtest], errors: dict[str, str],
-    refit: _Refit,
-) -> tuple[Backtest, EntityModel]:  # fmt: skip
-    """The best candidate (or combination, see :func:`~manymodels.selection.combination`) and
-    its model refit on all the data.
-
-    A winner whose final refit raises gives way to the next best, its error kept in ``errors``
-    like a failed backtest's: the newest data can rule out a specification that every earlier
-    cutoff allowed, and that must not cost the entity its model.
-    """
-    by_name = {candidate.name: candidate for candidate in candidates}
-    spec = refit.spec
-    standing = dict(results)  # the candidates still in the race; ``results`` keeps every score
-    while True:
-        winner = choose(standing, refit.selected_by, spec.prior)
-        combined = combination(standing, winner, refit.selected_by, spec.combine, refit.values,
-                               refit.observed, refit.windows, refit.context.season_length,
-                               spec.prior)  # fmt: skip
-        chosen = combined.members if combined is not None else (winner.candidate,)
-        fitted = {}
-        for name in chosen:
-            try:
-                fitted[name] = _final_model(by_name[name], results[name], refit.history,
-                                            refit.context, refit.windows, spec)  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 - the next best takes its place
-                if len(candidates) == 1:
-                    raise
-                errors[name] = f"final refit: {type(exc).__name__}: {exc}"
-                del standing[name]
-                break
-        else:
-            if combined is None:
-                return winner, fitted[winner.candidate]
-            results[COMBINATION] = combined
-            return combined, _ensemble(list(fitted.items()), refit)
-        if not standing:
-            raise EntityError(f"every candidate failed; the last: {errors[chosen[-1]]}")
-
-
-def _ensemble(fitted: list[tuple[str, EntityModel]], refit: _Refit) -> EntityModel:
-    spec = refit.spec
-    ensemble = Ensemble([Member(name, model.predict_fn, model.model, model.context,
-                                model.train_fn, model.update_fn)
-                         for name, model in fitted],
-                        non_negative=spec.non_negative)  # fmt: skip
-    history = fitted[0][1].history
-    return EntityModel(COMBINATION, ensembles.predict, ensemble, refit.context, history,
-                       levels=spec.levels, update_fn=ensembles.update,
-                       non_negative=spec.non_negative)  # fmt: skip
-
-
-def _final_model(
-    chosen: Candidate, backtest: Backtest, history: pd.DataFrame, context: TrainContext,
-    windows: Windows, spec: FitSpec,
-) -> EntityModel:  # fmt: skip
-    ctx = _with_params(context, chosen)
-    template = chosen.template
-    if not len(windows):
-        fitted, fitted_on = template.train(history.reset_index(drop=True), ctx), history
-    elif spec.refit:
-        fitted = template.refit(backtest.first_model, history.reset_index(drop=True), ctx)
-        fitted_on = history
-    else:
-        fitted, fitted_on = backtest.last_model, history.iloc[: windows.cutoffs[-1]]
-    if fitted is None:
-        raise EntityError("train() returned None; it must return the fitted model")
-    return EntityModel(template.name, template.predict, fitted, ctx,
-                       fitted_on.reset_index(drop=True), levels=spec.levels,
-                       train_fn=template.train, update_fn=template.update_fn,
-                       non_negative=spec.non_negative)  # fmt: skip
 
 
 def _table(
@@ -439,16 +354,6 @@ def _first_window_start(
 def _fallback_candidate(name: str) -> Candidate:
     template = load_template(name)
     return Candidate(f"{name}", template, template.validate_params({}))
-
-
-def _with_params(context: TrainContext, candidate: Candidate) -> TrainContext:
-    if context.params is candidate.params:
-        return context
-    return TrainContext(
-        keys=context.keys, params=candidate.params, time_col=context.time_col,
-        target_col=context.target_col, exog_cols=context.exog_cols, freq=context.freq,
-        horizon=context.horizon, season_length=context.season_length,
-    )  # fmt: skip
 
 
 def _context(keys: Mapping[str, str], spec: FitSpec, freq: str) -> TrainContext:
