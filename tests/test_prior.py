@@ -6,13 +6,19 @@ a local cluster: backtested once, chosen with the prior, every entity registered
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import manymodels
 from manymodels.candidates import plan_models
@@ -65,7 +71,7 @@ def _spec(candidates, prior=None):
                  "freq": "W-SUN"},
     })  # fmt: skip
     spec = fit_spec(config, plan_models(config.model))
-    return spec if prior is None else spec.__class__(**{**spec.__dict__, "prior": prior})
+    return spec if prior is None else dataclasses.replace(spec, prior=prior)
 
 
 def test_the_prior_turns_a_close_choice_and_the_metrics_stay_the_winners_own(tmp_path):
@@ -186,13 +192,6 @@ def predict(model, history, future, context):
 
 
 def test_a_resumed_job_keeps_the_prior_it_made(tmp_path, panel, dask_scheduler, registry_of):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import yaml
-
     template = tmp_path / "slow.py"
     template.write_text(_SLOW_ONCE_CHOSEN, encoding="utf-8")
     priors = str(tmp_path / "work" / "jobs" / "*.prior.json")
