@@ -388,17 +388,7 @@ def map_batches(
             workers for this batch (the task runs where that result is). A batch run again
             after a loss gets none, and must do without.
     """
-    # Arguments shared by every task (the job's settings, champions) travel once to the
-    # scheduler, as tasks of their own: unlike scattered data, a task that was lost with its
-    # worker is computed again, so the batches that need it are never cancelled.
-    with warnings.catch_warnings():
-        # Sent once, by design: Dask's advice against big graphs is about repeated data.
-        warnings.filterwarnings("ignore", message="Sending large graph")
-        shared = [
-            client.submit(_identity, arg, key=f"{name}-shared-{index}", pure=False)
-            for index, arg in enumerate(args)
-        ]
-    _copy_to_every_worker(client, shared)
+    shared = _share(client, args, name)
     futures: dict[Future, Batch] = {}
 
     def submit(batch: Batch, key: str, *extra: Future) -> Future:
@@ -459,9 +449,7 @@ def submit_kept(
     the caller releases them (:func:`release`). ``args`` travel once, as for
     :func:`map_batches`.
     """
-    shared = [client.submit(_identity, arg, key=f"{name}-shared-{index}", pure=False)
-              for index, arg in enumerate(args)]  # fmt: skip
-    _copy_to_every_worker(client, shared)
+    shared = _share(client, args, name)
     return [
         client.submit(run_guarded, function, batch, *shared, key=f"{name}-{index}", pure=False)
         for index, batch in enumerate(batches)
@@ -491,6 +479,24 @@ def release(futures: Sequence[Kept | None]) -> None:
     for future in futures:
         if future is not None:
             future.release()
+
+
+def _share(client: Client, args: Sequence[Any], name: str) -> list[Future]:
+    """Arguments shared by every task (the job's settings, champions), on every worker.
+
+    They travel once to the scheduler, as tasks of their own: unlike scattered data, a task
+    that was lost with its worker is computed again, so the batches that need it are never
+    cancelled.
+    """
+    with warnings.catch_warnings():
+        # Sent once, by design: Dask's advice against big graphs is about repeated data.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        shared = [
+            client.submit(_identity, arg, key=f"{name}-shared-{index}", pure=False)
+            for index, arg in enumerate(args)
+        ]
+    _copy_to_every_worker(client, shared)
+    return shared
 
 
 def _copy_to_every_worker(client: Client, shared: list[Future]) -> None:

@@ -87,10 +87,8 @@ def backtest_batch(
     to_read = [partition for partition in partitions if partition.keys not in task.carry]
     for keys, frame, failure in iter_entities(to_read, config):
         name = model_name(config.tracking.model_prefix, keys)
-        champion = task.champions.get(name)
-        if failure is not None or name in task.skip or (
-            champion is not None and not task.force
-            and _unchanged(champion, entity_fingerprint(frame, config), task)
+        if failure is not None or name in task.skip or _kept_as_is(
+            task.champions.get(name), entity_fingerprint(frame, config), task
         ):  # fmt: skip
             continue
         try:
@@ -187,7 +185,7 @@ def _train_entity(
     champion = task.champions.get(name)
     slug = entity_slug(keys)
     same = champion is not None and _unchanged(champion, fingerprint, task)
-    if champion is not None and same and not task.force:
+    if champion is not None and _kept_as_is(champion, fingerprint, task):
         return _carry_over(keys, name, slug, champion, sink, loader, fingerprint, "skipped")
     if isinstance(backtested, Failure):  # the first phase tried, within the same limits
         return _failed_entity(keys, name, backtested, fingerprint, champion, slug, sink, loader,
@@ -315,6 +313,12 @@ def _old_shards(partitions: list[Partition], task: TrainTask) -> list[str]:
             return []
         shards.update(split_location(task.champions[name].location)[0] for name in names)
     return sorted(shards)
+
+
+def _kept_as_is(champion: Champion | None, fingerprint: str, task: TrainTask) -> bool:
+    """Whether a retrain keeps the entity's champion without training: its data, code and
+    params are the champion's, and the retrain is not forced."""
+    return champion is not None and not task.force and _unchanged(champion, fingerprint, task)
 
 
 def _unchanged(champion: Champion, fingerprint: str, task: TrainTask) -> bool:
