@@ -65,6 +65,7 @@ class JobRun:
         candidate_backtest: for ``auto``, each candidate's mean backtest MASE as recorded.
         fit_seconds_per_entity: CPU seconds per entity of the fitting alone (backtest, choice,
             refit), measured in this process on ``fit_timed_entities`` entities.
+        calibration: for ``auto``, the factor that widened its intervals at each level.
         error: why the job could not run, if it could not.
     """
 
@@ -83,6 +84,7 @@ class JobRun:
     fit_seconds_per_entity: float | None = None
     fit_timed_entities: int = 0
     fallbacks: int = 0
+    calibration: dict[float, float] = field(default_factory=dict)
     error: str | None = None
 
     @property
@@ -235,6 +237,7 @@ def run_job(split: Split, name: str, model: dict[str, Any], data: Path, root: Pa
         if not run.entities:
             raise RuntimeError(f"train fitted no entity; first failure: {run.first_failure}")
         _read_selection(run, trained.entities)
+        run.calibration = dict(getattr(trained, "calibration", {}))
         run.backtest_mase = score_backtest(split, work_dir, trained.run_id, trained.entities)
         started = time.perf_counter()
         manymodels.forecast(config)

@@ -224,6 +224,10 @@ def _panel_notes(result: PanelResult) -> list[str]:
                         for name, count in auto.winners.most_common())  # fmt: skip
         notes.append(f"auto winners: {won}" + (f"; {auto.fallbacks} fallbacks"
                                               if auto.fallbacks else ""))  # fmt: skip
+    if auto is not None and auto.calibration:
+        widened = ", ".join(f"x{factor:.2f} at {level:g}%"
+                            for level, factor in sorted(auto.calibration.items()))  # fmt: skip
+        notes.append(f"auto's intervals widened by the panel's last backtest window: {widened}")
     if auto is not None and auto.candidate_backtest:
         recorded = ", ".join(f"{k} {_f(v)}" for k, v in sorted(auto.candidate_backtest.items()))
         notes.append(f"auto's recorded backtest MASE: winner {_f(auto.recorded_backtest_mase)}; "

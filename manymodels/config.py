@@ -245,6 +245,12 @@ class EvaluationConfig(_Section):
         default=None, ge=1, description="periods between two backtest cutoffs; the holdout by default"
     )
     refit: bool = Field(default=True, description="refit on all data after the backtest")
+    calibrate: bool = Field(
+        default=True,
+        description="with auto: widen every entity's prediction intervals by how far "
+        "intervals learnt without the panel's last backtest window fell short on it; needs 20 "
+        "entities with two windows or more, and never narrows",
+    )
     metric: Literal["mae", "rmse", "smape", "mase", "wape"] = Field(
         default="mase", description="the metric that chooses among candidates and decides promotion"
     )

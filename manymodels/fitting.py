@@ -16,7 +16,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,13 +33,14 @@ from manymodels.backtesting import (
     score_windows,
     window_errors,
 )
+from manymodels.calibration import forward_ratios
 from manymodels.entity_model import EntityModel
 from manymodels.errors import EntityError
 from manymodels.floors import NonNegative
-from manymodels.intervals import coverage, fit_scores
+from manymodels.intervals import Calibration, coverage, fit_scores
 from manymodels.priors import Prior, relative_scores
 from manymodels.refitting import Refit, choose_and_refit, with_params
-from manymodels.selection import selection_metric
+from manymodels.selection import choose, selection_metric
 from manymodels.templates import Template, TrainContext, load_template
 from manymodels.timeseries import Series, regularize, season_length_for
 
@@ -60,7 +61,9 @@ class FitSpec:
     ``holdout`` is the length of each backtest window and ``step`` the periods between two
     cutoffs (``holdout`` when None). ``fallback`` names the template an entity too short for
     every candidate gets (None: such an entity fails). ``prior`` weighs the candidates by what
-    the whole job's backtests say of them (see :mod:`manymodels.priors`).
+    the whole job's backtests say of them (see :mod:`manymodels.priors`), and ``calibration``
+    widens the intervals by what its most recent backtest window says of them (see
+    :mod:`manymodels.calibration`).
     """
 
     candidates: tuple[Candidate, ...]
@@ -83,6 +86,7 @@ class FitSpec:
     combine: int = 1
     non_negative: NonNegative = False
     prior: Prior | None = None
+    calibration: Calibration = ()
 
     @classmethod
     def for_template(cls, template: Template, params: Mapping[str, Any], **fields: Any) -> FitSpec:
@@ -158,6 +162,18 @@ class Backtested:
         :func:`~manymodels.priors.relative_scores`)."""
         return relative_scores({name: result.metrics.get(self.selected_by, math.nan)
                                 for name, result in self.results.items()})  # fmt: skip
+
+    def forward_ratios(self) -> np.ndarray | None:
+        """The entity's part in its panel's interval calibration (see
+        :func:`~manymodels.calibration.forward_ratios`): the candidate that its backtest
+        windows but the last would choose, checked on the last one."""
+        if len(self.windows) < 2:
+            return None
+        earlier = {name: replace(result, metrics=mean_metrics(result.per_window[:-1]))
+                   for name, result in self.results.items()}  # fmt: skip
+        chosen = self.results[choose(earlier, self.selected_by).candidate]
+        values = self.series.history[self.context.target_col].to_numpy(dtype=float)
+        return forward_ratios(window_errors(chosen, values, self.series.observed, self.windows))
 
 
 def backtest_entity(frame: pd.DataFrame, keys: Mapping[str, str], spec: FitSpec) -> Backtested:
@@ -235,7 +251,7 @@ def _choose(backtested: Backtested, spec: FitSpec) -> EntityFit:
                backtested.selected_by),
     )  # fmt: skip
     errors_matrix = window_errors(winner, values, series.observed, windows)
-    model.intervals = fit_scores(errors_matrix) if len(windows) else None
+    model.intervals = fit_scores(errors_matrix, spec.calibration) if len(windows) else None
     baseline = backtested.baseline
     return EntityFit(
         model=model,
@@ -249,7 +265,7 @@ def _choose(backtested: Backtested, spec: FitSpec) -> EntityFit:
         baseline=baseline.metrics if baseline is not None else {},
         windows=len(windows),
         fallback=backtested.fallback,
-        coverage=coverage(errors_matrix, spec.levels) if len(windows) else {},
+        coverage=coverage(errors_matrix, spec.levels, spec.calibration) if len(windows) else {},
         backtest=_table(results, baseline, series, windows, spec) if spec.keep_predictions else None,
         errors=errors,
         selected_by=backtested.selected_by,

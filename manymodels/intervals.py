@@ -10,6 +10,9 @@ could never exceed 3, and the intervals would be too narrow exactly where few wi
 scale uncertain. The interval at level L around a forecast ``y`` at step ``h`` is
 ``y +/- q_L * scale_h``, with ``q_L`` the conformal quantile of the pooled scores. Any level
 can be asked for later: the scores are kept, not the widths.
+
+A job may widen every entity's intervals by what its panel's most recent backtest window says
+(see :mod:`manymodels.calibration`): a factor per level, never below one, kept with the scores.
 """
 
 from __future__ import annotations
@@ -20,7 +23,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ConformalScores", "coverage", "fit_scores", "interval_columns", "level_label"]
+__all__ = [
+    "Calibration", "ConformalScores", "conformal_share", "coverage", "extended_scale",
+    "fit_scores", "interval_columns", "level_label", "widening",
+]  # fmt: skip
+
+Calibration = tuple[tuple[float, float], ...]
+"""A panel's widening factor of each interval level, as ``(level, factor)`` pairs by level."""
+
+
+def widening(calibration: Calibration, level: float) -> float:
+    """The factor by which ``calibration`` widens the ``level``% interval: interpolated
+    between its levels, the nearest one's beyond them, 1 without a calibration."""
+    if not calibration:
+        return 1.0
+    levels, factors = zip(*calibration, strict=True)
+    return float(np.interp(level, levels, factors))
 
 
 @dataclass(frozen=True)
@@ -30,24 +48,29 @@ class ConformalScores:
     Attributes:
         scale: the error scale of each backtested step ahead.
         scores: the pooled absolute errors divided by their step's scale, sorted.
+        calibration: the job's widening factors (see :mod:`manymodels.calibration`); empty
+            for none.
     """
 
     scale: np.ndarray
     scores: np.ndarray
+    calibration: Calibration = ()
 
     def half_widths(self, level: float, steps: int) -> np.ndarray:
         """Half-widths of the ``level``% interval for ``steps`` steps ahead. Beyond the
         backtested steps, the last scale grows with the square root of the step, as a random
         walk's error does."""
-        return _quantile(self.scores, level / 100.0) * _extend(self.scale, steps)
+        quantile = _quantile(self.scores, level / 100.0) * widening(self.calibration, level)
+        return quantile * extended_scale(self.scale, steps)
 
 
-def fit_scores(errors: np.ndarray) -> ConformalScores | None:
+def fit_scores(errors: np.ndarray, calibration: Calibration = ()) -> ConformalScores | None:
     """The conformal scores of backtest errors.
 
     Args:
         errors: ``actual - prediction``, one row per window, one column per step; ``nan``
             where the actual was not observed.
+        calibration: the job's widening factors, kept with the scores.
 
     Returns:
         The scores, or None when there is no observed error to learn from.
@@ -59,7 +82,8 @@ def fit_scores(errors: np.ndarray) -> ConformalScores | None:
     held_out = np.vstack([_held_out_scores(absolute, held) for held in range(len(absolute))])
     if not np.isfinite(held_out).any():  # one window with observed values: nothing to hold out
         held_out = absolute / scale
-    return ConformalScores(scale=scale, scores=np.sort(held_out[np.isfinite(held_out)]))
+    return ConformalScores(scale=scale, scores=np.sort(held_out[np.isfinite(held_out)]),
+                           calibration=calibration)  # fmt: skip
 
 
 def _held_out_scores(absolute: np.ndarray, held: int) -> np.ndarray:
@@ -82,9 +106,12 @@ def interval_columns(
     return columns
 
 
-def coverage(errors: np.ndarray, levels: Sequence[float]) -> dict[float, float]:
+def coverage(
+    errors: np.ndarray, levels: Sequence[float], calibration: Calibration = ()
+) -> dict[float, float]:
     """Each level's empirical coverage over the backtest, out of sample window by window: the
-    intervals that judge a window are learnt from the other windows only.
+    intervals that judge a window are learnt from the other windows only (and widened by
+    ``calibration``, as the model's are).
 
     Returns:
         ``{level: share of observed values inside their interval}``; ``nan`` with fewer than
@@ -94,7 +121,7 @@ def coverage(errors: np.ndarray, levels: Sequence[float]) -> dict[float, float]:
     inside: dict[float, list[bool]] = {float(level): [] for level in levels}
     if len(errors) >= 2:
         for held in range(len(errors)):
-            scores = fit_scores(np.delete(errors, held, axis=0))
+            scores = fit_scores(np.delete(errors, held, axis=0), calibration)
             row = errors[held]
             seen = np.isfinite(row)
             if scores is None or not seen.any():
@@ -120,12 +147,20 @@ def _step_scale(absolute: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum.accumulate(per_step), floor)
 
 
-def _extend(scale: np.ndarray, steps: int) -> np.ndarray:
+def extended_scale(scale: np.ndarray, steps: int) -> np.ndarray:
+    """``scale`` for ``steps`` steps ahead: cut, or grown beyond its last step with the square
+    root of the step."""
     if steps <= len(scale):
         return scale[:steps]
     known = len(scale)
     beyond = scale[-1] * np.sqrt(np.arange(known + 1, steps + 1) / known)
     return np.concatenate([scale, beyond])
+
+
+def conformal_share(count: int, level: float) -> float:
+    """The share of ``count`` sorted scores below the split-conformal quantile at ``level``
+    (a fraction): the rank that :meth:`ConformalScores.half_widths` takes, over ``count``."""
+    return min(math.ceil((count + 1) * level), count) / count
 
 
 def _quantile(scores: np.ndarray, level: float) -> float:

@@ -19,6 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from manymodels.intervals import level_label
+
 if TYPE_CHECKING:
     from manymodels.jobs.results import ForecastResult, TrainResult
 
@@ -177,6 +179,11 @@ def _print_selection(out: Console, result: TrainResult) -> None:
         weights = sorted(result.prior.items(), key=lambda item: item[1])
         out.print("  weighed by the job's prior (model.prior): "
                   + ", ".join(f"{name} x{factor:.2f}" for name, factor in weights))  # fmt: skip
+    if any(factor > 1 for factor in result.calibration.values()):
+        out.print("  intervals widened by how they held on the panel's last backtest window "
+                  "(evaluation.calibrate): "
+                  + ", ".join(f"x{factor:.2f} at {level_label(level)}%"
+                              for level, factor in sorted(result.calibration.items())))  # fmt: skip
     if summary.get("fewer_windows"):
         out.print(f"  {summary['fewer_windows']} entities were too short for "
                   f"{result.windows} backtest windows and were scored on fewer (column "

@@ -1,11 +1,12 @@
 """The first phase of a training job that chooses with a prior (see :mod:`manymodels.priors`).
 
 Every entity to train is backtested first, and the backtests stay on the workers; the driver
-gets each entity's relative candidate scores only, and makes the job's prior from them. The
-training tasks then choose and refit where those backtests are, without running them again
-(a task run again after a lost worker runs them itself). The prior is kept beside the job's
-ledger, so a resumed job chooses its remaining entities with the same prior, and logged to the
-job's run as ``prior.json``.
+gets a small summary per batch (each entity's relative candidate scores, and a histogram of
+how its intervals held on its last backtest window) and makes the job's prior and interval
+calibration (see :mod:`manymodels.calibration`) from them. The training tasks then choose and
+refit where those backtests are, without running them again (a task run again after a lost
+worker runs them itself). Both are kept beside the job's ledger, so a resumed job trains its
+remaining entities with the same ones, and logged to the job's run as ``prior.json``.
 """
 
 from __future__ import annotations
@@ -21,25 +22,26 @@ from manymodels.data import Partition
 from manymodels.engine import Kept, release, submit_kept, summaries
 from manymodels.priors import MIN_ENTITIES, job_prior
 from manymodels.report import progress_bar
-from manymodels.tasks import TrainTask, backtest_batch, backtest_scores
+from manymodels.tasks import PanelEvidence, TrainTask, backtest_batch, backtest_evidence
 from manymodels.tracking.runs import JobRun
 
-__all__ = ["FirstPhase", "chooses_with_prior", "first_phase"]
+__all__ = ["FirstPhase", "first_phase", "runs_first_phase"]
 
 
 FirstPhase = tuple[TrainTask, list[Kept | None] | None]
 """The task with its prior, and per batch the future of its backtests (None: none kept)."""
 
 
-def chooses_with_prior(config: Config, task: TrainTask, partitions: int) -> bool:
-    """Whether the job weighs its candidates by a prior: automatic selection among several
-    candidates, a positive ``model.prior``, and possibly enough entities for one (a job of
-    fewer partitions than :data:`~manymodels.priors.MIN_ENTITIES`, one entity each, has not).
+def runs_first_phase(config: Config, task: TrainTask, partitions: int) -> bool:
+    """Whether the job backtests every entity first: automatic selection among several
+    candidates, a positive ``model.prior`` or ``evaluation.calibrate``, and possibly enough
+    entities for either (a job of fewer partitions than
+    :data:`~manymodels.priors.MIN_ENTITIES`, one entity each, has not).
     """
     one_per_partition = config.data.entity_cols == list(config.data.partition_by)
     return (
         len(task.template.candidates) > 1
-        and config.model.prior > 0
+        and (config.model.prior > 0 or config.evaluation.calibrate)
         and not (one_per_partition and partitions < MIN_ENTITIES)
     )
 
@@ -48,7 +50,8 @@ def first_phase(
     client: Any, batches: Sequence[list[Partition]], task: TrainTask, job: JobRun,
     progress: bool, name: str,
 ) -> FirstPhase:  # fmt: skip
-    """Backtest the batches' entities and make the job's prior; a resumed job reuses its own.
+    """Backtest the batches' entities and make the job's prior and calibration; a resumed job
+    reuses its own.
 
     Returns:
         The task to train with, and per batch the future of its backtests.
@@ -56,31 +59,53 @@ def first_phase(
     config = task.config
     stored = _prior_file(config, job)
     if stored.exists():
-        return replace(task, prior=json.loads(stored.read_text(encoding="utf-8"))), None
+        return _with_panel(task, json.loads(stored.read_text(encoding="utf-8"))), None
     to_backtest = [index for index, batch in enumerate(batches)
                    if any(partition.keys not in task.carry for partition in batch)]  # fmt: skip
     submitted = submit_kept(client, backtest_batch, [batches[i] for i in to_backtest], task,
                             name=f"{name}-backtest")  # fmt: skip
     kept: list[Kept | None] = list(submitted)
-    entities: list[dict[str, float]] = []
+    evidence = PanelEvidence()
     total = sum(len(batches[i]) for i in to_backtest)
     with progress_bar("backtest", total, progress) as bar:
-        for position, outcome in summaries(client, backtest_scores, submitted):
+        for position, outcome in summaries(client, backtest_evidence, submitted):
             if isinstance(outcome, BaseException):
                 # Its training task backtests these entities itself.
                 release([kept[position]])
-                kept[position], outcome = None, []
-            entities.extend(outcome)
-            bar.advance(len(batches[to_backtest[position]]), len(outcome), 0)
-    prior = job_prior(entities, config.model.prior)
+                kept[position], outcome = None, PanelEvidence()
+            evidence.relative.extend(outcome.relative)
+            evidence.ratios = evidence.ratios + outcome.ratios
+            bar.advance(len(batches[to_backtest[position]]), len(outcome.relative), 0)
+    panel = _panel(config, evidence)
     stored.parent.mkdir(parents=True, exist_ok=True)
-    stored.write_text(json.dumps(prior), encoding="utf-8")
-    job.log_json({"strength": config.model.prior, "entities": len(entities), "factors": prior},
-                 "prior.json")  # fmt: skip
+    stored.write_text(json.dumps(panel), encoding="utf-8")
+    job.log_json(panel, "prior.json")
     inputs: list[Kept | None] = [None] * len(batches)
     for position, index in enumerate(to_backtest):
         inputs[index] = kept[position]
-    return replace(task, prior=prior), inputs
+    return _with_panel(task, panel), inputs
+
+
+def _panel(config: Config, evidence: PanelEvidence) -> dict[str, Any]:
+    """What the job learnt of its panel, as stored and logged."""
+    calibration = evidence.ratios.calibration() if config.evaluation.calibrate else ()
+    return {
+        "strength": config.model.prior,
+        "entities": len(evidence.relative),
+        "factors": job_prior(evidence.relative, config.model.prior),
+        "calibration": {"entities": evidence.ratios.entities,
+                        "factors": {str(level): factor for level, factor in calibration}},
+    }  # fmt: skip
+
+
+def _with_panel(task: TrainTask, panel: dict[str, Any]) -> TrainTask:
+    if "factors" not in panel:  # stored before calibrations existed: the prior alone
+        panel = {"factors": panel}
+    calibration = panel.get("calibration", {}).get("factors", {})
+    return replace(
+        task, prior=panel.get("factors", {}),
+        calibration=tuple(sorted((float(level), factor) for level, factor in calibration.items())),
+    )  # fmt: skip
 
 
 def _prior_file(config: Config, job: JobRun) -> Path:

@@ -61,6 +61,9 @@ class TrainResult:
         registration: ``tracking.registration``: ``per_entity`` or ``per_job`` (one bundle).
         prior: each candidate's factor in the job-level prior (see :mod:`manymodels.priors`);
             empty when the job chose without one.
+        calibration: the factor that widened the job's intervals at each level of
+            ``forecast.levels``, as ``{level: factor}`` (see :mod:`manymodels.calibration`);
+            empty without a calibration.
     """
 
     job_id: str
@@ -80,6 +83,7 @@ class TrainResult:
     windows: int = 0
     registration: str = "per_entity"
     prior: dict[str, float] = field(default_factory=dict)
+    calibration: dict[float, float] = field(default_factory=dict)
 
     @property
     def total(self) -> int:

@@ -1,17 +1,17 @@
 """The training and retraining jobs.
 
 Plan on the driver, train on the workers, register on the driver as results stream in, and
-write the ledger after every batch. A job that chooses with a prior backtests every entity
-first (see :mod:`manymodels.jobs.prior_phase`). ``train`` gives each entity a new version (``champion`` on
-the first); ``retrain`` also scores the current champion on the challenger's holdout and moves
-``champion`` only where the challenger wins.
+write the ledger after every batch. A job that chooses among candidates backtests every
+entity first, for its prior and interval calibration (see :mod:`manymodels.jobs.prior_phase`).
+``train`` gives each entity a new version (``champion`` on the first); ``retrain`` also scores
+the current champion on the challenger's holdout and moves ``champion`` only where the
+challenger wins.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -36,12 +36,13 @@ from manymodels.errors import ConfigError
 from manymodels.exploration.frames import with_frame
 from manymodels.guard import failure_from
 from manymodels.inputs import Inputs, validate_inputs
+from manymodels.intervals import widening
 from manymodels.jobs.backtests import BacktestLog
 from manymodels.jobs.budget import allowed_failures, systematic_failure
 from manymodels.jobs.dispatch import Dispatch, plan_dispatch
 from manymodels.jobs.modes import Registrar, mode_of
 from manymodels.jobs.preload import worker_modules
-from manymodels.jobs.prior_phase import chooses_with_prior, first_phase
+from manymodels.jobs.prior_phase import first_phase, runs_first_phase
 from manymodels.jobs.results import TrainResult, failures_table
 from manymodels.ledger import Ledger
 from manymodels.mainguard import require_main_guard
@@ -174,8 +175,8 @@ def _run(
         )  # fmt: skip
         rows.extend(dispatch.record(registrar, ledger))
         try:
-            stopped_early, prior = _train_partitions(dispatch, inputs, task, registrar, ledger,
-                                                     backtests, rows, progress, pending)  # fmt: skip
+            stopped_early, task = _train_partitions(dispatch, inputs, task, registrar, ledger,
+                                                    backtests, rows, progress, pending)  # fmt: skip
         except BaseException:
             # Interrupted or broken: leave the run resumable by the next run of the same command.
             job.end("KILLED")
@@ -185,7 +186,10 @@ def _run(
         result = _finish(session, job, kind, config, rows, registrar, started, stopped_early,
                          backtests)  # fmt: skip
     result.resumed_with = resumed_with
-    result.prior = dict(prior)
+    result.prior = dict(task.prior)
+    if task.calibration:
+        result.calibration = {level: widening(task.calibration, level)
+                              for level in config.forecast.levels}  # fmt: skip
     return result
 
 
@@ -193,11 +197,12 @@ def _train_partitions(
     dispatch: Dispatch, inputs: Inputs, task: TrainTask, registrar: Registrar,
     ledger: Ledger, backtest_log: BacktestLog, rows: list[dict[str, Any]], progress: bool,
     pending: PendingCluster,
-) -> tuple[bool, Mapping[str, float]]:  # fmt: skip
-    """Train the dispatched partitions: whether the job stopped early, and its prior."""
+) -> tuple[bool, TrainTask]:  # fmt: skip
+    """Train the dispatched partitions: whether the job stopped early, and the task as it
+    trained them (with the job's prior and calibration, where it has them)."""
     config, todo, estimate = inputs.config, dispatch.todo, dispatch.estimated_seconds
     if not todo:
-        return False, {}
+        return False, task
     workers = workers_for(estimate, full_size(config.compute))
     client = pending.client(workers=workers)
     announce_dashboard(client, progress)
@@ -207,12 +212,12 @@ def _train_partitions(
     batches = dispatch.tasks(task.champions, threads, config.compute.batch_size)
     name = f"{registrar.job.job_id}-{uuid.uuid4().hex[:6]}"
     backtests = None
-    if chooses_with_prior(config, task, len(dispatch.to_train)):
+    if runs_first_phase(config, task, len(dispatch.to_train)):
         task, backtests = first_phase(client, batches, task, registrar.job, progress, name)
     try:
         stopped_early = _train_batches(client, batches, task, backtests, name, inputs, registrar,
                                        ledger, backtest_log, rows, progress)  # fmt: skip
-        return stopped_early, task.prior
+        return stopped_early, task
     finally:
         release(backtests or [])
 

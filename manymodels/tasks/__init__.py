@@ -8,14 +8,15 @@ nothing here touches the tracking store or the registry (that is the driver's jo
 
 from manymodels.tasks.forecasting import ForecastTask, forecast_batch
 from manymodels.tasks.training import (
+    PanelEvidence,
     TrainTask,
     backtest_batch,
-    backtest_scores,
+    backtest_evidence,
     params_digest,
     train_batch,
 )  # fmt: skip
 
 __all__ = [
-    "ForecastTask", "TrainTask", "backtest_batch", "backtest_scores", "forecast_batch",
-    "params_digest", "train_batch",
+    "ForecastTask", "PanelEvidence", "TrainTask", "backtest_batch", "backtest_evidence",
+    "forecast_batch", "params_digest", "train_batch",
 ]  # fmt: skip

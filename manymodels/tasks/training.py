@@ -19,6 +19,7 @@ from manymodels.artifacts.bundle import split_location
 from manymodels.artifacts.loader import ModelLoader
 from manymodels.artifacts.model_files import ModelFiles
 from manymodels.artifacts.sinks import EntityFolders, Shard, open_sink
+from manymodels.calibration import RatioHistogram
 from manymodels.candidates import ModelPlan
 from manymodels.config import Config
 from manymodels.data import Partition
@@ -32,13 +33,17 @@ from manymodels.fitting import (
     score_model,
 )  # fmt: skip
 from manymodels.guard import Failure, call_with_limits, failure_from
+from manymodels.intervals import Calibration
 from manymodels.naming import entity_slug, model_name
 from manymodels.outcomes import Champion, EntityResult, Selection, failed
 from manymodels.promotion import challenger_wins
 from manymodels.tasks.entities import entity_fingerprint, fit_spec, iter_entities
 from manymodels.tasks.unchanged import PartitionKeys, stamp_sources
 
-__all__ = ["TrainTask", "backtest_batch", "backtest_scores", "params_digest", "train_batch"]
+__all__ = [
+    "PanelEvidence", "TrainTask", "backtest_batch", "backtest_evidence", "params_digest",
+    "train_batch",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,8 @@ class TrainTask:
     version from this job; ``champions`` are compared against (retrain). ``carry`` names,
     per partition, the champions that a job bundle carries over without the partition being
     read. ``new_versions`` registers a forced retrain's models even where data, code and
-    params equal the champion's.
+    params equal the champion's. ``prior`` and ``calibration`` are the job's (see
+    :mod:`manymodels.jobs.prior_phase`).
     """
 
     config: Config
@@ -67,6 +73,7 @@ class TrainTask:
     carry: Mapping[PartitionKeys, tuple[str, ...]] = field(default_factory=dict)
     new_versions: bool = False
     prior: Mapping[str, float] = field(default_factory=dict)
+    calibration: Calibration = ()
 
 
 Backtests = Mapping[str, Backtested | Failure]
@@ -102,10 +109,27 @@ def backtest_batch(
     return backtests
 
 
-def backtest_scores(backtests: Backtests) -> list[dict[str, float]]:
-    """Each entity's relative candidate scores, all that the driver needs for the prior."""
-    return [backtested.relative_scores() for backtested in backtests.values()
-            if isinstance(backtested, Backtested)]  # fmt: skip
+@dataclass
+class PanelEvidence:
+    """What the driver needs of a batch's backtests to make the job's prior and calibration.
+
+    Attributes:
+        relative: each entity's relative candidate scores (see :mod:`manymodels.priors`).
+        ratios: the entities' forward ratios (see :mod:`manymodels.calibration`).
+    """
+
+    relative: list[dict[str, float]] = field(default_factory=list)
+    ratios: RatioHistogram = field(default_factory=RatioHistogram)
+
+
+def backtest_evidence(backtests: Backtests) -> PanelEvidence:
+    """What a batch's backtests say of the panel, computed where they are kept."""
+    evidence = PanelEvidence()
+    for backtested in backtests.values():
+        if isinstance(backtested, Backtested):
+            evidence.relative.append(backtested.relative_scores())
+            evidence.ratios.add(backtested.forward_ratios())
+    return evidence
 
 
 def train_batch(
@@ -122,8 +146,8 @@ def train_batch(
     """
     config = task.config
     spec = fit_spec(config, task.template)
-    if task.prior:
-        spec = replace(spec, prior=task.prior)
+    if task.prior or task.calibration:
+        spec = replace(spec, prior=task.prior, calibration=task.calibration)
     batch_key = repr(sorted(partition.keys for partition in partitions))
     sink = open_sink(config.tracking.registration, task.artifact_uri, task.artifact_dir,
                      task.model_files, batch_key, task.tracking_uri)  # fmt: skip
