@@ -164,6 +164,20 @@ def champion_line(result: TrainResult) -> str:
     return line
 
 
+def _print_panel(out: Console, result: TrainResult) -> None:
+    """The job's prior and interval calibration, and whose they were."""
+    in_job = f" in job {result.panel_from}" if result.panel_from else ""
+    if result.prior:
+        weights = sorted(result.prior.items(), key=lambda item: item[1])
+        out.print(f"  candidates weighed by the panel's prior{in_job} (model.prior): "
+                  + ", ".join(f"{name} x{factor:.2f}" for name, factor in weights))  # fmt: skip
+    if any(factor > 1 for factor in result.calibration.values()):
+        out.print(f"  intervals widened by how they held on the panel's last backtest "
+                  f"window{in_job} (evaluation.calibrate): "
+                  + ", ".join(f"x{factor:.2f} at {level_label(level)}%"
+                              for level, factor in sorted(result.calibration.items())))  # fmt: skip
+
+
 def _print_selection(out: Console, result: TrainResult) -> None:
     summary = result.selection_summary()
     if "beats_seasonal_naive" in summary:
@@ -175,15 +189,7 @@ def _print_selection(out: Console, result: TrainResult) -> None:
     winners = result.winners()
     if len(winners) > 1 or (winners and "fallback" in result.entities):
         out.print("  chosen models: " + ", ".join(f"{name} {n}" for name, n in winners.items()))
-    if result.prior:
-        weights = sorted(result.prior.items(), key=lambda item: item[1])
-        out.print("  weighed by the job's prior (model.prior): "
-                  + ", ".join(f"{name} x{factor:.2f}" for name, factor in weights))  # fmt: skip
-    if any(factor > 1 for factor in result.calibration.values()):
-        out.print("  intervals widened by how they held on the panel's last backtest window "
-                  "(evaluation.calibrate): "
-                  + ", ".join(f"x{factor:.2f} at {level_label(level)}%"
-                              for level, factor in sorted(result.calibration.items())))  # fmt: skip
+    _print_panel(out, result)
     if summary.get("fewer_windows"):
         out.print(f"  {summary['fewer_windows']} entities were too short for "
                   f"{result.windows} backtest windows and were scored on fewer (column "

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 import manymodels
+from manymodels.artifacts.loader import ModelLoader
 from manymodels.candidates import plan_models
 from manymodels.config import config_from_dict
 from manymodels.data import write_partitioned
@@ -150,7 +151,7 @@ def test_a_job_backtests_once_chooses_with_its_prior_and_registers_each_entity_o
     assert min(prior["factors"].values()) == 1.0
     assert result.prior == pytest.approx(prior["factors"])
     print_train_summary(result)
-    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "job's prior" in ln]
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "panel's prior" in ln]
     assert all(f"{name} x{factor:.2f}" in line for name, factor in prior["factors"].items())
 
 
@@ -268,3 +269,57 @@ def test_an_entity_that_fails_its_backtests_fails_once_not_twice(
     # Each candidate raised once, at its first backtest window, in the first phase only.
     called = sum(len(log.read_text().split()) for log in calls.iterdir())
     assert called == 2 * len(failed)
+
+
+def _revise(path: Path) -> None:
+    """New rows for one partition: its sales raised by half, a new modification time."""
+    frame = pd.read_parquet(path)
+    frame["sales"] = frame["sales"] * 1.5
+    time.sleep(0.01)
+    frame.to_parquet(path, index=False)
+
+
+def test_a_small_retrain_chooses_and_calibrates_with_its_champions_panel(
+    tmp_path, panel, dask_scheduler, registry_of, capsys
+):
+    def config(**model):
+        return manymodels.config_from_dict(base_config(
+            panel, tmp_path / "work", compute={"scheduler": dask_scheduler},
+            model={"template": "auto", "params": {}, **model},
+        ))  # fmt: skip
+
+    candidates = [{"template": "naive"}, {"template": "theta"}, {"template": "seasonal_naive"}]
+    trained = manymodels.train(config(candidates=candidates))
+    assert trained.prior and trained.failed == 0
+    changed = sorted(panel.glob("store=*/brand=*/*.parquet"))[:2]
+    for path in changed:
+        _revise(path)
+
+    retrained = manymodels.retrain(config(candidates=candidates, prior=1.0))
+
+    assert retrained.trained == 2
+    # The champions' job's factors, their distance from 1 doubled with the strength.
+    assert retrained.prior == pytest.approx(
+        {name: 1 + 2 * (factor - 1) for name, factor in trained.prior.items()})  # fmt: skip
+    logged = _logged_prior(config(candidates=candidates), retrained.run_id)
+    assert logged["inherited_from"] == trained.job_id and logged["strength"] == 1.0
+    calibration = tuple(sorted((float(level), factor)
+                               for level, factor in logged["calibration"]["factors"].items()))  # fmt: skip
+    assert calibration, "the first job made a calibration"
+    loader = ModelLoader()
+    for ref in registry_of(config(candidates=candidates)).versions():
+        model = loader.load(ref.source)
+        assert model.intervals.calibration == calibration, ref.name
+
+    # Without a calibration asked for, the prior alone is taken.
+    _revise(changed[0])
+    plain = manymodels.retrain(manymodels.config_from_dict(base_config(
+        panel, tmp_path / "work", compute={"scheduler": dask_scheduler},
+        model={"template": "auto", "params": {}, "candidates": candidates},
+        evaluation={"calibrate": False},
+    )))  # fmt: skip
+    assert plain.trained == 1
+    assert plain.prior == pytest.approx(trained.prior) and plain.calibration == {}
+    print_train_summary(plain)
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "panel's prior" in ln]
+    assert f"in job {trained.job_id}" in line

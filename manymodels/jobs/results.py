@@ -64,6 +64,7 @@ class TrainResult:
         calibration: the factor that widened the job's intervals at each level of
             ``forecast.levels``, as ``{level: factor}`` (see :mod:`manymodels.calibration`);
             empty without a calibration.
+        panel_from: the job whose prior and calibration a small retrain took (None: its own).
     """
 
     job_id: str
@@ -84,6 +85,7 @@ class TrainResult:
     registration: str = "per_entity"
     prior: dict[str, float] = field(default_factory=dict)
     calibration: dict[float, float] = field(default_factory=dict)
+    panel_from: str | None = None
 
     @property
     def total(self) -> int:

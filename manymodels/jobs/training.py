@@ -42,7 +42,12 @@ from manymodels.jobs.budget import allowed_failures, systematic_failure
 from manymodels.jobs.dispatch import Dispatch, plan_dispatch
 from manymodels.jobs.modes import Registrar, mode_of
 from manymodels.jobs.preload import worker_modules
-from manymodels.jobs.prior_phase import first_phase, runs_first_phase
+from manymodels.jobs.prior_phase import (
+    first_phase,
+    inherited_panel,
+    runs_first_phase,
+    wants_panel,
+)  # fmt: skip
 from manymodels.jobs.results import TrainResult, failures_table
 from manymodels.ledger import Ledger
 from manymodels.mainguard import require_main_guard
@@ -186,7 +191,7 @@ def _run(
         result = _finish(session, job, kind, config, rows, registrar, started, stopped_early,
                          backtests)  # fmt: skip
     result.resumed_with = resumed_with
-    result.prior = dict(task.prior)
+    result.prior, result.panel_from = dict(task.prior), task.panel_from
     if task.calibration:
         result.calibration = {level: widening(task.calibration, level)
                               for level in config.forecast.levels}  # fmt: skip
@@ -214,6 +219,8 @@ def _train_partitions(
     backtests = None
     if runs_first_phase(config, task, len(dispatch.to_train)):
         task, backtests = first_phase(client, batches, task, registrar.job, progress, name)
+    elif task.champions and wants_panel(config, task):
+        task = inherited_panel(task, registrar.job)
     try:
         stopped_early = _train_batches(client, batches, task, backtests, name, inputs, registrar,
                                        ledger, backtest_log, rows, progress)  # fmt: skip

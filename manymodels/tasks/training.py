@@ -57,7 +57,7 @@ class TrainTask:
     per partition, the champions that a job bundle carries over without the partition being
     read. ``new_versions`` registers a forced retrain's models even where data, code and
     params equal the champion's. ``prior`` and ``calibration`` are the job's (see
-    :mod:`manymodels.jobs.prior_phase`).
+    :mod:`manymodels.jobs.prior_phase`), or those of the job named by ``panel_from``.
     """
 
     config: Config
@@ -74,6 +74,7 @@ class TrainTask:
     new_versions: bool = False
     prior: Mapping[str, float] = field(default_factory=dict)
     calibration: Calibration = ()
+    panel_from: str | None = None
 
 
 Backtests = Mapping[str, Backtested | Failure]

@@ -11,10 +11,12 @@ import hashlib
 import json
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manymodels import lineage
@@ -87,6 +89,20 @@ class JobRun:
     def end(self, status: str) -> None:
         """End the run: ``FINISHED``, ``FAILED``, or ``KILLED`` to leave it resumable."""
         self.client.set_terminated(self.run_id, status=status)
+
+    def read_json_of(self, job_id: str, name: str) -> Any | None:
+        """A JSON artifact that another job of this experiment logged; None where that job or
+        its artifact cannot be found."""
+        query = f"tags.`{lineage.JOB_ID}` = '{job_id}'"
+        runs = self.client.search_runs([self.experiment_id], query, max_results=1)
+        if not runs:
+            return None
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                local = self.client.download_artifacts(runs[0].info.run_id, name, folder)
+                return json.loads(Path(local).read_text(encoding="utf-8"))
+            except Exception:  # noqa: BLE001 - never logged, unreadable, or its store is down
+                return None
 
 
 def config_hash(config: Config, kind: str, extra: str = "") -> str:
