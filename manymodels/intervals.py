@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = [
     "Calibration", "ConformalScores", "conformal_share", "coverage", "extended_scale",
-    "fit_scores", "interval_columns", "level_label", "widening",
+    "fit_scores", "interval_columns", "level_label", "nested_half_widths", "widening",
 ]  # fmt: skip
 
 Calibration = tuple[tuple[float, float], ...]
@@ -98,12 +98,25 @@ def interval_columns(
 ) -> dict[str, np.ndarray]:
     """``lo-80``/``hi-80``-style columns around ``predictions``, lower levels first."""
     columns = {}
-    for level in sorted(levels):
-        half = scores.half_widths(level, len(predictions))
+    for level, half in nested_half_widths(scores, levels, len(predictions)).items():
         label = level_label(level)
         columns[f"lo-{label}"] = predictions - half
         columns[f"hi-{label}"] = predictions + half
     return columns
+
+
+def nested_half_widths(
+    scores: ConformalScores, levels: Sequence[float], steps: int
+) -> dict[float, np.ndarray]:
+    """Each level's half-widths, lowest level first, none narrower than a lower level's: a
+    calibration can widen a lower level more than a higher one, and the higher interval must
+    still hold the lower."""
+    widths: dict[float, np.ndarray] = {}
+    below = np.zeros(steps)
+    for level in sorted(float(level) for level in levels):
+        below = np.maximum(below, scores.half_widths(level, steps))
+        widths[level] = below
+    return widths
 
 
 def coverage(
@@ -126,8 +139,9 @@ def coverage(
             seen = np.isfinite(row)
             if scores is None or not seen.any():
                 continue
+            widths = nested_half_widths(scores, list(inside), len(row))
             for level, hits in inside.items():
-                half = scores.half_widths(level, len(row))
+                half = widths[level]
                 hits.extend((np.abs(row[seen]) <= half[seen]).tolist())
     return {level: float(np.mean(hits)) if hits else math.nan for level, hits in inside.items()}
 

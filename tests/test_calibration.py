@@ -20,7 +20,14 @@ import pytest
 import manymodels
 from manymodels.calibration import LEVELS, RatioHistogram, forward_ratios
 from manymodels.data import write_partitioned
-from manymodels.intervals import ConformalScores, conformal_share, fit_scores, widening
+from manymodels.intervals import (
+    ConformalScores,
+    conformal_share,
+    coverage,
+    fit_scores,
+    interval_columns,
+    widening,
+)  # fmt: skip
 from manymodels.priors import MIN_ENTITIES
 from manymodels.report import print_train_summary
 
@@ -100,6 +107,18 @@ def test_calibrated_scores_widen_every_interval_and_older_models_still_load():
     older.__dict__.update({"scale": plain.scale, "scores": plain.scores})
     loaded = pickle.loads(pickle.dumps(older))
     np.testing.assert_allclose(loaded.half_widths(80, 7), plain.half_widths(80, 7))
+
+
+def test_intervals_stay_nested_when_a_lower_level_is_widened_more():
+    errors = np.random.default_rng(2).normal(size=(3, 6))
+    scores = fit_scores(errors, ((80.0, 3.0), (95.0, 1.0)))
+    columns = interval_columns(np.zeros(6), scores, [95, 80])
+    assert list(columns) == ["lo-80", "hi-80", "lo-95", "hi-95"]
+    np.testing.assert_allclose(columns["hi-80"], scores.half_widths(80, 6))
+    assert (columns["hi-95"] >= columns["hi-80"]).all() and (columns["lo-95"] <= columns["lo-80"]).all()
+    # The backtest coverage judges the same nested intervals: 95% never below 80%.
+    covered = coverage(errors, [80, 95], ((80.0, 3.0), (95.0, 1.0)))
+    assert covered[95.0] >= covered[80.0]
 
 
 HORIZON = 8
