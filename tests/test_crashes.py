@@ -6,6 +6,7 @@ shared session cluster never loses its workers.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -202,3 +203,37 @@ def test_a_lost_forecast_batch_is_split_and_its_partial_files_go(tmp_path):
         "store=1/part-13-0.parquet"
     ]
     assert _split_indexed(str(tmp_path), ("4", ["a"])) == [("4", ["a"])]  # type: ignore[list-item]
+
+
+@pytest.mark.slow
+def test_a_candidate_that_ends_its_process_in_the_first_phase_fails_its_entity_alone(tmp_path):
+    # Automatic selection over 24 entities backtests them all first, keeping the backtests on
+    # the workers; the batch whose worker dies there is backtested again by its training task,
+    # which isolates the culprit as any training task does.
+    from manymodels.data import write_partitioned
+    from manymodels.datasets import oj_sales
+    from manymodels.priors import MIN_ENTITIES
+
+    frame = oj_sales(n_entities=MIN_ENTITIES + 4, n_weeks=60, seed=8, short_share=0.0,
+                     intermittent_share=0.0)  # fmt: skip
+    culprit = frame.iloc[0][["store", "brand"]].astype(str).to_dict()
+    data = tmp_path / "data"
+    write_partitioned(frame, str(data), ["store", "brand"], basename="part")
+    template = tmp_path / "crashing.py"
+    template.write_text(CRASHING_TEMPLATE.replace(json.dumps(CULPRIT), json.dumps(culprit)))
+    candidates = [{"template": "naive"},
+                  {"template": str(template), "params": {"how": "os_exit"}}]  # fmt: skip
+    config = manymodels.config_from_dict(base_config(
+        data, tmp_path / "work", model={"template": "auto", "params": {}, "candidates": candidates},
+        compute={"n_workers": 2, "batch_size": 4}, failures={"max_share": 0.5},
+    ))  # fmt: skip
+
+    result = manymodels.train(config)
+
+    assert (result.trained, result.failed) == (MIN_ENTITIES + 3, 1)
+    failure = result.failures.iloc[0]
+    assert {"store": failure["store"], "brand": failure["brand"]} == culprit
+    assert failure["error_type"] == "WorkerCrash"
+    # The first phase ran (its prior may be empty: the crash can fail other batches' backtests
+    # on the worker that died too, and the entities left can be too few for one).
+    assert list((tmp_path / "work" / "jobs").glob("*.prior.json"))

@@ -73,26 +73,35 @@ def first_phase(
                    if any(partition.keys not in task.carry for partition in batch)]  # fmt: skip
     submitted = submit_kept(client, backtest_batch, [batches[i] for i in to_backtest], task,
                             name=f"{name}-backtest")  # fmt: skip
-    kept: list[Kept | None] = list(submitted)
-    evidence = PanelEvidence()
-    total = sum(len(batches[i]) for i in to_backtest)
-    with progress_bar("backtest", total, progress) as bar:
-        for position, outcome in summaries(client, backtest_evidence, submitted):
-            if isinstance(outcome, BaseException):
-                # Its training task backtests these entities itself.
-                release([kept[position]])
-                kept[position], outcome = None, PanelEvidence()
-            evidence.relative.extend(outcome.relative)
-            evidence.ratios = evidence.ratios + outcome.ratios
-            bar.advance(len(batches[to_backtest[position]]), len(outcome.relative), 0)
+    sizes = [len(batches[index]) for index in to_backtest]
+    evidence, failed = _gather(client, submitted, sizes, progress)
     panel = _panel(config, evidence)
     if not panel["factors"] and not panel["calibration"]["factors"]:
         panel = _champions_panel(task, job) or panel
     _keep(panel, stored, job)
     inputs: list[Kept | None] = [None] * len(batches)
     for position, index in enumerate(to_backtest):
-        inputs[index] = kept[position]
+        if position not in failed:  # else its training task backtests these entities itself
+            inputs[index] = submitted[position]
     return _with_panel(task, panel), inputs
+
+
+def _gather(
+    client: Any, submitted: list[Kept], sizes: list[int], progress: bool
+) -> tuple[PanelEvidence, set[int]]:
+    """The evidence of every batch of kept backtests, computed where they are, and the
+    positions of the batches whose backtests failed (released)."""
+    evidence, failed = PanelEvidence(), set()
+    with progress_bar("backtest", sum(sizes), progress) as bar:
+        for position, outcome in summaries(client, backtest_evidence, submitted):
+            if isinstance(outcome, BaseException):
+                release([submitted[position]])
+                failed.add(position)
+                outcome = PanelEvidence()
+            evidence.relative.extend(outcome.relative)
+            evidence.ratios = evidence.ratios + outcome.ratios
+            bar.advance(sizes[position], len(outcome.relative), 0)
+    return evidence, failed
 
 
 def inherited_panel(task: TrainTask, job: JobRun) -> TrainTask:
