@@ -68,7 +68,7 @@ def first_phase(
     config = task.config
     stored = _prior_file(config, job)
     if stored.exists():
-        return _with_panel(task, json.loads(stored.read_text(encoding="utf-8"))), None
+        return _with_panel(task, _read(stored)), None
     to_backtest = [index for index, batch in enumerate(batches)
                    if any(partition.keys not in task.carry for partition in batch)]  # fmt: skip
     submitted = submit_kept(client, backtest_batch, [batches[i] for i in to_backtest], task,
@@ -110,7 +110,7 @@ def inherited_panel(task: TrainTask, job: JobRun) -> TrainTask:
     their params): what the whole panel said then is a better guide than nothing."""
     stored = _prior_file(task.config, job)
     if stored.exists():
-        return _with_panel(task, json.loads(stored.read_text(encoding="utf-8")))
+        return _with_panel(task, _read(stored))
     panel = _champions_panel(task, job)
     if panel is None:
         return task
@@ -146,6 +146,13 @@ def _adapted(panel: dict[str, Any], config: Config) -> dict[str, Any]:
     return {**panel, "strength": now, "factors": factors, "calibration": calibration}
 
 
+def _read(stored: Path) -> dict[str, Any]:
+    """A panel kept by :func:`_keep`; one kept before calibrations existed was the prior's
+    factors alone."""
+    panel = json.loads(stored.read_text(encoding="utf-8"))
+    return panel if "factors" in panel else {"factors": panel}
+
+
 def _keep(panel: dict[str, Any], stored: Path, job: JobRun) -> None:
     """Beside the ledger, for a resumed job, and on the job's run."""
     stored.parent.mkdir(parents=True, exist_ok=True)
@@ -166,8 +173,6 @@ def _panel(config: Config, evidence: PanelEvidence) -> dict[str, Any]:
 
 
 def _with_panel(task: TrainTask, panel: dict[str, Any]) -> TrainTask:
-    if "factors" not in panel:  # stored before calibrations existed: the prior alone
-        panel = {"factors": panel}
     calibration = panel.get("calibration", {}).get("factors", {})
     return replace(
         task, prior=panel.get("factors", {}),

@@ -93,13 +93,12 @@ class JobRun:
     def read_json_of(self, job_id: str, name: str) -> Any | None:
         """A JSON artifact that another job of this experiment logged; None where that job or
         its artifact cannot be found."""
-        query = f"tags.`{lineage.JOB_ID}` = '{job_id}'"
-        runs = self.client.search_runs([self.experiment_id], query, max_results=1)
-        if not runs:
+        run = _job_run(self.client, self.experiment_id, job_id)
+        if run is None:
             return None
         with tempfile.TemporaryDirectory() as folder:
             try:
-                local = self.client.download_artifacts(runs[0].info.run_id, name, folder)
+                local = self.client.download_artifacts(run.info.run_id, name, folder)
                 return json.loads(Path(local).read_text(encoding="utf-8"))
             except Exception:  # noqa: BLE001 - never logged, unreadable, or its store is down
                 return None
@@ -150,13 +149,18 @@ def _find_or_start(
     return JobRun(job_id, run, False, client)
 
 
-def _named_run(session: Tracking, job_id: str, kind: str, digest: str) -> Run:
+def _job_run(client: MlflowClient, experiment_id: str, job_id: str) -> Run | None:
+    """The run of job ``job_id`` in the experiment, if there is one."""
     query = f"tags.`{lineage.JOB_ID}` = '{job_id}'"
-    runs = session.client.search_runs([session.experiment_id], query, max_results=1)
-    if not runs:
+    runs = client.search_runs([experiment_id], query, max_results=1)
+    return runs[0] if runs else None
+
+
+def _named_run(session: Tracking, job_id: str, kind: str, digest: str) -> Run:
+    run = _job_run(session.client, session.experiment_id, job_id)
+    if run is None:
         raise ResumeError(f"--resume: no job {job_id} in this experiment. Hint: copy the job id "
                        "from the summary of the job to resume.")  # fmt: skip
-    run = runs[0]
     found = run.data.tags.get(lineage.JOB_KIND)
     if found != kind:
         raise ResumeError(f"--resume: job {job_id} is a {found} job, not {kind}.")
